@@ -1,0 +1,60 @@
+"""Create the bucket, table and queues on a moto server from the same definition the CDK data stack uses."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import boto3
+
+from runtime.common import schema
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    endpoint_url: str
+    region: str
+    bucket: str
+    table: str
+    queue_url: str
+    dlq_url: str
+
+    def env(self) -> dict[str, str]:
+        """The environment a container would get from CDK, pointed at the moto server."""
+        return {
+            "SEGSCALE_ENDPOINT_URL": self.endpoint_url,
+            "SEGSCALE_REGION": self.region,
+            "SEGSCALE_BUCKET": self.bucket,
+            "SEGSCALE_TABLE": self.table,
+            "SEGSCALE_QUEUE_URL": self.queue_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+
+def create_resources(endpoint_url: str, *, prefix: str = "segscale", region: str = "us-east-1") -> LocalResources:
+    """Idempotent: re-running against the same server returns the existing resources."""
+    kw = {
+        "endpoint_url": endpoint_url,
+        "region_name": region,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    s3 = boto3.client("s3", **kw)
+    ddb = boto3.client("dynamodb", **kw)
+    sqs = boto3.client("sqs", **kw)
+    bucket = f"{prefix}-data"
+    table = f"{prefix}-jobs"
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket)
+    with contextlib.suppress(ddb.exceptions.ResourceInUseException):
+        ddb.create_table(**schema.boto3_create_table_kwargs(table))
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}-jobs-dlq", Attributes=schema.boto3_queue_attributes(None))[
+        "QueueUrl"
+    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName=f"{prefix}-jobs", Attributes=schema.boto3_queue_attributes(dlq_arn))[
+        "QueueUrl"
+    ]
+    return LocalResources(endpoint_url, region, bucket, table, queue_url, dlq_url)

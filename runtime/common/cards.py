@@ -1,0 +1,123 @@
+"""Model cards (DESIGN D5): a model is a file plus a JSON card, and processing code reads only the card.
+
+A models folder holds one sub-folder per model: ``<name>/card.json`` (+ ``model.onnx`` for ONNX models).
+The API reads the cards (for ``GET /v1/models`` and to refuse unknown models); the worker loads the models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class CardError(ValueError):
+    """A card is missing, unreadable or invalid; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    name: str | None = None  # ONNX input tensor name; None = the model's first input
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    size: tuple[int, int] | None = None  # fixed (height, width)
+    short_side: int | None = Field(default=None, gt=0)  # or: resize the short side to this...
+    multiple_of: int = Field(default=1, gt=0)  # ...and round both sides to a multiple of this
+    max_side: int | None = Field(default=None, gt=0)
+    color_order: Literal["RGB", "BGR", "GRAY"] = "RGB"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    resize: Literal["stretch", "keep_aspect"] = "stretch"
+    dtype: Literal["float32"] = "float32"
+
+    @model_validator(mode="after")
+    def _size_rule(self) -> InputSpec:
+        if self.size is None and self.short_side is None and self.multiple_of == 1:
+            raise ValueError("input needs a fixed 'size' [h, w] or a size rule ('short_side' and/or 'multiple_of')")
+        if self.size is not None and min(self.size) <= 0:
+            raise ValueError("input.size must be positive")
+        if any(s == 0 for s in self.std):
+            raise ValueError("input.std must not contain 0")
+        return self
+
+
+class OutputSpec(_Strict):
+    name: str | None = None
+    activation: Literal["none", "sigmoid", "softmax"] = "none"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    channel: int = Field(default=0, ge=0)  # for single-map outputs: which channel is the foreground
+
+
+class ClassSpec(_Strict):
+    id: int = Field(ge=0)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    color: tuple[int, int, int] = (255, 0, 0)
+
+
+class ModelCard(_Strict):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    version: str = Field(min_length=1)
+    title: str = ""
+    description: str = ""
+    license: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    runtime: Literal["onnx", "opencv"] = "onnx"
+    file: str | None = "model.onnx"
+    sha256: str | None = None
+    processor: str | None = None  # for runtime "opencv": the name of the classical processor
+    input: InputSpec | None = None
+    output: OutputSpec | None = None
+    classes: tuple[ClassSpec, ...] = Field(min_length=1)
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, v: tuple[ClassSpec, ...]) -> tuple[ClassSpec, ...]:
+        names = [c.name for c in v]
+        if len(set(names)) != len(names) or len({c.id for c in v}) != len(v):
+            raise ValueError("class ids and names must be unique")
+        return v
+
+    @model_validator(mode="after")
+    def _runtime_fields(self) -> ModelCard:
+        if self.runtime == "onnx" and (self.file is None or self.input is None or self.output is None):
+            raise ValueError("an onnx card needs 'file', 'input' and 'output'")
+        if self.runtime == "opencv" and not self.processor:
+            raise ValueError("an opencv card needs 'processor'")
+        return self
+
+    def public(self) -> dict[str, Any]:
+        """What ``GET /v1/models`` shows."""
+        return self.model_dump(mode="json", exclude={"file", "sha256"})
+
+
+def load_card(path: Path) -> ModelCard:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise CardError(f"{path}: card not found") from exc
+    except json.JSONDecodeError as exc:
+        raise CardError(f"{path}: not valid JSON: {exc}") from exc
+    try:
+        card = ModelCard.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'card'}: {e['msg']}" for e in exc.errors())
+        raise CardError(f"{path}: {problems}") from exc
+    if card.name != path.parent.name:
+        raise CardError(f"{path}: card name {card.name!r} must match its folder name {path.parent.name!r}")
+    return card
+
+
+def load_cards(models_dir: Path) -> dict[str, ModelCard]:
+    """Every card under ``models_dir`` (one folder per model), by name."""
+    if not models_dir.is_dir():
+        raise CardError(f"models folder {models_dir} does not exist")
+    cards = {}
+    for card_path in sorted(models_dir.glob("*/card.json")):
+        card = load_card(card_path)
+        cards[card.name] = card
+    return cards

@@ -1,0 +1,549 @@
+"""The job table: DynamoDB is the source of truth for every job (DESIGN D1).
+
+Every state change is one conditional update, so two workers, two reconcilers or a retried request can race
+and still leave exactly one outcome (DESIGN D7c). Times are epoch milliseconds (``int``).
+
+State machine (DESIGN section 3)::
+
+    AWAITING_UPLOAD --submit--> QUEUED --claim--> RUNNING --complete--> SUCCEEDED
+                                  ^                  |  \\--fail (permanent)--> FAILED
+                                  +---release / lease expired, attempts < max--+
+                                                     \\--attempts >= max--> FAILED
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from runtime.common import schema
+
+
+class JobStatus(StrEnum):
+    AWAITING_UPLOAD = "AWAITING_UPLOAD"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _to_dynamo(value: Any) -> Any:
+    """Floats become Decimal (DynamoDB has no float type); NaN/inf are refused by the caller's validation."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    if isinstance(value, set):
+        return sorted(_from_dynamo(v) for v in value)
+    return value
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _from_dynamo(_de.deserialize(v)) for k, v in item.items()}
+
+
+def job_pk(job_id: str) -> str:
+    return schema.JOB_PK_PREFIX + job_id
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in (
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    )
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What the API knows about a job when it records it."""
+
+    job_id: str
+    batch_id: str
+    input_key: str
+    file_name: str
+    model: str
+    size_bytes: int = 0
+    image_format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mm_per_pixel: float | None = None
+
+
+class JobStore:
+    """All reads and writes of the job table go through here (API, worker and results alike)."""
+
+    def __init__(
+        self,
+        dynamodb_client: Any,
+        table_name: str,
+        *,
+        lease_seconds: int = 300,
+        max_attempts: int = 3,
+        clock: Any = now_ms,
+    ) -> None:
+        self.client = dynamodb_client
+        self.table = table_name
+        self.lease_ms = lease_seconds * 1000
+        self.max_attempts = max_attempts
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Any, dynamodb_client: Any | None = None) -> JobStore:
+        from runtime.common.aws import client
+
+        return cls(
+            dynamodb_client or client("dynamodb", settings),
+            settings.table,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+        )
+
+    # --- low-level helpers ---------------------------------------------------------------------------
+    def _update(
+        self,
+        job_id: str,
+        set_values: dict[str, Any],
+        condition: str,
+        cond_values: dict[str, Any],
+        remove: tuple[str, ...] = (),
+        add: dict[str, int] | None = None,
+    ) -> dict[str, Any] | None:
+        """One conditional update; returns the new item, or None when the condition did not hold."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets = []
+        for i, (k, v) in enumerate(set_values.items()):
+            names[f"#s{i}"] = k
+            values[f":s{i}"] = v
+            sets.append(f"#s{i} = :s{i}")
+        expr = "SET " + ", ".join(sets)
+        if add:
+            adds = []
+            for i, (k, v) in enumerate(add.items()):
+                names[f"#a{i}"] = k
+                values[f":a{i}"] = v
+                adds.append(f"#a{i} :a{i}")
+            expr += " ADD " + ", ".join(adds)
+        if remove:
+            for i, k in enumerate(remove):
+                names[f"#r{i}"] = k
+            expr += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        names["#status"] = "status"
+        for k, v in cond_values.items():
+            values[k] = v
+        try:
+            out = self.client.update_item(
+                TableName=self.table,
+                Key={schema.TABLE_PARTITION_KEY: {"S": job_pk(job_id)}},
+                UpdateExpression=expr,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=serialize(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return deserialize(out["Attributes"])
+
+    # --- create and read -----------------------------------------------------------------------------
+    def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED) -> dict[str, Any]:
+        """Record a new job; refuses to overwrite an existing one."""
+        now = self.clock()
+        item = {
+            schema.TABLE_PARTITION_KEY: job_pk(job.job_id),
+            "job_id": job.job_id,
+            "batch_id": job.batch_id,
+            "status": str(status),
+            "created_at": now,
+            "updated_at": now,
+            "attempts": 0,
+            "enqueue_count": 0,
+            "input_key": job.input_key,
+            "file_name": job.file_name,
+            "model": job.model,
+            "size_bytes": job.size_bytes,
+            "image_format": job.image_format,
+            "width": job.width,
+            "height": job.height,
+            "mm_per_pixel": job.mm_per_pixel,
+        }
+        self.client.put_item(
+            TableName=self.table,
+            Item=serialize(item),
+            ConditionExpression="attribute_not_exists(#pk)",
+            ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
+        )
+        return {k: v for k, v in item.items() if v is not None}
+
+    def get(self, job_id: str, *, consistent: bool = True) -> dict[str, Any] | None:
+        out = self.client.get_item(
+            TableName=self.table,
+            Key={schema.TABLE_PARTITION_KEY: {"S": job_pk(job_id)}},
+            ConsistentRead=consistent,
+        )
+        item = out.get("Item")
+        return deserialize(item) if item else None
+
+    def get_many(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """BatchGetItem in chunks of 100, retrying unprocessed keys."""
+        found: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(job_ids))
+        for i in range(0, len(ids), 100):
+            keys = [{schema.TABLE_PARTITION_KEY: {"S": job_pk(j)}} for j in ids[i : i + 100]]
+            request = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(10):
+                out = self.client.batch_get_item(RequestItems=request)
+                for raw in out.get("Responses", {}).get(self.table, []):
+                    item = deserialize(raw)
+                    found[item["job_id"]] = item
+                request = out.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05)
+        return found
+
+    # --- transitions ---------------------------------------------------------------------------------
+    def submit_uploaded(self, job_id: str, *, size_bytes: int, image_format: str, width: int, height: int) -> bool:
+        """AWAITING_UPLOAD -> QUEUED once the API has checked the presigned upload."""
+        return (
+            self._update(
+                job_id,
+                {
+                    "status": "QUEUED",
+                    "updated_at": self.clock(),
+                    "size_bytes": size_bytes,
+                    "image_format": image_format,
+                    "width": width,
+                    "height": height,
+                },
+                "#status = :expected",
+                {":expected": "AWAITING_UPLOAD"},
+            )
+            is not None
+        )
+
+    def mark_enqueued(self, job_id: str, *, expected_enqueued_at: int | None = None) -> bool:
+        """Record that a message with this job was sent (or is about to be sent, for the reconciler).
+
+        With ``expected_enqueued_at`` this is a compare-and-set: of two reconcilers re-driving the same job
+        only one wins, so a job is never enqueued twice by them (issue 5).
+        """
+        if expected_enqueued_at is None:
+            condition = "#status = :queued"
+            cond = {":queued": "QUEUED"}
+        else:
+            condition = "#status = :queued AND enqueued_at = :old"
+            cond = {":queued": "QUEUED", ":old": expected_enqueued_at}
+        return (
+            self._update(job_id, {"enqueued_at": self.clock()}, condition, cond, add={"enqueue_count": 1}) is not None
+        )
+
+    def mark_redrive_unsent(self, job_id: str) -> bool:
+        """CAS for a QUEUED job that was never enqueued (no ``enqueued_at``): claim it for re-driving."""
+        return (
+            self._update(
+                job_id,
+                {"enqueued_at": self.clock()},
+                "#status = :queued AND attribute_not_exists(enqueued_at)",
+                {":queued": "QUEUED"},
+                add={"enqueue_count": 1},
+            )
+            is not None
+        )
+
+    def claim(self, job_id: str, worker_id: str) -> dict[str, Any] | None:
+        """QUEUED -> RUNNING with a lease for ``worker_id``; None if someone else has it or it is done."""
+        now = self.clock()
+        return self._update(
+            job_id,
+            {
+                "status": "RUNNING",
+                "updated_at": now,
+                "started_at": now,
+                "lease_owner": worker_id,
+                "lease_expires_at": now + self.lease_ms,
+            },
+            "#status = :queued",
+            {":queued": "QUEUED"},
+            add={"attempts": 1},
+        )
+
+    def renew_lease(self, job_id: str, worker_id: str) -> bool:
+        now = self.clock()
+        return (
+            self._update(
+                job_id,
+                {"lease_expires_at": now + self.lease_ms},
+                "#status = :running AND lease_owner = :me",
+                {":running": "RUNNING", ":me": worker_id},
+            )
+            is not None
+        )
+
+    def complete(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        result: dict[str, Any],
+        mask_key: str | None,
+        overlay_key: str | None,
+    ) -> bool:
+        """RUNNING -> SUCCEEDED, only while ``worker_id`` holds the lease."""
+        now = self.clock()
+        return (
+            self._update(
+                job_id,
+                {
+                    "status": "SUCCEEDED",
+                    "updated_at": now,
+                    "finished_at": now,
+                    "result": result,
+                    "mask_key": mask_key,
+                    "overlay_key": overlay_key,
+                },
+                "#status = :running AND lease_owner = :me",
+                {":running": "RUNNING", ":me": worker_id},
+                remove=("lease_owner", "lease_expires_at", "error", "error_class"),
+            )
+            is not None
+        )
+
+    def fail(
+        self,
+        job_id: str,
+        reason: str,
+        *,
+        error_class: str,
+        worker_id: str | None = None,
+        from_status: JobStatus | None = None,
+    ) -> bool:
+        """-> FAILED with a human-readable reason.
+
+        A worker passes its id (it must hold the lease); the API and reconciler pass ``from_status``.
+        """
+        now = self.clock()
+        if worker_id is not None:
+            condition, cond = "#status = :running AND lease_owner = :me", {":running": "RUNNING", ":me": worker_id}
+        elif from_status is not None:
+            condition, cond = "#status = :from", {":from": str(from_status)}
+        else:
+            condition, cond = "NOT #status IN (:ok, :failed)", {":ok": "SUCCEEDED", ":failed": "FAILED"}
+        return (
+            self._update(
+                job_id,
+                {
+                    "status": "FAILED",
+                    "updated_at": now,
+                    "finished_at": now,
+                    "error": reason[:1000],
+                    "error_class": error_class,
+                },
+                condition,
+                cond,
+                remove=("lease_owner", "lease_expires_at"),
+            )
+            is not None
+        )
+
+    def release(self, job_id: str, worker_id: str | None, reason: str) -> JobStatus | None:
+        """RUNNING -> QUEUED (not yet re-enqueued), or FAILED when attempts are used up.
+
+        ``worker_id=None`` is the reconciler releasing an expired lease. Returns the new status, or None if
+        the job was not ours to release.
+        """
+        now = self.clock()
+        if worker_id is None:
+            owner_cond, owner_vals = "lease_expires_at < :now", {":now": now}
+        else:
+            owner_cond, owner_vals = "lease_owner = :me", {":me": worker_id}
+        failed = self._update(
+            job_id,
+            {"status": "FAILED", "updated_at": now, "finished_at": now, "error_class": "gave_up"},
+            f"#status = :running AND {owner_cond} AND attempts >= :max",
+            {":running": "RUNNING", ":max": self.max_attempts, **owner_vals},
+            remove=("lease_owner", "lease_expires_at"),
+        )
+        if failed is not None:
+            attempts = failed.get("attempts", self.max_attempts)
+            self._update(
+                job_id,
+                {"error": f"gave up after {attempts} attempts: {reason}"[:1000]},
+                "#status = :failed",
+                {":failed": "FAILED"},
+            )
+            return JobStatus.FAILED
+        queued = self._update(
+            job_id,
+            {"status": "QUEUED", "updated_at": now, "last_error": reason[:1000]},
+            f"#status = :running AND {owner_cond}",
+            {":running": "RUNNING", **owner_vals},
+            remove=("lease_owner", "lease_expires_at", "enqueued_at"),
+        )
+        return JobStatus.QUEUED if queued is not None else None
+
+    # --- queries -------------------------------------------------------------------------------------
+    def page_batch(
+        self, batch_id: str, *, limit: int = 100, cursor: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of a batch's jobs in creation order, plus the cursor for the next page (or None)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": schema.BY_BATCH_INDEX,
+            "KeyConditionExpression": "batch_id = :b",
+            "ExpressionAttributeValues": {":b": {"S": batch_id}},
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = cursor
+        out = self.client.query(**kwargs)
+        return [deserialize(i) for i in out.get("Items", [])], out.get("LastEvaluatedKey")
+
+    def iter_batch(self, batch_id: str, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Stream a batch's jobs page by page: memory stays bounded however large the batch."""
+        cursor: dict[str, Any] | None = None
+        while True:
+            items, cursor = self.page_batch(batch_id, limit=page_size, cursor=cursor)
+            yield from items
+            if not cursor:
+                return
+
+    def iter_status(
+        self,
+        status: JobStatus,
+        *,
+        updated_from: int | None = None,
+        updated_to: int | None = None,
+        page_size: int = 500,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Jobs in ``status`` whose ``updated_at`` is in [from, to], oldest first."""
+        cond = "#status = :s"
+        values: dict[str, Any] = {":s": {"S": str(status)}}
+        if updated_from is not None and updated_to is not None:
+            cond += " AND updated_at BETWEEN :a AND :b"
+            values[":a"] = {"N": str(updated_from)}
+            values[":b"] = {"N": str(updated_to)}
+        elif updated_to is not None:
+            cond += " AND updated_at <= :b"
+            values[":b"] = {"N": str(updated_to)}
+        elif updated_from is not None:
+            cond += " AND updated_at >= :a"
+            values[":a"] = {"N": str(updated_from)}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": schema.BY_STATUS_INDEX,
+            "KeyConditionExpression": cond,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values,
+            "Limit": page_size,
+        }
+        seen = 0
+        while True:
+            out = self.client.query(**kwargs)
+            for raw in out.get("Items", []):
+                yield deserialize(raw)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            if not out.get("LastEvaluatedKey"):
+                return
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    def batch_counts(self, batch_id: str) -> dict[str, int]:
+        counts = {str(s): 0 for s in JobStatus}
+        cursor: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": schema.BY_BATCH_INDEX,
+                "KeyConditionExpression": "batch_id = :b",
+                "ExpressionAttributeValues": {":b": {"S": batch_id}},
+                "ProjectionExpression": "#status",
+                "ExpressionAttributeNames": {"#status": "status"},
+            }
+            if cursor:
+                kwargs["ExclusiveStartKey"] = cursor
+            out = self.client.query(**kwargs)
+            for raw in out.get("Items", []):
+                counts[raw["status"]["S"]] = counts.get(raw["status"]["S"], 0) + 1
+            cursor = out.get("LastEvaluatedKey")
+            if not cursor:
+                return counts
+
+    # --- idempotency ---------------------------------------------------------------------------------
+    @staticmethod
+    def idempotency_pk(key: str) -> str:
+        return schema.IDEMPOTENCY_PK_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+    def get_idempotency(self, key: str) -> dict[str, Any] | None:
+        out = self.client.get_item(
+            TableName=self.table,
+            Key={schema.TABLE_PARTITION_KEY: {"S": self.idempotency_pk(key)}},
+            ConsistentRead=True,
+        )
+        item = out.get("Item")
+        if not item:
+            return None
+        record = deserialize(item)
+        if record.get(schema.TTL_ATTRIBUTE, 0) < time.time():  # TTL deletion is lazy (and absent in moto)
+            return None
+        return record
+
+    def put_idempotency(self, key: str, *, fingerprint: str, response: str, ttl_s: int) -> bool:
+        """Store the first answer for an idempotency key; False if another request stored one first."""
+        item = {
+            schema.TABLE_PARTITION_KEY: self.idempotency_pk(key),
+            "fingerprint": fingerprint,
+            "response": response,
+            schema.TTL_ATTRIBUTE: int(time.time()) + ttl_s,
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=serialize(item),
+                ConditionExpression=f"attribute_not_exists(#pk) OR {schema.TTL_ATTRIBUTE} < :now",
+                ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
+                ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True

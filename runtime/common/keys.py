@@ -1,0 +1,45 @@
+"""Deterministic S3 keys. The same job always maps to the same keys, so processing a job twice overwrites
+rather than duplicates (DESIGN D7c). User-supplied file names never enter a key."""
+
+from __future__ import annotations
+
+import re
+
+UPLOADS_PREFIX = "uploads/"
+RESULTS_PREFIX = "results/"
+REPORTS_PREFIX = "reports/"
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_EXT = re.compile(r"^[a-z0-9]{1,5}$")
+
+
+def _check_id(value: str, what: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError(f"{what} must be 32 lowercase hex characters, got {value!r}")
+    return value
+
+
+def upload_key(batch_id: str, job_id: str, ext: str) -> str:
+    """Where the original image lives. ``ext`` comes from the sniffed format, not the file name."""
+    if not _EXT.fullmatch(ext):
+        raise ValueError(f"bad extension {ext!r}")
+    return f"{UPLOADS_PREFIX}{_check_id(batch_id, 'batch_id')}/{_check_id(job_id, 'job_id')}.{ext}"
+
+
+def result_prefix(batch_id: str, job_id: str) -> str:
+    return f"{RESULTS_PREFIX}{_check_id(batch_id, 'batch_id')}/{_check_id(job_id, 'job_id')}/"
+
+
+def mask_key(batch_id: str, job_id: str) -> str:
+    return result_prefix(batch_id, job_id) + "mask.png"
+
+
+def overlay_key(batch_id: str, job_id: str) -> str:
+    return result_prefix(batch_id, job_id) + "overlay.png"
+
+
+def report_prefix(name: str) -> str:
+    """Prefix for an export or report run; ``name`` is a batch id or a time-range label chosen by our code."""
+    if not re.fullmatch(r"[A-Za-z0-9_.=-]{1,128}", name):
+        raise ValueError(f"bad report name {name!r}")
+    return f"{REPORTS_PREFIX}{name}/"

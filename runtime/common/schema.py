@@ -1,0 +1,70 @@
+"""The one definition of the job table and queues, read by the CDK data stack and by the local stack.
+
+Changing a key, an index or a queue setting here changes both, so local mode cannot drift from AWS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# --- job table -----------------------------------------------------------------------------------------
+TABLE_PARTITION_KEY = "pk"  # "job#<job_id>" for jobs, "idem#<sha256>" for idempotency records
+JOB_PK_PREFIX = "job#"
+IDEMPOTENCY_PK_PREFIX = "idem#"
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds; set on idempotency records only
+
+BY_BATCH_INDEX = "by_batch"  # batch_id (S) + created_at (N): batch status and export
+BY_STATUS_INDEX = "by_status"  # status (S) + updated_at (N): reconcile and time-range export
+
+ATTRIBUTE_TYPES: dict[str, str] = {
+    TABLE_PARTITION_KEY: "S",
+    "batch_id": "S",
+    "created_at": "N",
+    "status": "S",
+    "updated_at": "N",
+}
+GLOBAL_SECONDARY_INDEXES: list[dict[str, str]] = [
+    {"name": BY_BATCH_INDEX, "partition_key": "batch_id", "sort_key": "created_at"},
+    {"name": BY_STATUS_INDEX, "partition_key": "status", "sort_key": "updated_at"},
+]
+
+# --- queues --------------------------------------------------------------------------------------------
+# The pipe deletes a message once RunTask succeeds; visibility only matters while the pipe is calling RunTask.
+JOBS_QUEUE_VISIBILITY_TIMEOUT_S = 120
+JOBS_QUEUE_RETENTION_S = 4 * 24 * 3600
+DLQ_RETENTION_S = 14 * 24 * 3600
+DLQ_MAX_RECEIVE_COUNT = 5
+
+
+def boto3_create_table_kwargs(table_name: str) -> dict[str, Any]:
+    """``dynamodb.create_table`` arguments for this schema (used by the local stack and tests)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in ATTRIBUTE_TYPES.items()],
+        "KeySchema": [{"AttributeName": TABLE_PARTITION_KEY, "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": gsi["name"],
+                "KeySchema": [
+                    {"AttributeName": gsi["partition_key"], "KeyType": "HASH"},
+                    {"AttributeName": gsi["sort_key"], "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for gsi in GLOBAL_SECONDARY_INDEXES
+        ],
+    }
+
+
+def boto3_queue_attributes(dlq_arn: str | None) -> dict[str, str]:
+    """``sqs.create_queue`` attributes for the jobs queue (pass ``None`` for the DLQ itself)."""
+    if dlq_arn is None:
+        return {"MessageRetentionPeriod": str(DLQ_RETENTION_S)}
+    import json
+
+    return {
+        "VisibilityTimeout": str(JOBS_QUEUE_VISIBILITY_TIMEOUT_S),
+        "MessageRetentionPeriod": str(JOBS_QUEUE_RETENTION_S),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DLQ_MAX_RECEIVE_COUNT}),
+    }

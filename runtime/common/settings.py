@@ -1,0 +1,74 @@
+"""One typed settings object for every container, read from ``SEGSCALE_*`` environment variables.
+
+The CDK stacks set exactly these variables (see ``ENV`` below for the names) and the local stack writes the
+same ones, so runtime code never branches on "local or AWS": only ``endpoint_url`` differs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SEGSCALE_"
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Field ``x`` is read from ``SEGSCALE_X``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    bucket: str = "segscale-local"
+    table: str = "segscale-jobs"
+    queue_url: str = ""
+    # Only set for local mode (moto server); on AWS boto3 finds the regional endpoints itself.
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+    # Auth: the key arrives as an ECS secret (Secrets Manager) in AWS, or from the local stack's state file.
+    api_key: SecretStr | None = None
+    auth_enabled: bool = True
+
+    # API limits and micro-batching (DESIGN D3).
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(default=64_000_000, gt=0)
+    max_files_per_request: int = Field(default=50, gt=0)
+    batch_max_jobs: int = Field(default=100, gt=0)
+    batch_window_s: float = Field(default=1.0, ge=0)
+    presign_expiry_s: int = Field(default=900, gt=0)
+    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+
+    # Models (DESIGN D5).
+    default_model: str = "person"
+    models_dir: Path = DEFAULT_MODELS_DIR
+
+    # Job state machine (DESIGN section 3).
+    lease_seconds: int = Field(default=300, gt=0)
+    max_attempts: int = Field(default=3, gt=0)
+    worker_io_threads: int = Field(default=8, gt=0)
+    # Jobs queued but not enqueued for this long (or enqueued and not claimed) are re-driven by reconcile.
+    stuck_after_s: int = Field(default=600, gt=0)
+    retention_days: int = Field(default=30, gt=0)
+
+    metrics_namespace: str = "Segscale"
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings; tests build their own ``Settings(...)`` instead of patching this."""
+    return Settings()
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``: what CDK and the local stack write."""
+    if field not in Settings.model_fields:
+        raise KeyError(f"unknown setting {field!r}")
+    return ENV_PREFIX + field.upper()
+
+
+# The variable the pipe (and the local pipe emulator) fills with the SQS message body (DESIGN D2).
+JOB_BATCH_ENV = "JOB_BATCH"

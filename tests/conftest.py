@@ -1,0 +1,61 @@
+"""Shared fixtures: a real moto server over HTTP (one per test session) and fresh resources per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from local.resources import LocalResources, create_resources
+from runtime.common.aws import client
+from runtime.common.jobs import JobStore
+from runtime.common.settings import Settings
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("CDK_DISABLE_CLI_TELEMETRY", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on a free loopback port, shared by the whole session (tests use unique resource names)."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def resources(moto_endpoint: str) -> LocalResources:
+    """A fresh bucket, table, queue and DLQ for this test."""
+    return create_resources(moto_endpoint, prefix=f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture()
+def settings(resources: LocalResources) -> Settings:
+    return Settings(
+        endpoint_url=resources.endpoint_url,
+        region=resources.region,
+        bucket=resources.bucket,
+        table=resources.table,
+        queue_url=resources.queue_url,
+        api_key="test-key",
+    )
+
+
+@pytest.fixture()
+def store(settings: Settings) -> JobStore:
+    return JobStore.from_settings(settings, client("dynamodb", settings))
