@@ -1,0 +1,188 @@
+"""Model registry: cards are read at start, each model is loaded once per process, the first time it is used.
+
+Every model, deep or classical, is a ``Processor``: RGB in, label map out. The batch code never knows which
+kind it is talking to, and nothing here branches on a model's name (DESIGN D5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from runtime.common.cards import CardError, ModelCard, load_card
+from runtime.worker import classical
+from runtime.worker.tensors import labels_from_output, prepare
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """A model cannot be used (unknown, bad card, missing or corrupt file); ``kind`` is the failure class."""
+
+    kind = "model_error"
+
+
+class UnknownModel(ModelError):
+    kind = "unknown_model"
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    labels: np.ndarray  # uint8 HxW, value = class id, 0 = no class
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+
+
+class Processor(Protocol):
+    card: ModelCard
+
+    def segment(self, rgb: np.ndarray) -> Segmentation: ...
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the Fargate task's vCPUs, or a taskset), not the host's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxProcessor:
+    """One onnxruntime session, used from one inference thread at a time."""
+
+    def __init__(self, card: ModelCard, model_path: Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if card.input is None or card.output is None:  # guaranteed by the card validator
+            raise ModelError(f"model {card.name!r}: card has no input/output section")
+        self.card = card
+        self.input_spec = card.input
+        self.output_spec = card.output
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or cpu_count()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: onnxruntime warnings go to stderr, not to the EMF stream
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(f"model {card.name!r}: {model_path.name} cannot be loaded: {exc}") from exc
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        self.input_name = card.input.name or self.session.get_inputs()[0].name
+        self.output_name = card.output.name or self.session.get_outputs()[0].name
+        if self.input_name not in inputs or self.output_name not in outputs:
+            raise ModelError(
+                f"model {card.name!r}: card names input {self.input_name!r} / output {self.output_name!r}, "
+                f"the file has inputs {sorted(inputs)} and outputs {sorted(outputs)}"
+            )
+
+    def segment(self, rgb: np.ndarray) -> Segmentation:
+        t0 = time.perf_counter()
+        prepared = prepare(rgb, self.input_spec)
+        t1 = time.perf_counter()
+        (output,) = self.session.run([self.output_name], {self.input_name: prepared.tensor})
+        t2 = time.perf_counter()
+        labels = labels_from_output(output, prepared, self.input_spec, self.output_spec, self.card.classes)
+        return Segmentation(labels, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, _ms(t2))
+
+
+class ClassicalProcessor:
+    """An OpenCV processor (no deep learning) behind the same interface."""
+
+    def __init__(self, card: ModelCard, fn: Callable[[np.ndarray, ModelCard], np.ndarray]) -> None:
+        self.card = card
+        self.fn = fn
+
+    def segment(self, rgb: np.ndarray) -> Segmentation:
+        t0 = time.perf_counter()
+        labels = self.fn(rgb, self.card)
+        return Segmentation(labels, 0.0, _ms(t0), 0.0)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ModelRegistry:
+    """Cards by name, processors built lazily and kept for the life of the process."""
+
+    def __init__(self, models_dir: Path, *, threads: int | None = None) -> None:
+        self.models_dir = Path(models_dir)
+        self.threads = threads
+        self.cards: dict[str, ModelCard] = {}
+        self.broken: dict[str, str] = {}  # model name -> why its card cannot be used
+        self._processors: dict[str, Processor] = {}
+        self._lock = threading.Lock()
+        if not self.models_dir.is_dir():
+            log.error("models folder %s does not exist", self.models_dir)
+            return
+        for card_path in sorted(self.models_dir.glob("*/card.json")):
+            try:
+                card = load_card(card_path)
+            except CardError as exc:  # one bad card must not stop the other models from working
+                self.broken[card_path.parent.name] = str(exc)
+                log.error("ignoring model: %s", exc)
+                continue
+            if any(c.id > 255 for c in card.classes):
+                self.broken[card.name] = f"{card_path}: class ids must be at most 255 (masks are 8-bit PNG)"
+                continue
+            self.cards[card.name] = card
+
+    def card(self, name: str) -> ModelCard:
+        if name in self.broken:
+            raise ModelError(f"model {name!r} is misconfigured: {self.broken[name]}")
+        if name not in self.cards:
+            known = ", ".join(sorted(self.cards)) or "none"
+            raise UnknownModel(f"unknown model {name!r}; available: {known}")
+        return self.cards[name]
+
+    def get(self, name: str) -> Processor:
+        """The processor for ``name``, loading it on first use (thread-safe, once per process)."""
+        processor = self._processors.get(name)
+        if processor is not None:
+            return processor
+        with self._lock:
+            processor = self._processors.get(name)
+            if processor is None:
+                processor = self._build(self.card(name))
+                self._processors[name] = processor
+            return processor
+
+    def _build(self, card: ModelCard) -> Processor:
+        if card.runtime == "opencv":
+            fn = classical.PROCESSORS.get(card.processor or "")
+            if fn is None:
+                raise ModelError(
+                    f"model {card.name!r}: unknown classical processor {card.processor!r}; "
+                    f"available: {', '.join(sorted(classical.PROCESSORS))}"
+                )
+            return ClassicalProcessor(card, fn)
+        path = self.models_dir / card.name / (card.file or "model.onnx")
+        if not path.is_file():
+            raise ModelError(f"model {card.name!r}: file {path.name} is missing from {path.parent}")
+        if card.sha256 and _sha256(path) != card.sha256.lower():
+            raise ModelError(f"model {card.name!r}: {path.name} does not match the sha256 in its card")
+        started = time.perf_counter()
+        processor = OnnxProcessor(card, path, threads=self.threads)
+        log.info("loaded model %s %s in %.0f ms", card.name, card.version, _ms(started))
+        return processor
