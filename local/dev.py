@@ -1,0 +1,319 @@
+"""``make dev``: the whole pipeline on this machine, with the same code that runs in AWS (DESIGN D6).
+
+It starts a moto server (S3, SQS, DynamoDB) on a free loopback port, creates the resources from the shared
+schema, starts the API (uvicorn), the pipe emulator and the scheduler emulator, then prints how to use it and
+writes the same facts to ``.segscale/dev.json`` for scripts and the ``segscale`` CLI. Ctrl-C or SIGTERM stops
+everything. The end-to-end tests start their stack with ``LocalStack`` too, so they test what users run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from local.pipe import WORKER_COMMAND, PipeEmulator
+from local.procs import REPO_ROOT, free_port, http_ok, log_event, spawn, stop, wait_until
+from local.resources import LocalResources, create_resources
+from local.scheduler import Scheduler, reconcile_action
+from runtime.common.aws import client
+from runtime.common.settings import Settings, env_name
+
+STATE_DIR = REPO_ROOT / ".segscale"
+STATE_FILE_NAME = "dev.json"
+
+
+@dataclass
+class StackConfig:
+    """Everything that varies between ``make dev``, the end-to-end tests and the benchmark."""
+
+    prefix: str = "segscale"
+    api_key: str | None = None  # None: a fresh random key
+    api_port: int | None = None  # None: a free port
+    moto_port: int | None = None
+    max_workers: int = 2
+    reconcile_interval_s: float = 30.0
+    reconcile_enabled: bool = True
+    # Extra settings for every container, by field name (``{"lease_seconds": "3"}`` -> SEGSCALE_LEASE_SECONDS).
+    settings: Mapping[str, str] = field(default_factory=dict)
+    worker_command: Sequence[str] = WORKER_COMMAND
+    log_dir: Path | None = None  # moto, API and worker output; None: discard moto's, inherit the rest
+    log: IO[str] | None = None  # where the emulators write their JSON event lines (None: stdout)
+    startup_timeout_s: float = 60.0
+
+
+def settings_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """``SEGSCALE_*`` variables for the given settings; an unknown name fails here, not silently later."""
+    return {env_name(name): str(value) for name, value in overrides.items()}
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """The ``Settings`` a container started with ``env`` would read (for code the stack runs in-process)."""
+    values = {name: env[env_name(name)] for name in Settings.model_fields if env_name(name) in env}
+    return Settings(**values)
+
+
+def sample_photo(state_dir: Path) -> Path:
+    """A real portrait (matplotlib's Grace Hopper) for the curl example, copied where users can find it."""
+    import matplotlib
+
+    target = state_dir / "sample.jpg"
+    if not target.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg", target)
+    return target
+
+
+def _output(log_dir: Path | None, name: str, default: int | None) -> IO[Any] | int | None:
+    if log_dir is None:
+        return default
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return (log_dir / name).open("ab")
+
+
+def start_moto(port: int, *, log_dir: Path | None, timeout_s: float) -> subprocess.Popen[bytes]:
+    out = _output(log_dir, "moto.log", subprocess.DEVNULL)
+    proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
+    try:
+        wait_until(
+            lambda: proc.poll() is None and http_ok(f"http://127.0.0.1:{port}/moto-api/"),
+            timeout_s=timeout_s,
+            what=f"the moto server on port {port}",
+        )
+    except TimeoutError:
+        stop(proc)
+        raise
+    return proc
+
+
+def start_api(port: int, env: Mapping[str, str], *, log_dir: Path | None, timeout_s: float) -> subprocess.Popen[bytes]:
+    out = _output(log_dir, "api.log", None)
+    argv = [sys.executable, "-m", "uvicorn", "runtime.api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    proc = spawn([*argv, "--no-access-log", "--log-level", "warning"], env=env, stdout=out, stderr=out)
+    try:
+        wait_until(
+            lambda: proc.poll() is None and http_ok(f"http://127.0.0.1:{port}/healthz"),
+            timeout_s=timeout_s,
+            what=f"the API on port {port} (see its log)",
+        )
+    except TimeoutError:
+        stop(proc)
+        raise
+    return proc
+
+
+class LocalStack:
+    """moto server + resources + API + pipe emulator + scheduler emulator, started and stopped as one."""
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.api_key = self.config.api_key or secrets.token_urlsafe(24)
+        self.moto_proc: subprocess.Popen[bytes] | None = None
+        self.api_proc: subprocess.Popen[bytes] | None = None
+        self.resources: LocalResources | None = None
+        self.pipe: PipeEmulator | None = None
+        self.scheduler: Scheduler | None = None
+        self.api_port = self.config.api_port or free_port()
+        self.moto_port = self.config.moto_port or free_port()
+
+    # --- the pieces --------------------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def runtime_env(self) -> dict[str, str]:
+        """What the task definitions give every container (the worker gets exactly this plus JOB_BATCH)."""
+        if self.resources is None:
+            raise RuntimeError("the stack is not started")
+        return {**self.resources.env(), **settings_env(self.config.settings)}
+
+    @property
+    def api_env(self) -> dict[str, str]:
+        return {**self.runtime_env, env_name("api_key"): self.api_key}
+
+    @property
+    def settings(self) -> Settings:
+        return settings_from_env(self.runtime_env)
+
+    def start(self) -> LocalStack:
+        cfg = self.config
+        try:
+            self.moto_proc = start_moto(self.moto_port, log_dir=cfg.log_dir, timeout_s=cfg.startup_timeout_s)
+            self.resources = create_resources(self.moto_url, prefix=cfg.prefix)
+            self.start_api()
+            settings = self.settings
+            self.pipe = PipeEmulator(
+                sqs_client=client("sqs", settings),
+                queue_url=self.resources.queue_url,
+                env=self.runtime_env,
+                command=cfg.worker_command,
+                max_workers=cfg.max_workers,
+                log_dir=cfg.log_dir,
+                log=cfg.log,
+            ).start()
+            self.scheduler = Scheduler(
+                reconcile_action(settings),
+                interval_s=cfg.reconcile_interval_s,
+                log=cfg.log,
+                quiet_when=_nothing_done,
+            )
+            if cfg.reconcile_enabled:
+                self.scheduler.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_api(self) -> None:
+        """Start (or start again, after a kill) the API on the stack's port."""
+        self.api_proc = start_api(
+            self.api_port, self.api_env, log_dir=self.config.log_dir, timeout_s=self.config.startup_timeout_s
+        )
+
+    def kill_api(self) -> None:
+        """SIGKILL the API: its in-memory micro-batch buffer is lost, as when a Fargate task dies."""
+        if self.api_proc is not None:
+            self.api_proc.kill()
+            self.api_proc.wait()
+
+    def stop(self) -> None:
+        """Stop in the reverse order of start; safe to call twice or after a failed start."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.pipe is not None:
+            self.pipe.stop()
+        for proc in (self.api_proc, self.moto_proc):
+            if proc is not None:
+                stop(proc)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def info(self) -> dict[str, Any]:
+        """What ``.segscale/dev.json`` holds: enough for the CLI, curl and boto3 scripts."""
+        if self.resources is None:
+            raise RuntimeError("the stack is not started")
+        return {
+            "endpoint": self.api_url,
+            "api_key": self.api_key,
+            "aws_endpoint_url": self.moto_url,
+            "region": self.resources.region,
+            "bucket": self.resources.bucket,
+            "table": self.resources.table,
+            "queue_url": self.resources.queue_url,
+            "dlq_url": self.resources.dlq_url,
+            "pid": os.getpid(),
+        }
+
+
+def _nothing_done(result: Any) -> bool:
+    """Quiet the reconcile log when a run found nothing to do (the report's counts are all zero)."""
+    data = result
+    if hasattr(result, "__dataclass_fields__"):
+        import dataclasses
+
+        data = dataclasses.asdict(result)
+    if not isinstance(data, dict):
+        return False
+    numbers = [v for v in data.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+    lists = [v for v in data.values() if isinstance(v, list | dict)]
+    return all(n == 0 for n in numbers) and all(not v for v in lists)
+
+
+def write_state(info: Mapping[str, Any], state_dir: Path = STATE_DIR) -> Path:
+    """Write the state file readable by this user only (it holds the API key)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / STATE_FILE_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path
+
+
+def banner(stack: LocalStack, state_path: Path, photo: Path) -> str:
+    url, key = stack.api_url, stack.api_key
+    return f"""
+segscale is running locally.
+
+  API        {url}   (docs: {url}/docs)
+  API key    {key}
+  state      {state_path}   (endpoint, key, bucket, table, queue as JSON)
+  logs       {stack.config.log_dir}
+
+Try it (a portrait, matplotlib's Grace Hopper photo):
+
+  curl -s -F file=@{photo} -H "X-Api-Key: {key}" {url}/v1/images
+  curl -s -H "X-Api-Key: {key}" {url}/v1/jobs/<job_id>
+
+or with the CLI (it reads {state_path} by default):
+
+  bin/segscale upload {photo}
+  bin/segscale wait <batch_id>
+  bin/segscale results <batch_id> --out results.csv
+
+Ctrl-C stops everything.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.dev", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SEGSCALE_DEV_PORT", "0")) or None)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes at once (pipe emulator)")
+    parser.add_argument("--reconcile-every", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    args = parser.parse_args(argv)
+
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    config = StackConfig(
+        api_port=args.port,
+        max_workers=args.workers,
+        reconcile_interval_s=args.reconcile_every,
+        log_dir=args.state_dir / "logs",
+    )
+    stack = LocalStack(config)
+    try:
+        print("starting the moto server, the API, the pipe and the scheduler emulators ...", flush=True)
+        stack.start()
+        state_path = write_state(stack.info(), args.state_dir)
+        print(banner(stack, state_path, sample_photo(args.state_dir)), flush=True)
+        while not stop_requested.wait(1.0):
+            if stack.api_proc is not None and stack.api_proc.poll() is not None:
+                log_event(None, "api_exited", returncode=stack.api_proc.returncode, log=str(config.log_dir))
+                return 1
+        return 0
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+        (args.state_dir / STATE_FILE_NAME).unlink(missing_ok=True)
+        print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""``segscale``: the command-line client for a segscale API, local (``make dev``) or deployed."""

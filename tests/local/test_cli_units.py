@@ -1,0 +1,135 @@
+"""The CLI's pieces that need no server: where it sends requests, which files it picks, the CSV, the retries.
+
+The retry test uses httpx's in-memory transport as the *server*; the client code under test is real.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from segscale_cli.client import ApiClient, ApiError
+from segscale_cli.config import ConfigError, resolve
+from segscale_cli.main import collect_files, main
+from segscale_cli.table import write_csv
+
+
+def test_flags_beat_environment_beat_state_file(tmp_path: Path) -> None:
+    state = tmp_path / ".segscale" / "dev.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"endpoint": "http://127.0.0.1:9/", "api_key": "from-file"}))
+    below = tmp_path / "a" / "b"
+    below.mkdir(parents=True)
+    from_file = resolve(None, None, environ={}, cwd=below)
+    assert (from_file.endpoint, from_file.api_key, from_file.source) == ("http://127.0.0.1:9", "from-file", str(state))
+    env = {"SEGSCALE_ENDPOINT": "https://api.example", "SEGSCALE_API_KEY": "from-env"}
+    assert resolve(None, None, environ=env, cwd=below).api_key == "from-env"
+    assert resolve("http://flag", "flag-key", environ=env, cwd=below).endpoint == "http://flag"
+
+
+def test_no_endpoint_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="make dev"):
+        resolve(None, None, environ={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="http"):
+        resolve("localhost:8000", None, environ={}, cwd=tmp_path)
+
+
+def test_cli_usage_errors_exit_2_before_any_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.jpg"
+    assert main(["upload", "--endpoint", "http://127.0.0.1:9", str(missing)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["upload", "--endpoint", "http://127.0.0.1:9", "--concurrency", "0", str(tmp_path)]) == 2
+
+
+def test_collect_files_walks_folders_for_images_only(tmp_path: Path) -> None:
+    for name in ("b.JPG", "a.png", "notes.txt", ".hidden/c.jpg", "sub/d.webp"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    explicit = tmp_path / "notes.txt"
+    found = collect_files([tmp_path, explicit, tmp_path / "a.png"])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.png", "b.JPG", "sub/d.webp", "notes.txt"]
+
+
+def test_csv_has_one_row_per_job_and_columns_per_class() -> None:
+    jobs = [
+        {
+            "batch_id": "b1",
+            "job_id": "j1",
+            "file_name": "p.jpg",
+            "status": "SUCCEEDED",
+            "attempts": 1,
+            "created_at": 1000,
+            "finished_at": 1750,
+            "result": {
+                "model": "person",
+                "model_version": "1",
+                "width": 4,
+                "height": 2,
+                "classes": {"person": {"pixels": 3, "fraction": 0.375, "components": 1}},
+                "timings_ms": {"inference": 5.0, "total": 9.0},
+            },
+        },
+        {"batch_id": "b1", "job_id": "j2", "file_name": "x.jpg", "status": "FAILED", "error": "not an image"},
+    ]
+    out = io.StringIO()
+    assert write_csv(jobs, out) == 2
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert rows[0]["person_fraction"] == "0.375" and rows[0]["upload_to_result_ms"] == "750"
+    assert rows[0]["inference_ms"] == "5.0" and rows[0]["model_version"] == "1"
+    assert rows[1]["status"] == "FAILED" and rows[1]["error"] == "not an image" and rows[1]["person_pixels"] == ""
+
+
+def _client(handler: object, **kw: object) -> ApiClient:
+    api = ApiClient("http://api.test", "k", backoff_s=0, sleep=lambda s: None, **kw)  # type: ignore[arg-type]
+    api.http = httpx.Client(base_url="http://api.test", transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
+    return api
+
+
+def test_upload_retries_with_the_same_idempotency_key() -> None:
+    seen: list[str | None] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Idempotency-Key"))
+        if len(seen) == 1:
+            raise httpx.ConnectError("connection refused")
+        if len(seen) == 2:
+            return httpx.Response(503, json={"detail": "busy"})
+        return httpx.Response(202, json={"batch_id": "b" * 32, "jobs": []})
+
+    out = _client(server).upload([("a.jpg", b"data")], idempotency_key="key-1")
+    assert out["batch_id"] == "b" * 32
+    assert seen == ["key-1", "key-1", "key-1"]
+
+
+def test_a_post_without_a_key_is_not_retried_and_4xx_is_raised() -> None:
+    calls: list[int] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if request.method == "POST":
+            return httpx.Response(503)
+        return httpx.Response(404, json={"type": "about:blank", "title": "Not Found", "detail": "no job zzz"})
+
+    api = _client(server)
+    with pytest.raises(ApiError, match="after 1 attempt"):
+        api.request("POST", "/v1/images")
+    with pytest.raises(ApiError, match="no job zzz") as info:
+        api.job("zzz")
+    assert info.value.status == 404 and calls == [1, 1]
+
+
+def test_retries_give_up_after_the_limit() -> None:
+    calls: list[int] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(502)
+
+    with pytest.raises(ApiError, match="after 3 attempt"):
+        _client(server, retries=2).job("j")
+    assert len(calls) == 3
