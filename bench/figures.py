@@ -21,6 +21,8 @@ class Figure:
     higher_is_better: bool = True
     samples: list[float] = field(default_factory=list)  # one value per repetition; value is their median
     notes: str = ""
+    # One baseline value per repetition (filled by `python -m bench`); baseline_value is their median.
+    baseline_samples: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float | None:
@@ -30,3 +32,9 @@ class Figure:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": self.ratio}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Figure:
+        """Inverse of ``to_dict`` (``ratio`` is derived, so it is dropped); used to read results back."""
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
