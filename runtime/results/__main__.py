@@ -1,0 +1,5 @@
+"""``python -m runtime.results {export,report,reconcile}``: the results task's one entry point."""
+
+from runtime.results.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Re-drive stuck jobs, or fail them after max attempts (DESIGN D1, D7b).
+
+The pipe deletes a message as soon as RunTask answers, so a worker that dies, or a message that was never sent,
+leaves a job that nothing will ever pick up. The job table knows: this pass finds
+
+1. RUNNING jobs whose lease expired: ``release`` puts them back to QUEUED (or FAILED after ``max_attempts``
+   claims), then they are re-enqueued;
+2. QUEUED jobs never enqueued (no ``enqueued_at``) whose last change is older than ``stuck_after_s``, and
+   QUEUED jobs enqueued longer ago than ``stuck_after_s`` and still not claimed: re-enqueued, or FAILED once
+   they were enqueued ``max_attempts + 1`` times without a claim;
+3. AWAITING_UPLOAD jobs older than the presigned URL expiry plus ``stuck_after_s``: FAILED.
+
+Every write is a compare-and-set on the job (``mark_redrive_unsent``, ``mark_enqueued(expected_enqueued_at=)``,
+``release``, ``fail(from_status=)``), and a job is sent only by the pass whose write won, so two passes at once
+never enqueue a job twice and a second pass over the same state does nothing. A job is marked before it is
+sent: if the send fails, the job looks enqueued-but-stale and the next pass after ``stuck_after_s`` re-drives
+it, so nothing is lost. Work per pass is bounded by ``max_jobs`` actions and ``max_scan`` items read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runtime.common import messages
+from runtime.common.aws import client
+from runtime.common.jobs import JobStatus, JobStore
+from runtime.common.jobs import now_ms as wall_clock_ms
+from runtime.common.settings import Settings
+
+DEFAULT_MAX_JOBS = 1000
+SQS_BATCH_ENTRIES = 10  # SendMessageBatch limit
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did; ``to_json`` is what ``python -m runtime.results reconcile`` prints."""
+
+    now_ms: int
+    stuck_after_ms: int
+    scanned: int = 0
+    requeued: dict[str, list[str]] = field(
+        default_factory=lambda: {"never_enqueued": [], "enqueue_stale": [], "lease_expired": []}
+    )
+    failed: dict[str, list[str]] = field(
+        default_factory=lambda: {"gave_up": [], "never_picked_up": [], "upload_never_completed": []}
+    )
+    lost_races: int = 0  # another writer (worker, API, a second reconciler) changed the job first
+    messages_sent: int = 0
+    send_failed: list[str] = field(default_factory=list)  # marked but not sent: re-driven after stuck_after_s
+    truncated: bool = False  # stopped at max_jobs or max_scan; run again
+
+    @property
+    def actions(self) -> int:
+        return sum(len(v) for v in self.requeued.values()) + sum(len(v) for v in self.failed.values())
+
+    @property
+    def requeued_ids(self) -> list[str]:
+        return [j for ids in self.requeued.values() for j in ids]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = {
+            **{f"requeued_{k}": len(v) for k, v in self.requeued.items()},
+            **{f"failed_{k}": len(v) for k, v in self.failed.items()},
+        }
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+class _Pass:
+    """State of one reconcile pass: the frozen clock, the budgets and the ids waiting to be sent."""
+
+    def __init__(self, settings: Settings, store: JobStore, sqs: Any, now: int, max_jobs: int, max_scan: int) -> None:
+        self.settings = settings
+        self.store = store
+        self.sqs = sqs
+        self.max_jobs = max_jobs
+        self.max_scan = max_scan
+        self.report = ReconcileReport(now_ms=now, stuck_after_ms=settings.stuck_after_s * 1000)
+        self.per_message = max(1, min(settings.batch_max_jobs, messages.max_job_ids_per_message()))
+        self.pending: list[str] = []
+
+    def exhausted(self) -> bool:
+        if self.report.actions >= self.max_jobs or self.report.scanned >= self.max_scan:
+            self.report.truncated = True
+            return True
+        return False
+
+    def scan(self, status: JobStatus, updated_to: int) -> Iterator[dict[str, Any]]:
+        for job in self.store.iter_status(status, updated_to=updated_to, page_size=min(500, self.max_scan)):
+            if self.exhausted():
+                return
+            self.report.scanned += 1
+            yield job
+
+    def requeue(self, reason: str, job_id: str) -> None:
+        self.report.requeued[reason].append(job_id)
+        self.pending.append(job_id)
+        if len(self.pending) >= self.per_message * SQS_BATCH_ENTRIES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send pending ids, ``per_message`` per message and ten messages per call."""
+        batch = messages.chunk(self.pending, self.per_message)
+        self.pending = []
+        for i in range(0, len(batch), SQS_BATCH_ENTRIES):
+            group = batch[i : i + SQS_BATCH_ENTRIES]
+            entries = [{"Id": str(n), "MessageBody": m.to_body()} for n, m in enumerate(group)]
+            try:
+                out = self.sqs.send_message_batch(QueueUrl=self.settings.queue_url, Entries=entries)
+            except (BotoCoreError, ClientError):  # the jobs stay marked; the next pass re-drives them
+                self.report.send_failed.extend(j for m in group for j in m.job_ids)
+                continue
+            self.report.messages_sent += len(out.get("Successful", []))
+            for failure in out.get("Failed", []):
+                self.report.send_failed.extend(group[int(failure["Id"])].job_ids)
+
+    # --- the three cases -------------------------------------------------------------------------------
+    def expired_leases(self) -> None:
+        now = self.report.now_ms
+        # RUNNING jobs are few (bounded by the workers' concurrency), so read them all rather than trusting
+        # that every worker used the same lease length.
+        for job in self.scan(JobStatus.RUNNING, updated_to=now):
+            if job.get("lease_expires_at") is None or job["lease_expires_at"] >= now:
+                continue
+            job_id = job["job_id"]
+            new_status = self.store.release(job_id, None, "lease expired")
+            if new_status is JobStatus.FAILED:
+                self.report.failed["gave_up"].append(job_id)
+            elif new_status is JobStatus.QUEUED and self.store.mark_redrive_unsent(job_id):
+                self.requeue("lease_expired", job_id)
+            else:
+                self.report.lost_races += 1
+
+    def stale_queued(self) -> None:
+        now, threshold = self.report.now_ms, self.report.stuck_after_ms
+        limit = self.store.max_attempts + 1
+        for job in self.scan(JobStatus.QUEUED, updated_to=now - threshold):
+            enqueued_at = job.get("enqueued_at")
+            if enqueued_at is not None and enqueued_at > now - threshold:
+                continue  # enqueued recently: a worker may still pick it up
+            job_id = job["job_id"]
+            enqueues = int(job.get("enqueue_count", 0))
+            unclaimed = enqueues - int(job.get("attempts", 0))
+            if enqueued_at is not None and unclaimed >= limit:
+                reason = f"never picked up after {enqueues} enqueues"
+                if self.store.fail(job_id, reason, error_class="never_picked_up", from_status=JobStatus.QUEUED):
+                    self.report.failed["never_picked_up"].append(job_id)
+                else:
+                    self.report.lost_races += 1
+            elif enqueued_at is None:
+                if self.store.mark_redrive_unsent(job_id):
+                    self.requeue("never_enqueued", job_id)
+                else:
+                    self.report.lost_races += 1
+            elif self.store.mark_enqueued(job_id, expected_enqueued_at=enqueued_at):
+                self.requeue("enqueue_stale", job_id)
+            else:
+                self.report.lost_races += 1
+
+    def abandoned_uploads(self) -> None:
+        cutoff = self.report.now_ms - self.settings.presign_expiry_s * 1000 - self.report.stuck_after_ms
+        for job in self.scan(JobStatus.AWAITING_UPLOAD, updated_to=cutoff):
+            job_id = job["job_id"]
+            if self.store.fail(
+                job_id,
+                "upload never completed",
+                error_class="upload_never_completed",
+                from_status=JobStatus.AWAITING_UPLOAD,
+            ):
+                self.report.failed["upload_never_completed"].append(job_id)
+            else:
+                self.report.lost_races += 1
+
+
+def reconcile_once(
+    settings: Settings,
+    *,
+    now_ms: int | None = None,
+    max_jobs: int = DEFAULT_MAX_JOBS,
+    max_scan: int | None = None,
+    store: JobStore | None = None,
+    sqs: Any | None = None,
+) -> ReconcileReport:
+    """One bounded, idempotent pass. ``now_ms`` fixes the clock for every check and write (tests, emulators)."""
+    if not settings.queue_url:
+        raise ValueError("SEGSCALE_QUEUE_URL is not set: reconcile has nowhere to re-enqueue jobs")
+    if max_jobs <= 0:
+        raise ValueError("max_jobs must be positive")
+    now = wall_clock_ms() if now_ms is None else int(now_ms)
+    base = store or JobStore.from_settings(settings)
+    # A store of our own whose clock is frozen at ``now``: lease checks and the times we write agree.
+    frozen = JobStore(
+        base.client,
+        base.table,
+        lease_seconds=base.lease_ms // 1000,
+        max_attempts=base.max_attempts,
+        clock=lambda: now,
+    )
+    work = _Pass(settings, frozen, sqs or client("sqs", settings), now, max_jobs, max_scan or 10 * max_jobs)
+    work.expired_leases()
+    work.stale_queued()
+    work.abandoned_uploads()
+    work.flush()
+    return work.report

@@ -1,0 +1,219 @@
+"""The reconciler against a real moto server: every stuck case heals, healthy jobs are left alone, attempts are
+bounded, and two passes at once never enqueue a job twice (DESIGN D1, D7b)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from typing import Any
+
+from runtime.common import messages
+from runtime.common.aws import client
+from runtime.common.jobs import JobStatus, JobStore
+from runtime.common.settings import Settings
+from runtime.results.reconcile import ReconcileReport, reconcile_once
+from tests.results.conftest import Clock, new_job, person_result
+
+S = 1000  # ms per second
+
+
+def drain(settings: Settings) -> list[str]:
+    """Every job id in the queue, one entry per time it was sent."""
+    sqs = client("sqs", settings)
+    ids: list[str] = []
+    while True:
+        out = sqs.receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        if not out.get("Messages"):
+            return ids
+        for m in out["Messages"]:
+            ids.extend(messages.decode(m["Body"]).job_ids)
+            sqs.delete_message(QueueUrl=settings.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def run(settings: Settings, store: JobStore, now: int, **kw: Any) -> ReconcileReport:
+    return reconcile_once(settings, now_ms=now, store=store, **kw)
+
+
+def test_heals_each_stuck_case_and_leaves_healthy_jobs_alone(
+    rsettings: Settings, store: JobStore, clock: Clock
+) -> None:
+    batch = uuid.uuid4().hex
+    t0 = clock.now
+    never_sent = new_job(store, batch)
+    stale = new_job(store, batch)
+    store.mark_enqueued(stale)
+    dead_worker = new_job(store, batch)
+    store.mark_enqueued(dead_worker)
+    store.claim(dead_worker, "w-killed")
+    abandoned_upload = new_job(store, batch, status=JobStatus.AWAITING_UPLOAD)
+    done = new_job(store, batch)
+    store.claim(done, "w1")
+    store.complete(done, "w1", result=person_result(10), mask_key="m", overlay_key="o")
+    failed = new_job(store, batch)
+    store.fail(failed, "bad image", error_class="corrupt_image", from_status=JobStatus.QUEUED)
+    enqueued_recently = new_job(store, batch)  # old job, but re-sent 10 s before "now"
+
+    now = t0 + 1000 * S  # past the lease (300 s), the threshold (60 s) and presign expiry + threshold (960 s)
+    clock.now = now - 10 * S
+    store.mark_enqueued(enqueued_recently)
+    live_worker = new_job(store, batch)
+    store.mark_enqueued(live_worker)
+    store.claim(live_worker, "w-alive")
+    fresh_upload = new_job(store, batch, status=JobStatus.AWAITING_UPLOAD)
+    fresh_unsent = new_job(store, batch)
+    healthy = [done, failed, enqueued_recently, live_worker, fresh_upload, fresh_unsent]
+    before = {j: store.get(j) for j in healthy}
+
+    report = run(rsettings, store, now)
+
+    assert report.requeued == {"never_enqueued": [never_sent], "enqueue_stale": [stale], "lease_expired": [dead_worker]}
+    assert report.failed == {"gave_up": [], "never_picked_up": [], "upload_never_completed": [abandoned_upload]}
+    assert report.lost_races == 0 and report.send_failed == [] and not report.truncated
+    assert sorted(drain(rsettings)) == sorted([never_sent, stale, dead_worker])
+    assert {j: store.get(j) for j in healthy} == before
+
+    healed = store.get(dead_worker)
+    assert healed is not None
+    assert healed["status"] == "QUEUED" and healed["attempts"] == 1 and healed["enqueued_at"] == now
+    assert healed["last_error"] == "lease expired" and "lease_owner" not in healed
+    assert store.get(never_sent)["enqueue_count"] == 1  # type: ignore[index]
+    assert store.get(stale)["enqueue_count"] == 2  # type: ignore[index]
+    upload = store.get(abandoned_upload)
+    assert upload is not None and upload["status"] == "FAILED" and upload["error"] == "upload never completed"
+
+    again = run(rsettings, store, now)  # idempotent: same state, nothing to do
+    assert again.actions == 0 and drain(rsettings) == []
+
+
+def test_never_picked_up_fails_after_max_attempts_plus_one_enqueues(
+    rsettings: Settings, store: JobStore, clock: Clock
+) -> None:
+    job = new_job(store, uuid.uuid4().hex)
+    store.mark_enqueued(job)  # the API's send
+    now = clock.now
+    for expected_count in range(2, store.max_attempts + 2):
+        now += 61 * S
+        report = run(rsettings, store, now)
+        assert report.requeued["enqueue_stale"] == [job]
+        assert store.get(job)["enqueue_count"] == expected_count  # type: ignore[index]
+    now += 61 * S
+    report = run(rsettings, store, now)
+    assert report.failed["never_picked_up"] == [job] and report.requeued_ids == []
+    final = store.get(job)
+    assert final is not None and final["status"] == "FAILED"
+    assert final["error"] == f"never picked up after {store.max_attempts + 1} enqueues"
+    assert drain(rsettings) == [job] * store.max_attempts
+
+
+def test_expired_leases_give_up_after_max_attempts(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    job = new_job(store, uuid.uuid4().hex)
+    store.mark_enqueued(job)
+    for attempt in range(1, store.max_attempts + 1):
+        assert store.claim(job, f"w{attempt}") is not None
+        clock.advance(301 * S)
+        report = run(rsettings, store, clock.now)
+        if attempt < store.max_attempts:
+            assert report.requeued["lease_expired"] == [job]
+        else:
+            assert report.failed["gave_up"] == [job] and report.requeued_ids == []
+    final = store.get(job)
+    assert final is not None and final["status"] == "FAILED" and final["attempts"] == store.max_attempts
+    assert final["error"] == f"gave up after {store.max_attempts} attempts: lease expired"
+    assert drain(rsettings) == [job] * (store.max_attempts - 1)
+
+
+def _stuck_jobs(store: JobStore, clock: Clock, n: int) -> list[str]:
+    batch = uuid.uuid4().hex
+    ids = []
+    for i in range(n):
+        job = new_job(store, batch)
+        if i % 3 >= 1:
+            store.mark_enqueued(job)
+        if i % 3 == 2:
+            store.claim(job, "w-dead")
+        ids.append(job)
+    return ids
+
+
+def test_two_concurrent_passes_never_enqueue_a_job_twice(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    ids = _stuck_jobs(store, clock, 60)
+    now = clock.now + 400 * S
+    reports: list[ReconcileReport] = []
+    barrier = threading.Barrier(2)
+
+    def one() -> None:
+        own = JobStore.from_settings(rsettings)  # its own client, like a second task
+        barrier.wait()
+        reports.append(reconcile_once(rsettings, now_ms=now, store=own))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reports) == 2
+    sent = drain(rsettings)
+    assert Counter(sent) == Counter(ids)  # each exactly once
+    assert sorted(reports[0].requeued_ids + reports[1].requeued_ids) == sorted(ids)
+    assert all(j["enqueue_count"] == (2 if i % 3 else 1) for i, j in enumerate(store.get(x) for x in ids))  # type: ignore[index]
+
+
+def test_max_jobs_bounds_each_pass(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    batch = uuid.uuid4().hex
+    ids = [new_job(store, batch) for _ in range(25)]
+    now = clock.now + 61 * S
+    sizes = []
+    for _ in range(4):
+        report = run(rsettings, store, now, max_jobs=10)
+        sizes.append((len(report.requeued_ids), report.truncated))
+    assert sizes[:3] == [(10, True), (10, True), (5, False)] and sizes[3] == (0, False)
+    assert sorted(drain(rsettings)) == sorted(ids)
+
+
+def test_a_failed_send_is_redriven_by_the_next_pass(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    job = new_job(store, uuid.uuid4().hex)
+    now = clock.now + 61 * S
+    gone = rsettings.model_copy(update={"queue_url": rsettings.queue_url + "-missing"})
+    report = run(gone, store, now)
+    assert report.requeued["never_enqueued"] == [job] and report.send_failed == [job]
+    assert drain(rsettings) == []
+    later = run(rsettings, store, now + 61 * S)
+    assert later.requeued["enqueue_stale"] == [job] and later.send_failed == []
+    assert drain(rsettings) == [job]
+
+
+def test_cli_prints_a_json_report(rsettings: Settings, store: JobStore, resources: Any) -> None:
+    job = new_job(store, uuid.uuid4().hex)  # created now (real clock): healthy, so nothing to do
+    env = {**os.environ, **resources.env(), "SEGSCALE_STUCK_AFTER_S": "60"}
+    out = subprocess.run(
+        [sys.executable, "-m", "runtime.results", "reconcile", "--max-jobs", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    data = json.loads(out.stdout)
+    assert data["summary"]["requeued_never_enqueued"] == 0 and data["scanned"] == 0
+    assert store.get(job)["status"] == "QUEUED"  # type: ignore[index]
+    missing = subprocess.run(
+        [sys.executable, "-m", "runtime.results", "reconcile"],
+        env={**env, "SEGSCALE_QUEUE_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "SEGSCALE_QUEUE_URL" in missing.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "runtime.results", "reconcile", "--max-jobs", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "must be positive" in bad.stderr
