@@ -1,0 +1,195 @@
+"""``POST /v1/images``: check every file, then image to S3, then job to DynamoDB, then the 202 (DESIGN D7a).
+
+All or nothing: one bad file refuses the request before anything is written. If S3 or DynamoDB fails part way,
+the answer is 503 and what was written is undone as far as possible: no job ever points to a missing object
+(objects are written first), jobs already created are marked FAILED so they are never processed, and objects
+without a job are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runtime.api.multipart import IncomingFile, ParsedForm
+from runtime.api.problems import ApiProblem
+from runtime.api.schemas import Accepted, AcceptedJob
+from runtime.api.services import Services
+from runtime.api.validation import file_problem, parse_mm_per_pixel, refuse_files
+from runtime.common import imageinfo, keys
+from runtime.common.jobs import JobStatus, NewJob
+
+log = logging.getLogger("segscale.api")
+STORAGE_ERRORS = (BotoCoreError, ClientError)
+
+
+@dataclass(frozen=True)
+class Checked:
+    file: IncomingFile
+    info: imageinfo.ImageInfo
+    job_id: str
+    key: str
+
+
+def storage_unavailable(what: str, exc: Exception) -> ApiProblem:
+    log.error(f"{what} failed", extra={"event": "storage_error", "error": f"{type(exc).__name__}: {exc}"[:300]})
+    return ApiProblem(
+        503,
+        "storage_unavailable",
+        f"{what} is unavailable; nothing was accepted, retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def fingerprint(form: ParsedForm, model: str, mm_per_pixel: float | None) -> str:
+    """Identifies the request's content, independent of the multipart boundary a client happens to choose."""
+    doc = {
+        "model": model,
+        "mm_per_pixel": mm_per_pixel,
+        "files": [[f.file_name, f.size, f.digest.hexdigest()] for f in form.files],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _check_files(form: ParsedForm, max_pixels: int, batch_id: str) -> list[Checked]:
+    checked, problems = [], []
+    for f in form.files:
+        try:
+            info = imageinfo.verify_decodes(f.read_all(), max_pixels=max_pixels)
+        except imageinfo.ImageError as exc:
+            problems.append(file_problem(f.index, f.file_name, exc))
+            continue
+        except Exception as exc:  # any decoder failure on user bytes is the user's 422, never our 500
+            problems.append(file_problem(f.index, f.file_name, imageinfo.CorruptImage(f"cannot decode: {exc}")))
+            continue
+        job_id = uuid.uuid4().hex
+        checked.append(Checked(f, info, job_id, keys.upload_key(batch_id, job_id, info.extension)))
+    if problems:
+        raise refuse_files(problems)
+    return checked
+
+
+def _put_objects(services: Services, items: list[Checked], batch_id: str) -> None:
+    done: list[str] = []
+    try:
+        for c in items:
+            services.s3.put_object(
+                Bucket=services.settings.bucket,
+                Key=c.key,
+                Body=c.file.rewind(),
+                ContentLength=c.file.size,
+                ContentType=c.info.content_type,
+                Metadata={"job-id": c.job_id, "batch-id": batch_id},
+            )
+            done.append(c.key)
+    except STORAGE_ERRORS as exc:
+        _delete_objects(services, done)
+        raise storage_unavailable("S3", exc) from exc
+
+
+def _delete_objects(services: Services, object_keys: list[str]) -> None:
+    for key in object_keys:
+        try:
+            services.s3.delete_object(Bucket=services.settings.bucket, Key=key)
+        except STORAGE_ERRORS:
+            log.warning("could not delete an unaccepted upload", extra={"event": "cleanup_failed", "key": key})
+
+
+def _abandon_jobs(services: Services, job_ids: list[str], reason: str, error_class: str) -> None:
+    """Jobs written for a request that was not accepted: FAILED, so no worker or reconciler runs them."""
+    for job_id in job_ids:
+        try:
+            services.store.fail(job_id, reason, error_class=error_class, from_status=JobStatus.QUEUED)
+        except STORAGE_ERRORS:
+            log.warning("could not abandon a job", extra={"event": "cleanup_failed", "job_ids": [job_id]})
+
+
+def _create_jobs(services: Services, items: list[Checked], batch_id: str, model: str, mm: float | None) -> None:
+    created: list[str] = []
+    try:
+        for c in items:
+            services.store.create(
+                NewJob(
+                    job_id=c.job_id,
+                    batch_id=batch_id,
+                    input_key=c.key,
+                    file_name=c.file.file_name,
+                    model=model,
+                    size_bytes=c.file.size,
+                    image_format=c.info.format,
+                    width=c.info.width,
+                    height=c.info.height,
+                    mm_per_pixel=mm,
+                )
+            )
+            created.append(c.job_id)
+    except STORAGE_ERRORS as exc:
+        _abandon_jobs(services, created, "the upload request failed before it was accepted", "not_accepted")
+        _delete_objects(services, [c.key for c in items if c.job_id not in created])
+        raise storage_unavailable("DynamoDB", exc) from exc
+
+
+def _replay(record: dict, fp: str) -> dict:
+    if record.get("fingerprint") != fp:
+        raise ApiProblem(
+            409, "idempotency_key_reused", "this Idempotency-Key was already used with a different request body"
+        )
+    return json.loads(record["response"])
+
+
+def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None) -> dict:
+    """Returns the 202 body; raises ApiProblem for everything else."""
+    settings = services.settings
+    if not form.files:
+        raise ApiProblem(422, "no_file", "no file: send one or more multipart parts named 'file'")
+    model = services.resolve_model(form.fields.get("model"))
+    mm = parse_mm_per_pixel(form.fields.get("mm_per_pixel"))
+    fp = fingerprint(form, model, mm)
+    if idempotency_key is not None:
+        try:
+            record = services.store.get_idempotency(idempotency_key)
+        except STORAGE_ERRORS as exc:
+            raise storage_unavailable("DynamoDB", exc) from exc
+        if record is not None:
+            return _replay(record, fp)
+
+    batch_id = uuid.uuid4().hex
+    items = _check_files(form, settings.max_pixels, batch_id)
+    _put_objects(services, items, batch_id)
+    _create_jobs(services, items, batch_id, model, mm)
+    body = Accepted(
+        batch_id=batch_id,
+        jobs=[
+            AcceptedJob(job_id=c.job_id, file_name=c.file.file_name, status="QUEUED", status_url=f"/v1/jobs/{c.job_id}")
+            for c in items
+        ],
+    ).model_dump()
+    job_ids = [c.job_id for c in items]
+    if idempotency_key is not None:
+        body = _record_idempotency(services, idempotency_key, fp, body, job_ids)
+        if body["batch_id"] != batch_id:
+            return body  # a concurrent twin won; our jobs were abandoned
+    services.batcher.add(job_ids)
+    return body
+
+
+def _record_idempotency(services: Services, key: str, fp: str, body: dict, job_ids: list[str]) -> dict:
+    try:
+        stored = services.store.put_idempotency(
+            key, fingerprint=fp, response=json.dumps(body), ttl_s=services.settings.idempotency_ttl_s
+        )
+        if stored:
+            return body
+        record = services.store.get_idempotency(key)
+    except STORAGE_ERRORS as exc:
+        _abandon_jobs(services, job_ids, "the upload request failed before it was accepted", "not_accepted")
+        raise storage_unavailable("DynamoDB", exc) from exc
+    _abandon_jobs(services, job_ids, "duplicate of a concurrent request with the same Idempotency-Key", "duplicate")
+    if record is None:  # the twin's record expired in between: vanishingly rare; the client may retry
+        raise ApiProblem(409, "idempotency_conflict", "a concurrent request with this Idempotency-Key interfered")
+    return _replay(record, fp)

@@ -1,0 +1,66 @@
+"""The FastAPI app: ``uvicorn runtime.api.main:app`` (Fargate) or through Mangum (``lambda_handler``).
+
+``create_app`` takes settings and, optionally, AWS clients, so tests run the real app against a moto server (or a
+client made to fail) without patching anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from runtime.api import problems, reqlog
+from runtime.api.deps import require_api_key
+from runtime.api.routers import batches, images, jobs, meta, uploads
+from runtime.api.services import Services, build_services
+from runtime.common.settings import Settings, get_settings
+
+API_VERSION = "1.0.0"
+
+
+def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
+    """Add the Problem schema that every route's error responses reference."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    problem = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(problem.pop("$defs", {}))
+    components["Problem"] = problem
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings | None = None, *, s3: Any = None, dynamodb: Any = None, sqs: Any = None) -> FastAPI:
+    settings = settings or get_settings()
+    reqlog.configure(settings.log_level)
+    services: Services = build_services(settings, s3=s3, dynamodb=dynamodb, sqs=sqs)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.batcher.close()  # flush on shutdown: jobs in the buffer go out before the process ends
+
+    app = FastAPI(
+        title="segscale",
+        version=API_VERSION,
+        description="Upload images, get segmentation masks and measurements. Errors are RFC 9457 "
+        "`application/problem+json`. Authenticate with the `X-Api-Key` header.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    problems.install(app)
+    auth = [Depends(require_api_key)]
+    for router in (images.router, uploads.router, jobs.router, batches.router, meta.router):
+        app.include_router(router, dependencies=auth)
+    app.include_router(meta.health_router)
+    app.add_middleware(reqlog.RequestLogMiddleware)
+    app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()

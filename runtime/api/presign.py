@@ -1,0 +1,173 @@
+"""Presigned uploads for files too large for one request (Lambda caps a request at 6 MB).
+
+``create_uploads`` records AWAITING_UPLOAD jobs and signs one S3 PUT per file. ``submit`` checks each object
+(exists, size, header probe of the first bytes) and only then moves the jobs to QUEUED. A submit with a missing or
+bad object changes nothing, so the client can re-upload and submit again while the URLs are valid.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from runtime.api.intake import STORAGE_ERRORS, storage_unavailable
+from runtime.api.multipart import display_name
+from runtime.api.problems import ApiProblem, FileProblem
+from runtime.api.schemas import Accepted, AcceptedJob, PresignedBatch, PresignedJob, UploadRequest
+from runtime.api.services import Services
+from runtime.api.validation import file_problem, is_id, parse_mm_per_pixel, refuse_files
+from runtime.common import imageinfo, keys
+from runtime.common.jobs import JobStatus, NewJob
+
+UPLOAD_EXTENSION = "bin"  # the format is unknown until submit sniffs it; the job records the real one
+UPLOAD_CONTENT_TYPE = "application/octet-stream"
+PROBE_BYTES = 64 * 1024
+
+
+def create_uploads(services: Services, req: UploadRequest) -> dict:
+    settings = services.settings
+    if len(req.files) > settings.max_files_per_request:
+        raise ApiProblem(413, "too_many_files", f"too many files: at most {settings.max_files_per_request} per batch")
+    too_big = [
+        FileProblem(
+            index=i,
+            file_name=display_name(f.file_name),
+            type="file_too_large",
+            status=413,
+            detail=f"{f.size_bytes:,} bytes is over the limit of {settings.max_upload_bytes:,}",
+        )
+        for i, f in enumerate(req.files)
+        if f.size_bytes is not None and f.size_bytes > settings.max_upload_bytes
+    ]
+    if too_big:
+        raise refuse_files(too_big)
+    model = services.resolve_model(req.model)
+    mm = parse_mm_per_pixel(req.mm_per_pixel)
+    batch_id = uuid.uuid4().hex
+    jobs = []
+    try:
+        for f in req.files:
+            job_id = uuid.uuid4().hex
+            key = keys.upload_key(batch_id, job_id, UPLOAD_EXTENSION)
+            name = display_name(f.file_name)
+            services.store.create(
+                NewJob(
+                    job_id=job_id,
+                    batch_id=batch_id,
+                    input_key=key,
+                    file_name=name,
+                    model=model,
+                    size_bytes=f.size_bytes or 0,
+                    mm_per_pixel=mm,
+                ),
+                status=JobStatus.AWAITING_UPLOAD,
+            )
+            url = services.s3.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": settings.bucket, "Key": key, "ContentType": UPLOAD_CONTENT_TYPE},
+                ExpiresIn=settings.presign_expiry_s,
+            )
+            jobs.append(
+                PresignedJob(
+                    job_id=job_id, file_name=name, upload_url=url, headers={"Content-Type": UPLOAD_CONTENT_TYPE}
+                )
+            )
+    except STORAGE_ERRORS as exc:
+        # Jobs already written stay AWAITING_UPLOAD: never queued, never processed, no object expected.
+        raise storage_unavailable("DynamoDB", exc) from exc
+    return PresignedBatch(
+        batch_id=batch_id,
+        jobs=jobs,
+        submit_url=f"/v1/batches/{batch_id}/submit",
+        expires_in_s=settings.presign_expiry_s,
+    ).model_dump()
+
+
+def _is_missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def _check_object(services: Services, job: dict[str, Any]) -> tuple[imageinfo.ImageInfo, int] | FileProblem:
+    settings = services.settings
+    index, name, key = 0, job.get("file_name", ""), job["input_key"]
+    try:
+        head = services.s3.head_object(Bucket=settings.bucket, Key=key)
+    except ClientError as exc:
+        if _is_missing(exc):
+            return FileProblem(
+                index=index, file_name=name, type="not_uploaded", status=409, detail="no object was uploaded yet"
+            )
+        raise
+    size = int(head.get("ContentLength", 0))
+    if size == 0:
+        return file_problem(index, name, imageinfo.EmptyImage("the uploaded object is empty"))
+    if size > settings.max_upload_bytes:
+        return FileProblem(
+            index=index,
+            file_name=name,
+            type="file_too_large",
+            status=413,
+            detail=f"{size:,} bytes is over the limit of {settings.max_upload_bytes:,}",
+        )
+    head_bytes = services.s3.get_object(Bucket=settings.bucket, Key=key, Range=f"bytes=0-{PROBE_BYTES - 1}")
+    data = head_bytes["Body"].read()
+    try:
+        info = imageinfo.probe(data, max_pixels=settings.max_pixels)
+    except (imageinfo.NotAnImage, imageinfo.TooManyPixels, imageinfo.EmptyImage) as exc:
+        return file_problem(index, name, exc)
+    except Exception:  # the prefix may be too short for some headers (e.g. a GIF's frame count)
+        if size <= len(data):
+            return file_problem(index, name, imageinfo.CorruptImage("the image header is damaged"))
+        data = services.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+        try:
+            info = imageinfo.probe(data, max_pixels=settings.max_pixels)
+        except imageinfo.ImageError as exc:
+            return file_problem(index, name, exc)
+        except Exception as exc:
+            return file_problem(index, name, imageinfo.CorruptImage(f"the image header is damaged: {exc}"))
+    return info, size
+
+
+def submit(services: Services, batch_id: str) -> dict:
+    if not is_id(batch_id):
+        raise ApiProblem(404, "batch_not_found", f"no batch {batch_id[:64]!r}")
+    try:
+        jobs = list(services.store.iter_batch(batch_id))
+        if not jobs:
+            raise ApiProblem(404, "batch_not_found", f"no batch {batch_id}")
+        checked: list[tuple[dict[str, Any], imageinfo.ImageInfo, int]] = []
+        problems: list[FileProblem] = []
+        for index, job in enumerate(jobs):
+            if job["status"] != JobStatus.AWAITING_UPLOAD:
+                continue
+            outcome = _check_object(services, job)
+            if isinstance(outcome, FileProblem):
+                problems.append(outcome.model_copy(update={"index": index}))
+            else:
+                checked.append((job, *outcome))
+        if problems:
+            raise refuse_files(problems)
+        queued = []
+        for job, info, size in checked:
+            if services.store.submit_uploaded(
+                job["job_id"], size_bytes=size, image_format=info.format, width=info.width, height=info.height
+            ):
+                queued.append(job["job_id"])
+                job["status"] = str(JobStatus.QUEUED)
+    except STORAGE_ERRORS as exc:
+        raise storage_unavailable("storage", exc) from exc
+    services.batcher.add(queued)
+    return Accepted(
+        batch_id=batch_id,
+        jobs=[
+            AcceptedJob(
+                job_id=j["job_id"],
+                file_name=j.get("file_name", ""),
+                status=j["status"],
+                status_url=f"/v1/jobs/{j['job_id']}",
+            )
+            for j in jobs
+        ],
+    ).model_dump()

@@ -1,0 +1,70 @@
+"""``POST /v1/images``: direct multipart uploads (up to ``max_upload_bytes`` per file)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from starlette.concurrency import run_in_threadpool
+
+from runtime.api import intake, multipart
+from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api.problems import problem_responses
+from runtime.api.schemas import Accepted
+from runtime.api.validation import check_idempotency_key
+
+router = APIRouter(tags=["images"])
+
+_MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "one part per image; the format is sniffed from the bytes",
+                        },
+                        "model": {"type": "string", "description": "model name (GET /v1/models); default from config"},
+                        "mm_per_pixel": {"type": "number", "exclusiveMinimum": 0, "description": "calibration"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/images",
+    status_code=202,
+    response_model=Accepted,
+    summary="Upload images for segmentation",
+    description="Each image is stored in S3 and recorded as a QUEUED job before the 202 is sent. "
+    "All or nothing: one bad file refuses the whole request. With `Idempotency-Key`, a retry returns the "
+    "first answer.",
+    openapi_extra=_MULTIPART_BODY,
+    responses=problem_responses(400, 401, 409, 413, 415, 422, 503),
+)
+async def upload_images(
+    request: Request,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=1000)] = None,
+) -> dict:
+    key = check_idempotency_key(idempotency_key)
+    limits = multipart.Limits(
+        max_file_bytes=services.settings.max_upload_bytes, max_files=services.settings.max_files_per_request
+    )
+    form = await multipart.parse(
+        request.headers.get("content-type"), request.headers.get("content-length"), request.stream(), limits
+    )
+    try:
+        body = await run_in_threadpool(intake.accept, services, form, idempotency_key=key)
+    finally:
+        form.close()
+    add_job_ids(request, [j["job_id"] for j in body["jobs"]], body["batch_id"])
+    return body

@@ -1,0 +1,53 @@
+"""Job status and results: ``GET /v1/jobs/{id}``, ``/mask``, ``/overlay``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+
+from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api.problems import ApiProblem, problem_responses
+from runtime.api.schemas import JobView
+from runtime.api.services import Services
+from runtime.api.validation import is_id
+
+router = APIRouter(tags=["jobs"])
+RESULT_URL_EXPIRY_S = 300
+
+
+def _job(services: Services, job_id: str) -> dict:
+    item = services.store.get(job_id) if is_id(job_id) else None
+    if item is None:
+        raise ApiProblem(404, "job_not_found", f"no job {job_id[:64]!r}")
+    return item
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobView, responses=problem_responses(401, 404, 503))
+def get_job(request: Request, job_id: str, services: ServicesDep) -> JobView:
+    """Status, attempts, timings; the measurements when SUCCEEDED, the reason when FAILED."""
+    add_job_ids(request, [job_id] if is_id(job_id) else [])
+    return JobView.from_item(_job(services, job_id))
+
+
+@router.get(
+    "/v1/jobs/{job_id}/{kind}",
+    status_code=307,
+    response_class=RedirectResponse,
+    responses={307: {"description": "Redirect to a presigned S3 URL, valid for 5 minutes."}}
+    | problem_responses(401, 404, 503),
+)
+def get_result_file(
+    request: Request, job_id: str, kind: Literal["mask", "overlay"], services: ServicesDep
+) -> RedirectResponse:
+    """The mask or overlay PNG of a finished job."""
+    add_job_ids(request, [job_id] if is_id(job_id) else [])
+    item = _job(services, job_id)
+    key = item.get(f"{kind}_key")
+    if not key:
+        raise ApiProblem(404, f"no_{kind}", f"job {job_id} has no {kind} (status {item['status']})")
+    url = services.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": services.settings.bucket, "Key": key}, ExpiresIn=RESULT_URL_EXPIRY_S
+    )
+    return RedirectResponse(url, status_code=307)

@@ -1,0 +1,43 @@
+"""Presigned uploads: ``POST /v1/uploads`` then ``POST /v1/batches/{id}/submit`` (for files over the request
+limit, and for Lambda mode's 6 MB payload cap)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from runtime.api import presign
+from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api.problems import problem_responses
+from runtime.api.schemas import Accepted, PresignedBatch, UploadRequest
+
+router = APIRouter(tags=["uploads"])
+
+
+@router.post(
+    "/v1/uploads",
+    status_code=201,
+    response_model=PresignedBatch,
+    summary="Get presigned S3 PUT URLs for large files",
+    description="Creates one AWAITING_UPLOAD job per file. PUT each file to its `upload_url` with the given "
+    "headers, then POST `submit_url`.",
+    responses=problem_responses(401, 413, 422, 503),
+)
+def create_uploads(request: Request, body: UploadRequest, services: ServicesDep) -> dict:
+    out = presign.create_uploads(services, body)
+    add_job_ids(request, [j["job_id"] for j in out["jobs"]], out["batch_id"])
+    return out
+
+
+@router.post(
+    "/v1/batches/{batch_id}/submit",
+    status_code=202,
+    response_model=Accepted,
+    summary="Queue a batch of presigned uploads",
+    description="Checks every uploaded object (exists, size, image header) and queues the batch. If any object "
+    "is missing or bad, nothing is queued and the problem lists each file; fix and submit again.",
+    responses=problem_responses(401, 404, 409, 413, 415, 422, 503),
+)
+def submit_batch(request: Request, batch_id: str, services: ServicesDep) -> dict:
+    out = presign.submit(services, batch_id)
+    add_job_ids(request, [j["job_id"] for j in out["jobs"]], batch_id)
+    return out

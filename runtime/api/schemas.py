@@ -1,0 +1,131 @@
+"""Request and response bodies of the HTTP API (the shapes in docs/contracts.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_FILE_NAME_CHARS = 255
+
+
+class AcceptedJob(BaseModel):
+    job_id: str
+    file_name: str
+    status: str
+    status_url: str
+
+
+class Accepted(BaseModel):
+    """Answer of ``POST /v1/images`` and ``POST /v1/batches/{id}/submit``."""
+
+    batch_id: str
+    jobs: list[AcceptedJob]
+
+
+class UploadFileSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file_name: str = Field(min_length=1, max_length=1000)
+    size_bytes: int | None = Field(default=None, ge=1)
+
+
+class UploadRequest(BaseModel):
+    """Body of ``POST /v1/uploads``."""
+
+    model_config = ConfigDict(extra="forbid")
+    files: list[UploadFileSpec] = Field(min_length=1)
+    model: str | None = None
+    mm_per_pixel: float | None = None
+
+    @field_validator("mm_per_pixel")
+    @classmethod
+    def _positive_finite(cls, v: float | None) -> float | None:
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError("mm_per_pixel must be a finite number greater than 0")
+        return v
+
+
+class PresignedJob(BaseModel):
+    job_id: str
+    file_name: str
+    upload_url: str
+    method: str = "PUT"
+    headers: dict[str, str]
+
+
+class PresignedBatch(BaseModel):
+    """Answer of ``POST /v1/uploads``: PUT each file to its URL, then POST ``submit_url``."""
+
+    batch_id: str
+    jobs: list[PresignedJob]
+    submit_url: str
+    expires_in_s: int
+
+
+class JobView(BaseModel):
+    """One job as ``GET /v1/jobs/{id}`` shows it (times are epoch milliseconds)."""
+
+    job_id: str
+    batch_id: str
+    status: str
+    file_name: str
+    model: str
+    attempts: int
+    created_at: int
+    updated_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+    image_format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    size_bytes: int | None = None
+    mm_per_pixel: float | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    error_class: str | None = None
+    mask_url: str | None = None
+    overlay_url: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> JobView:
+        job_id = item["job_id"]
+        return cls(
+            job_id=job_id,
+            batch_id=item["batch_id"],
+            status=item["status"],
+            file_name=item.get("file_name", ""),
+            model=item.get("model", ""),
+            attempts=int(item.get("attempts", 0)),
+            created_at=int(item.get("created_at", 0)),
+            updated_at=int(item.get("updated_at", 0)),
+            started_at=item.get("started_at"),
+            finished_at=item.get("finished_at"),
+            image_format=item.get("image_format"),
+            width=item.get("width"),
+            height=item.get("height"),
+            size_bytes=item.get("size_bytes") or None,
+            mm_per_pixel=item.get("mm_per_pixel"),
+            result=item.get("result"),
+            error=item.get("error"),
+            error_class=item.get("error_class"),
+            mask_url=f"/v1/jobs/{job_id}/mask" if item.get("mask_key") else None,
+            overlay_url=f"/v1/jobs/{job_id}/overlay" if item.get("overlay_key") else None,
+        )
+
+
+class BatchView(BaseModel):
+    batch_id: str
+    total: int
+    counts: dict[str, int]
+    jobs: list[JobView]
+    next_cursor: str | None
+
+
+class ModelsView(BaseModel):
+    default: str
+    models: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    status: str = "ok"

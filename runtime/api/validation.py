@@ -1,0 +1,63 @@
+"""Checks on user input that several routes share: images (sniffed bytes), mm_per_pixel, idempotency keys, ids."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from runtime.api.problems import ApiProblem, FileProblem
+from runtime.common import imageinfo
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+IMAGE_ERROR_STATUS: dict[type[imageinfo.ImageError], int] = {
+    imageinfo.NotAnImage: 415,
+    imageinfo.TooManyPixels: 413,
+    imageinfo.CorruptImage: 422,
+    imageinfo.EmptyImage: 422,
+}
+
+
+def image_error_status(exc: imageinfo.ImageError) -> int:
+    return IMAGE_ERROR_STATUS.get(type(exc), 422)
+
+
+def file_problem(index: int, file_name: str, exc: imageinfo.ImageError) -> FileProblem:
+    return FileProblem(index=index, file_name=file_name, type=exc.kind, status=image_error_status(exc), detail=str(exc))
+
+
+def refuse_files(problems: list[FileProblem]) -> ApiProblem:
+    """One answer for a request with bad files: the shared status if they agree, else 422; nothing is stored."""
+    statuses = {p.status for p in problems}
+    status = statuses.pop() if len(statuses) == 1 else 422
+    kind = problems[0].type if len({p.type for p in problems}) == 1 else "invalid_files"
+    names = ", ".join(f"{p.file_name!r} ({p.detail})" for p in problems[:5])
+    more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+    return ApiProblem(
+        status, kind, f"{len(problems)} file(s) refused, nothing was stored: {names}{more}", errors=problems
+    )
+
+
+def parse_mm_per_pixel(raw: str | float | None) -> float | None:
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ApiProblem(422, "invalid_mm_per_pixel", f"mm_per_pixel {str(raw)[:32]!r} is not a number") from exc
+    if not math.isfinite(value) or value <= 0:
+        raise ApiProblem(422, "invalid_mm_per_pixel", f"mm_per_pixel must be a finite number > 0, got {raw!s:.32}")
+    return value
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiProblem(422, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+    return key
+
+
+def is_id(value: str) -> bool:
+    return bool(_ID.fullmatch(value))
