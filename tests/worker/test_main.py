@@ -1,0 +1,96 @@
+"""``python -m runtime.worker`` as a real process: what the container runs, SIGTERM included."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from local.resources import LocalResources
+from runtime.common.aws import client
+from runtime.common.jobs import JobStore
+from runtime.common.messages import BatchMessage
+from runtime.common.settings import JOB_BATCH_ENV, Settings
+from tests.worker.helpers import emf_lines, encode, red_square, submit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(resources: LocalResources, models_dir: Path, body: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **resources.env(),
+        "SEGSCALE_MODELS_DIR": str(models_dir),
+        JOB_BATCH_ENV: body,
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+def test_malformed_message_exits_zero(resources: LocalResources, models_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.worker"],
+        env=_env(resources, models_dir, '{"v": 1, "job_ids": ["../etc/passwd"]}'),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "job_ids must be" in proc.stderr
+
+
+def test_sigterm_mid_batch_releases_requeues_and_exits_zero(
+    resources: LocalResources, settings: Settings, store: JobStore, models_dir: Path
+) -> None:
+    s3 = client("s3", settings)
+    batch = "b" * 32
+    data = encode(red_square(96, (10, 10, 40, 40)))
+    ids = [submit(store, s3, settings, data, model="red", batch_id=batch) for _ in range(60)]
+    for job_id in ids:
+        store.mark_enqueued(job_id)
+    body = BatchMessage(job_ids=tuple(ids)).to_body()
+    # One I/O thread keeps the batch slow enough (several seconds) to stop it in the middle.
+    env = _env(resources, models_dir, body, SEGSCALE_WORKER_IO_THREADS="1", SEGSCALE_LEASE_SECONDS="60")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime.worker"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and store.batch_counts(batch)["SUCCEEDED"] == 0:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    jobs = store.get_many(ids)
+    statuses = {j: jobs[j]["status"] for j in ids}
+    done = [j for j, s in statuses.items() if s == "SUCCEEDED"]
+    back = [j for j, s in statuses.items() if s == "QUEUED"]
+    assert len(done) + len(back) == len(ids), statuses  # nothing left RUNNING, nothing FAILED
+    assert done and back, statuses  # it really was stopped mid-batch
+    assert all("lease_owner" not in jobs[j] for j in back)
+    assert all(jobs[j]["enqueue_count"] == 2 for j in back)  # re-enqueued once, by the worker
+    sqs = client("sqs", settings)
+    sent: set[str] = set()
+    for _ in range(5):
+        got = sqs.receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
+        for m in got:
+            sent.update(json.loads(m["Body"])["job_ids"])
+    assert sent == set(back)
+    processed = [d for d in emf_lines(out) if "ImagesProcessed" in d]
+    assert len(processed) == len(done)
+    assert "releasing the rest" in err
