@@ -130,6 +130,8 @@ def labels_from_output(
         table[np.asarray(channels)] = ids
         return table[full.argmax(axis=2)]
     full = _resize_maps(probs[:, :, channels], height, width)
+    if len(channels) == 1:  # the common case: one foreground map, no argmax needed
+        return np.where(full[:, :, 0] > out.threshold, ids[0], 0).astype(np.uint8)
     best = full.argmax(axis=2)
     best_p = np.take_along_axis(full, best[:, :, None], axis=2)[:, :, 0]
     return np.where(best_p > out.threshold, ids[best], 0).astype(np.uint8)
