@@ -124,6 +124,7 @@ class LocalStack:
         self.resources: LocalResources | None = None
         self.pipe: PipeEmulator | None = None
         self.scheduler: Scheduler | None = None
+        self.retired: list[subprocess.Popen[bytes]] = []  # API processes replaced by a restart
         self.api_port = self.config.api_port or free_port()
         self.moto_port = self.config.moto_port or free_port()
 
@@ -153,6 +154,9 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         cfg = self.config
+        # The emulators and reconcile run in this process and talk to moto, which accepts any credentials.
+        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+            os.environ.setdefault(name, value)
         try:
             self.moto_proc = start_moto(self.moto_port, log_dir=cfg.log_dir, timeout_s=cfg.startup_timeout_s)
             self.resources = create_resources(self.moto_url, prefix=cfg.prefix)
@@ -182,6 +186,9 @@ class LocalStack:
 
     def start_api(self) -> None:
         """Start (or start again, after a kill) the API on the stack's port."""
+        if self.api_proc is not None:
+            stop(self.api_proc)
+            self.retired.append(self.api_proc)
         self.api_proc = start_api(
             self.api_port, self.api_env, log_dir=self.config.log_dir, timeout_s=self.config.startup_timeout_s
         )
@@ -226,17 +233,22 @@ class LocalStack:
 
 
 def _nothing_done(result: Any) -> bool:
-    """Quiet the reconcile log when a run found nothing to do (the report's counts are all zero)."""
-    data = result
-    if hasattr(result, "__dataclass_fields__"):
-        import dataclasses
+    """Quiet the reconcile log when a run touched no job: every list in its report is empty."""
+    import dataclasses
 
-        data = dataclasses.asdict(result)
-    if not isinstance(data, dict):
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = dataclasses.asdict(result)
+    if not isinstance(result, dict):
         return False
-    numbers = [v for v in data.values() if isinstance(v, int | float) and not isinstance(v, bool)]
-    lists = [v for v in data.values() if isinstance(v, list | dict)]
-    return all(n == 0 for n in numbers) and all(not v for v in lists)
+
+    def empty(value: Any) -> bool:
+        if isinstance(value, dict):
+            return all(empty(v) for v in value.values())
+        if isinstance(value, list):
+            return not value
+        return True
+
+    return empty(result)
 
 
 def write_state(info: Mapping[str, Any], state_dir: Path = STATE_DIR) -> Path:

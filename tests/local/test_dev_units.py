@@ -34,8 +34,8 @@ def test_sample_photo_is_a_real_jpeg(tmp_path: Path) -> None:
 
 
 def test_nothing_done_reads_counts() -> None:
-    assert _nothing_done({"requeued": 0, "failed": 0, "job_ids": []})
-    assert not _nothing_done({"requeued": 2, "failed": 0})
+    assert _nothing_done({"scanned": 5, "requeued": {"lease_expired": []}, "send_failed": []})
+    assert not _nothing_done({"scanned": 5, "requeued": {"lease_expired": ["a" * 32]}})
     assert not _nothing_done("not a report")
 
 
