@@ -8,8 +8,10 @@ Lambda, so large files go through presigned uploads (``POST /v1/uploads``).
 from __future__ import annotations
 
 from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
 from runtime.api.main import create_app
+from runtime.api.problems import PROBLEM_MEDIA_TYPE
 from runtime.common.settings import Settings, get_settings
 
 
@@ -18,7 +20,12 @@ def lambda_settings(settings: Settings | None = None) -> Settings:
 
 
 def make_handler(settings: Settings | None = None) -> Mangum:
-    return Mangum(create_app(lambda_settings(settings)), lifespan="off")
+    # Without problem+json in the text types, Mangum would base64-encode every error body.
+    return Mangum(
+        create_app(lambda_settings(settings)),
+        lifespan="off",
+        text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM_MEDIA_TYPE],
+    )
 
 
 handler = make_handler()

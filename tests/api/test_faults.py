@@ -1,0 +1,145 @@
+"""DESIGN D7a with real failures: image to S3, then job to DynamoDB, then 202, then SQS. No orphan job (a job
+whose object is missing), no lost job (a 202 whose job is not in DynamoDB), 503 when storage fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from fastapi.testclient import TestClient
+
+from runtime.api.main import create_app
+from runtime.common.aws import client
+from runtime.common.settings import Settings
+from tests.api.helpers import AUTH, image_bytes, post_images, stored
+
+
+class Recording:
+    """Wraps a real boto3 client (not our code): logs each call, and the Nth call of ``fail_op`` raises as if the
+    endpoint were unreachable."""
+
+    def __init__(self, real: Any, name: str, log: list[str], fail_op: str | None = None, fail_on: int = 1) -> None:
+        self._real, self._name, self._log = real, name, log
+        self._fail_op, self._fail_on, self._seen = fail_op, fail_on, 0
+
+    def __getattr__(self, op: str) -> Any:
+        method = getattr(self._real, op)
+        if not callable(method) or op.startswith("_") or op in ("generate_presigned_url", "exceptions", "meta"):
+            return method
+
+        def call(**kwargs: Any) -> Any:
+            self._log.append(f"{self._name}.{op}")
+            if op == self._fail_op:
+                self._seen += 1
+                if self._seen == self._fail_on:
+                    raise EndpointConnectionError(endpoint_url=f"https://{self._name}.invalid")
+            return method(**kwargs)
+
+        return call
+
+
+def _app(settings: Settings, log: list[str], **faults: tuple[str, int]) -> TestClient:
+    clients = {}
+    for name in ("s3", "dynamodb", "sqs"):
+        op, n = faults.get(name, (None, 1))
+        clients[name] = Recording(client(name, settings), name, log, op, n)
+    return TestClient(create_app(settings, **clients), headers=AUTH)
+
+
+def _assert_no_orphans(settings: Settings) -> dict[str, Any]:
+    s = stored(settings)
+    objects = set(s["objects"])
+    for job in s["jobs"].values():
+        assert job["input_key"]["S"] in objects, "a job points to a missing object"
+    return s
+
+
+def test_order_is_s3_then_dynamodb_then_sqs(api_settings: Settings) -> None:
+    log: list[str] = []
+    with _app(api_settings, log) as c:
+        r = post_images(c, image_bytes(seed=1), image_bytes(seed=2))
+    assert r.status_code == 202
+    writes = [e for e in log if e in ("s3.put_object", "dynamodb.put_item", "sqs.send_message")]
+    assert writes == ["s3.put_object"] * 2 + ["dynamodb.put_item"] * 2 + ["sqs.send_message"]
+    assert log.index("sqs.send_message") < log.index("dynamodb.update_item")  # enqueued_at only after the send
+    s = _assert_no_orphans(api_settings)
+    assert len(s["jobs"]) == 2 and len(s["messages"]) == 1
+
+
+@pytest.mark.parametrize("fail_on", [1, 2])
+def test_s3_failure_is_503_and_leaves_nothing(api_settings: Settings, fail_on: int) -> None:
+    log: list[str] = []
+    with _app(api_settings, log, s3=("put_object", fail_on)) as c:
+        r = post_images(c, image_bytes(seed=1), image_bytes(seed=2))
+    assert r.status_code == 503 and r.json()["type"].endswith("storage_unavailable") and r.headers["retry-after"]
+    s = stored(api_settings)
+    assert s["objects"] == [] and s["items"] == [] and s["messages"] == []
+    assert "dynamodb.put_item" not in log
+
+
+def test_missing_bucket_is_503_and_creates_no_job(api_settings: Settings) -> None:
+    broken = api_settings.model_copy(update={"bucket": "no-such-bucket-anywhere"})
+    with TestClient(create_app(broken), headers=AUTH) as c:
+        r = post_images(c, image_bytes())
+    assert r.status_code == 503
+    assert stored(api_settings)["items"] == []
+
+
+def test_dynamodb_failure_after_s3_is_503_without_orphans_or_runnable_jobs(api_settings: Settings) -> None:
+    log: list[str] = []
+    with _app(api_settings, log, dynamodb=("put_item", 2)) as c:
+        r = post_images(c, image_bytes(seed=1), image_bytes(seed=2), image_bytes(seed=3))
+    assert r.status_code == 503
+    s = _assert_no_orphans(api_settings)
+    # The one job written before the failure is FAILED (never processed); the others were never written and
+    # their objects were removed.
+    assert [j["status"]["S"] for j in s["jobs"].values()] == ["FAILED"]
+    assert len(s["objects"]) == 1 and s["messages"] == []
+    assert "sqs.send_message" not in log
+
+
+def test_missing_table_is_503_and_removes_the_objects(api_settings: Settings) -> None:
+    broken = api_settings.model_copy(update={"table": "no-such-table"})
+    with TestClient(create_app(broken), headers=AUTH) as c:
+        r = post_images(c, image_bytes(seed=1), image_bytes(seed=2))
+    assert r.status_code == 503
+    s = stored(api_settings)
+    assert s["objects"] == [] and s["items"] == [] and s["messages"] == []
+
+
+@pytest.mark.parametrize("how", ["closed-port", "missing-queue"])
+def test_sqs_failure_still_202_and_jobs_wait_for_the_reconciler(api_settings: Settings, how: str) -> None:
+    log: list[str] = []
+    if how == "closed-port":
+        app = _app(api_settings, log, sqs=("send_message", 1))
+    else:
+        missing = api_settings.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+        app = TestClient(create_app(api_settings.model_copy(update={"queue_url": missing})), headers=AUTH)
+    with app as c:
+        r = post_images(c, image_bytes(seed=1), image_bytes(seed=2))
+    assert r.status_code == 202
+    s = _assert_no_orphans(api_settings)
+    assert s["messages"] == []
+    ids = {j["job_id"] for j in r.json()["jobs"]}
+    assert set(s["jobs"]) == ids  # nothing lost: every promised job is in the table...
+    for job in s["jobs"].values():
+        assert job["status"]["S"] == "QUEUED" and "enqueued_at" not in job  # ...where the reconciler finds it
+
+
+def test_retry_after_503_with_the_same_idempotency_key_is_accepted(api_settings: Settings) -> None:
+    log: list[str] = []
+    with _app(api_settings, log, dynamodb=("put_item", 1)) as c:
+        r1 = post_images(c, image_bytes(), headers={"Idempotency-Key": "retry-me"})
+        r2 = post_images(c, image_bytes(), headers={"Idempotency-Key": "retry-me"})
+        r3 = post_images(c, image_bytes(), headers={"Idempotency-Key": "retry-me"})
+    assert r1.status_code == 503 and r2.status_code == 202 and r3.json() == r2.json()
+    s = _assert_no_orphans(api_settings)
+    assert [j["status"]["S"] for j in s["jobs"].values()] == ["QUEUED"] and len(s["messages"]) == 1
+
+
+def test_dynamodb_down_on_reads_is_503(api_settings: Settings) -> None:
+    log: list[str] = []
+    with _app(api_settings, log, dynamodb=("get_item", 1)) as c:
+        r = c.get("/v1/jobs/" + "a" * 32)
+    assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
