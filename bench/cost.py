@@ -50,7 +50,8 @@ class CostInputs:
     fargate_vcpu_hour: float = _doc(0.04048, "Fargate Linux/x86, $ per vCPU-hour")
     fargate_gb_hour: float = _doc(0.004445, "Fargate Linux/x86, $ per GB-hour")
     spot_vcpu_hour: float = _doc(
-        0.01334053, "Fargate Spot, $ per vCPU-hour (Spot prices move; about 70 % below on-demand)"
+        0.01334053,
+        "Fargate Spot, $ per vCPU-hour: a published example; Spot prices move (AWS says up to 70 % below on-demand)",
     )
     spot_gb_hour: float = _doc(0.00146489, "Fargate Spot, $ per GB-hour")
     fargate_min_billed_s: float = _doc(60.0, "Fargate bills per second with a one-minute minimum per task")
