@@ -165,8 +165,9 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[
 class _Builder:
     """Accumulates ONNX nodes and initializers while walking the TFLite ops in order."""
 
-    def __init__(self, graph: TflGraph) -> None:
+    def __init__(self, graph: TflGraph, renames: dict[int, str]) -> None:
         self.graph = graph
+        self.renames = renames  # graph outputs -> their requested names
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.folded: dict[int, np.ndarray] = {}  # outputs of DEQUANTIZE on constants
@@ -209,7 +210,7 @@ class _Builder:
         return array
 
     def out(self, index: int) -> str:
-        name = self.graph.tensors[index].name
+        name = self.renames.get(index, self.graph.tensors[index].name)
         self.names[index] = name
         return name
 
@@ -393,19 +394,14 @@ def graph_to_onnx(
         raise ConversionError(f"unsupported TFLite op(s): {listed}; supported: {', '.join(sorted(CONVERTERS))}")
     if len(input_names) != len(graph.inputs) or len(output_names) != len(graph.outputs):
         raise ConversionError(f"the model has {len(graph.inputs)} input(s) and {len(graph.outputs)} output(s)")
-    b = _Builder(graph)
+    renames = dict(zip(graph.outputs, output_names, strict=True))
+    b = _Builder(graph, renames)
     graph_inputs = []
     for index, name in zip(graph.inputs, input_names, strict=True):
         b.names[index] = name
         graph_inputs.append(_value_info(graph.tensors[index], name, dynamic_batch))
-    renames = dict(zip(graph.outputs, output_names, strict=True))
     for op in graph.ops:
         CONVERTERS[op.code](b, op)
-    for node in b.nodes:  # graph outputs take the requested names
-        for i, out in enumerate(node.output):
-            for index, name in renames.items():
-                if out == graph.tensors[index].name:
-                    node.output[i] = name
     graph_outputs = [_value_info(graph.tensors[i], name, dynamic_batch) for i, name in renames.items()]
     onnx_graph = helper.make_graph(b.nodes, "tflite_graph", graph_inputs, graph_outputs, initializer=b.initializers)
     model = helper.make_model(
