@@ -1,0 +1,1 @@
+"""One construct per concern; the two stacks only wire them together."""

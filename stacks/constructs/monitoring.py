@@ -1,0 +1,264 @@
+"""Dashboard and alarms for the whole pipeline: API, queue, pipe, worker (its own EMF metrics), table.
+
+Custom metrics use the names, namespace and dimensions in ``runtime.common.metrics``, the module the worker
+emits with, so a renamed metric cannot leave a dashboard graph silently empty (a test checks both sides).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from runtime.common import metrics
+from stacks.config import DeployConfig
+
+PIPES_NAMESPACE = "AWS/EventBridge/Pipes"
+PERIOD = Duration.minutes(5)
+
+
+@dataclass(frozen=True)
+class MonitoredApi:
+    """Either the ALB pieces (Fargate mode) or the function (Lambda mode)."""
+
+    load_balancer: elbv2.IApplicationLoadBalancer | None = None
+    target_group: elbv2.IApplicationTargetGroup | None = None
+    function: lambda_.IFunction | None = None
+
+
+def worker_metric(name: str, statistic: str = "Sum") -> cw.Metric:
+    """A metric the worker emits through ``runtime.common.metrics.emit`` with the ``Service=worker`` dimension."""
+    if name not in metrics.UNITS:
+        raise KeyError(f"{name!r} is not a metric the worker emits (runtime.common.metrics.UNITS)")
+    return cw.Metric(
+        namespace=metrics.NAMESPACE,
+        metric_name=name,
+        dimensions_map={metrics.SERVICE_DIMENSION: metrics.WORKER_SERVICE},
+        statistic=statistic,
+        period=PERIOD,
+    )
+
+
+def pipe_metric(pipe_name: str, name: str) -> cw.Metric:
+    return cw.Metric(
+        namespace=PIPES_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"PipeName": pipe_name},
+        statistic="Sum",
+        period=PERIOD,
+    )
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        api: MonitoredApi,
+        queue: sqs.IQueue,
+        dlq: sqs.IQueue,
+        pipe_name: str,
+        table: dynamodb.ITableV2,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # Alarms publish to an encrypted topic; CloudWatch needs its own grant on a customer-managed key (the
+        # AWS-managed SNS key's policy cannot be extended, so alarm notifications to it would be dropped).
+        key = kms.Key(
+            self,
+            "TopicKey",
+            enable_key_rotation=True,
+            description="segscale alarm topic",
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True, display_name="segscale alarms")
+        if config.alarm_email:
+            self.topic.add_subscription(subs.EmailSubscription(config.alarm_email))
+        action = cw_actions.SnsAction(self.topic)
+
+        api_widgets, api_5xx_rate = self._api(api)
+        q_visible = queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
+        q_age = queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum")
+        dlq_visible = dlq.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
+        pipe = {n: pipe_metric(pipe_name, n) for n in ("Invocations", "ExecutionFailed", "TargetStageFailed")}
+        processed = worker_metric(metrics.IMAGES_PROCESSED)
+        failed = worker_metric(metrics.IMAGES_FAILED)
+        failure_rate = cw.MathExpression(
+            expression="IF(ok + bad > 0, 100 * bad / (ok + bad), 0)",
+            using_metrics={"ok": processed, "bad": failed},
+            label="job failure rate (%)",
+            period=PERIOD,
+        )
+
+        self.dashboard = cw.Dashboard(
+            self, "Dashboard", dashboard_name=config.stack_prefix, default_interval=Duration.hours(3)
+        )
+        self.dashboard.add_widgets(cw.TextWidget(markdown=f"# segscale {config.env_name}", width=24, height=1))
+        self.dashboard.add_widgets(*api_widgets)
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Queue depth", left=[q_visible], width=8),
+            cw.GraphWidget(title="Oldest message age (s)", left=[q_age], width=8),
+            cw.GraphWidget(title="Dead-letter queue depth", left=[dlq_visible], width=8),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Pipe: invocations and failures", left=list(pipe.values()), width=8),
+            cw.GraphWidget(title="Images processed / failed", left=[processed, failed], right=[failure_rate], width=8),
+            cw.GraphWidget(
+                title="Jobs per batch message", left=[worker_metric(metrics.BATCH_SIZE, "Average")], width=8
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Inference latency (ms)",
+                left=[worker_metric(metrics.INFERENCE_MS, s) for s in ("p50", "p99")],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Per-image processing (ms)",
+                left=[worker_metric(metrics.IMAGE_TOTAL_MS, s) for s in ("p50", "p99")],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Upload to result (ms)",
+                left=[worker_metric(metrics.UPLOAD_TO_RESULT_MS, s) for s in ("p50", "p99")],
+                width=8,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="DynamoDB throttles",
+                left=[
+                    table.metric(n, statistic="Sum", period=PERIOD)
+                    for n in ("ReadThrottleEvents", "WriteThrottleEvents")
+                ],
+                width=12,
+            ),
+        )
+
+        self.alarms = [
+            cw.Alarm(
+                self,
+                "DeadLettersNotEmpty",
+                alarm_description="Batch messages the pipe could not hand to ECS five times are in the DLQ",
+                metric=dlq_visible,
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "OldestMessageTooOld",
+                alarm_description="Batches wait too long for a worker task (pipe stopped or RunTask failing)",
+                metric=q_age,
+                threshold=config.alarm_oldest_message_s,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "Api5xxRate",
+                alarm_description=f"API answers more than {config.alarm_api_5xx_percent}% 5xx",
+                metric=api_5xx_rate,
+                threshold=config.alarm_api_5xx_percent,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "PipeFailures",
+                alarm_description="The pipe failed to start worker tasks",
+                metric=cw.MathExpression(
+                    expression="failed + target",
+                    using_metrics={"failed": pipe["ExecutionFailed"], "target": pipe["TargetStageFailed"]},
+                    label="pipe failures",
+                    period=PERIOD,
+                ),
+                threshold=0,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "JobFailureRate",
+                alarm_description=f"More than {config.alarm_job_failure_percent}% of jobs fail",
+                metric=failure_rate,
+                threshold=config.alarm_job_failure_percent,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        for alarm in self.alarms:
+            alarm.add_alarm_action(action)
+        region = Stack.of(self).region
+        self.dashboard_url = (
+            f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+            f"#dashboards:name={self.dashboard.dashboard_name}"
+        )
+
+    def _api(self, api: MonitoredApi) -> tuple[list[cw.IWidget], cw.MathExpression]:
+        if api.load_balancer is not None and api.target_group is not None:
+            lb = api.load_balancer.metrics
+            requests = lb.request_count(period=PERIOD, statistic="Sum")
+            target_5xx = lb.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=PERIOD, statistic="Sum")
+            elb_5xx = lb.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, period=PERIOD, statistic="Sum")
+            target_4xx = lb.http_code_target(elbv2.HttpCodeTarget.TARGET_4XX_COUNT, period=PERIOD, statistic="Sum")
+            latency = [lb.target_response_time(period=PERIOD, statistic=s) for s in ("p50", "p99")]
+            healthy = api.target_group.metrics.healthy_host_count(period=PERIOD, statistic="Minimum")
+            rate = cw.MathExpression(
+                expression="IF(req > 0, 100 * (t5 + e5) / req, 0)",
+                using_metrics={"req": requests, "t5": target_5xx, "e5": elb_5xx},
+                label="API 5xx rate (%)",
+                period=PERIOD,
+            )
+            widgets: list[cw.IWidget] = [
+                cw.GraphWidget(title="API requests", left=[requests], width=6),
+                cw.GraphWidget(title="API latency p50/p99 (s)", left=latency, width=6),
+                cw.GraphWidget(title="API 4xx / 5xx", left=[target_4xx, target_5xx, elb_5xx], width=6),
+                cw.GraphWidget(title="API healthy tasks", left=[healthy], width=6),
+            ]
+            return widgets, rate
+        if api.function is None:
+            raise ValueError("MonitoredApi needs a load balancer and target group, or a function")
+        fn = api.function
+        requests = fn.metric("UrlRequestCount", period=PERIOD, statistic="Sum")
+        url_4xx = fn.metric("Url4xxCount", period=PERIOD, statistic="Sum")
+        url_5xx = fn.metric("Url5xxCount", period=PERIOD, statistic="Sum")
+        rate = cw.MathExpression(
+            expression="IF(req > 0, 100 * e5 / req, 0)",
+            using_metrics={"req": requests, "e5": url_5xx},
+            label="API 5xx rate (%)",
+            period=PERIOD,
+        )
+        widgets = [
+            cw.GraphWidget(title="API requests", left=[requests], width=6),
+            cw.GraphWidget(
+                title="API latency p50/p99 (ms)",
+                left=[fn.metric_duration(period=PERIOD, statistic=s) for s in ("p50", "p99")],
+                width=6,
+            ),
+            cw.GraphWidget(title="API 4xx / 5xx", left=[url_4xx, url_5xx], width=6),
+            cw.GraphWidget(
+                title="API errors / throttles",
+                left=[fn.metric_errors(period=PERIOD), fn.metric_throttles(period=PERIOD)],
+                width=6,
+            ),
+        ]
+        return widgets, rate

@@ -1,0 +1,69 @@
+"""The named exports through which the pipeline stack uses the data stack's resources (DESIGN D4).
+
+Fixed export names make the interface between the two stacks explicit and stable: CDK's generated names change
+with construct paths, and an export that is in use cannot be changed. They also make the cdk-nag findings on
+prefix-scoped S3 grants predictable, so each can be acknowledged exactly.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Fn
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.config import DeployConfig
+from stacks.constructs.grants import AppResources
+
+KEYS = (
+    "bucket-name",
+    "bucket-arn",
+    "table-name",
+    "queue-name",
+    "queue-arn",
+    "queue-url",
+    "dlq-name",
+    "dlq-arn",
+    "dlq-url",
+)
+
+
+def export_name(config: DeployConfig, key: str) -> str:
+    if key not in KEYS:
+        raise KeyError(f"unknown export {key!r}")
+    return f"{config.stack_prefix}-{key}"
+
+
+def export_resources(scope: Construct, config: DeployConfig, r: AppResources) -> None:
+    values = {
+        "bucket-name": r.bucket.bucket_name,
+        "bucket-arn": r.bucket.bucket_arn,
+        "table-name": r.table.table_name,
+        "queue-name": r.queue.queue_name,
+        "queue-arn": r.queue.queue_arn,
+        "queue-url": r.queue.queue_url,
+        "dlq-name": r.dlq.queue_name,
+        "dlq-arn": r.dlq.queue_arn,
+        "dlq-url": r.dlq.queue_url,
+    }
+    for key in KEYS:
+        CfnOutput(scope, f"Export-{key}", value=values[key], export_name=export_name(config, key))
+
+
+def import_resources(scope: Construct, config: DeployConfig) -> AppResources:
+    def imp(key: str) -> str:
+        return Fn.import_value(export_name(config, key))
+
+    return AppResources(
+        bucket=s3.Bucket.from_bucket_attributes(
+            scope, "Bucket", bucket_arn=imp("bucket-arn"), bucket_name=imp("bucket-name")
+        ),
+        table=dynamodb.TableV2.from_table_attributes(scope, "Table", table_name=imp("table-name")),
+        queue=sqs.Queue.from_queue_attributes(
+            scope, "Queue", queue_arn=imp("queue-arn"), queue_url=imp("queue-url"), queue_name=imp("queue-name")
+        ),
+        dlq=sqs.Queue.from_queue_attributes(
+            scope, "DeadLetters", queue_arn=imp("dlq-arn"), queue_url=imp("dlq-url"), queue_name=imp("dlq-name")
+        ),
+    )

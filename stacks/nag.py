@@ -1,0 +1,109 @@
+"""cdk-nag (AwsSolutions) registration and every acknowledged finding, each on its resource, with its reason.
+
+cdk-nag 3 runs as a CDK validation plugin: any finding not acknowledged here makes synth fail, so a new
+resource that breaks a rule cannot slip into a deployment unnoticed. Acknowledgements are placed on the
+narrowest construct that owns the finding, never on a stack or the app.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, App, Validations
+from aws_cdk.aws_iam import IRole
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+from runtime.common import keys
+from stacks.config import DeployConfig
+from stacks.data_stack import DataStack
+from stacks.exports import export_name
+from stacks.pipeline_stack import PipelineStack
+
+PACK = "AwsSolutions"
+
+
+def register(app: App) -> None:
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def ack(construct: IConstruct, rule: str, reason: str) -> None:
+    """Acknowledge ``AwsSolutions-<rule>`` (with its ``[finding]`` suffix for IAM5) on ``construct`` only."""
+    Validations.of(construct).acknowledge(Acknowledgment(id=f"{PACK}-{rule}", reason=reason))
+
+
+def _object_wildcard(config: DeployConfig, prefix: str) -> str:
+    """The IAM5 finding for a grant on ``<bucket>/<prefix>*`` (the bucket ARN is a named import)."""
+    return f"IAM5[Resource::{export_name(config, 'bucket-arn')}/{prefix}*]"
+
+
+def acknowledge(data: DataStack, pipeline: PipelineStack, config: DeployConfig) -> None:
+    _acknowledge_data(data)
+    _acknowledge_pipeline(pipeline, config)
+
+
+def _acknowledge_data(data: DataStack) -> None:
+    del data
+
+
+def _ack_object_grants(policy: IConstruct, config: DeployConfig, who: str, prefixes: tuple[str, ...]) -> None:
+    for prefix in prefixes:
+        ack(
+            policy,
+            _object_wildcard(config, prefix),
+            f"Object keys under {prefix} are generated per batch and job (runtime/common/keys.py); the grant is "
+            f"limited to that prefix and to the object actions the {who} code calls (stacks/constructs/grants.py).",
+        )
+
+
+def _default_policy(role: IRole) -> IConstruct:
+    return role.node.find_child("DefaultPolicy").node.default_child
+
+
+# Which S3 prefixes each container's grant covers (stacks/constructs/grants.py).
+OBJECT_PREFIXES: dict[str, tuple[str, ...]] = {
+    "api": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX),
+    "worker": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX),
+    "results": (keys.RESULTS_PREFIX, keys.REPORTS_PREFIX),
+}
+
+
+def _acknowledge_pipeline(p: PipelineStack, config: DeployConfig) -> None:
+    ack(
+        p.api_key.node.default_child,
+        "SMG4",
+        "The API key is a static shared secret handed to clients; automatic rotation would break every client. "
+        "Rotate it by hand (docs/deploy.md) and redeploy the API.",
+    )
+    tasks = {"worker": p.worker.task, "results": p.results.task}
+    if p.api_service is not None:
+        tasks["api"] = p.api_service.task
+    for name, task in tasks.items():
+        ack(
+            task.node.default_child,
+            "ECS2",
+            f"The {name} container's environment holds only non-secret SEGSCALE_* settings (bucket, table, queue, "
+            "limits); the one secret, the API key, is injected from Secrets Manager as an ECS secret.",
+        )
+        ack(
+            _default_policy(task.obtain_execution_role()),
+            "IAM5[Resource::*]",
+            f"The {name} task's execution role needs ecr:GetAuthorizationToken, which supports no resource "
+            "narrower than '*' (CDK adds it for the image asset's ECR pull).",
+        )
+        _ack_object_grants(_default_policy(task.task_role), config, name, OBJECT_PREFIXES[name])
+    if p.lambda_api is not None:
+        role = p.lambda_api.function.role
+        assert role is not None
+        _ack_object_grants(_default_policy(role), config, "api", OBJECT_PREFIXES["api"])
+    if p.api_service is not None:
+        if "0.0.0.0/0" in config.allowed_cidrs:
+            ack(
+                p.api_service.load_balancer.connections.security_groups[0].node.default_child,
+                "EC23",
+                "allowed_cidrs includes 0.0.0.0/0: the upload API is meant to be reachable from anywhere and "
+                "every request is authenticated with the API key. Narrow segscale.allowed_cidrs to restrict it.",
+            )
+        ack(
+            p.api_service.access_logs.node.default_child,
+            "S1",
+            "This bucket only receives the ALB's access logs; logging access to a log bucket would recurse.",
+        )

@@ -1,0 +1,113 @@
+"""The stateless stack (DESIGN D4): network, API, worker pipe, results schedule, monitoring.
+
+It can be destroyed and redeployed without touching the data stack's bucket, table and queues.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from runtime.common.settings import env_name
+from stacks.config import DeployConfig
+from stacks.constructs.api_service import ApiService
+from stacks.constructs.lambda_api import LambdaApi
+from stacks.constructs.monitoring import MonitoredApi, Monitoring
+from stacks.constructs.network import Network
+from stacks.constructs.results import ResultsTask
+from stacks.constructs.tasks import runtime_environment
+from stacks.constructs.worker_pipe import WorkerPipe
+from stacks.exports import import_resources
+
+
+class PipelineStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        resources = import_resources(self, config)
+        environment = runtime_environment(
+            config,
+            bucket=resources.bucket.bucket_name,
+            table=resources.table.table_name,
+            queue_url=resources.queue.queue_url,
+            region=self.region,
+        )
+        self.api_key = secretsmanager.Secret(
+            self,
+            "ApiKey",
+            description=f"segscale {config.env_name} API key (header X-Api-Key)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=40, exclude_punctuation=True, include_space=False
+            ),
+        )
+        self.network = Network(self, "Network", config=config)
+
+        if config.api_mode == "fargate":
+            api = ApiService(
+                self,
+                "Api",
+                config=config,
+                network=self.network,
+                resources=resources,
+                environment=environment,
+                api_key=self.api_key,
+            )
+            monitored = MonitoredApi(load_balancer=api.load_balancer, target_group=api.target_group)
+            self.api_service: ApiService | None = api
+            self.lambda_api: LambdaApi | None = None
+            api_url = api.url
+        else:
+            lambda_api = LambdaApi(
+                self, "Api", config=config, resources=resources, environment=environment, api_key=self.api_key
+            )
+            monitored = MonitoredApi(function=lambda_api.function)
+            self.api_service = None
+            self.lambda_api = lambda_api
+            api_url = lambda_api.url
+
+        # The worker and results tasks never see the API key.
+        task_env = {k: v for k, v in environment.items() if k != env_name("api_key")}
+        self.worker = WorkerPipe(
+            self, "Worker", config=config, network=self.network, resources=resources, environment=task_env
+        )
+        self.results = ResultsTask(
+            self, "Results", config=config, network=self.network, resources=resources, environment=task_env
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            api=monitored,
+            queue=resources.queue,
+            dlq=resources.dlq,
+            pipe_name=self.worker.pipe_name,
+            table=resources.table,
+        )
+
+        key_cmd = (
+            f"aws secretsmanager get-secret-value --secret-id {self.api_key.secret_arn}"
+            " --query SecretString --output text"
+        )
+        CfnOutput(self, "ApiUrl", value=api_url, description="Base URL of the segscale API")
+        CfnOutput(
+            self,
+            "CurlExample",
+            value=(f'curl -H "X-Api-Key: $({key_cmd} --region {self.region})" -F file=@photo.jpg {api_url}/v1/images'),
+            description="Upload one image",
+        )
+        CfnOutput(self, "ApiKeySecretArn", value=self.api_key.secret_arn, description="Secrets Manager secret")
+        CfnOutput(self, "ApiKeyCommand", value=f"{key_cmd} --region {self.region}", description="Prints the API key")
+        CfnOutput(self, "DashboardUrl", value=self.monitoring.dashboard_url)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "ClusterName", value=self.network.cluster.cluster_name)
+        CfnOutput(
+            self,
+            "ExportCommand",
+            value=self.results.export_command,
+            description="Runs a results export; replace <batch-id>. Reports land under s3://<bucket>/reports/",
+        )
+        CfnOutput(self, "PipeName", value=self.worker.pipe_name)
+        self.template_options.metadata = {"segscale": json.dumps({"env": config.env_name, "api": config.api_mode})}

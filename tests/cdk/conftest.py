@@ -1,0 +1,149 @@
+"""Synthesizes each deployment variant once per test session; every CDK test reads these results.
+
+Synthesis is slow (one Node process, several seconds per stack), so tests share a session-scoped cache keyed
+by variant, and each variant is synthesized only when a test first asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from aws_cdk import App
+
+from stacks.build import Segscale, build
+
+ROOT = Path(__file__).resolve().parents[2]
+CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/0123abcd-4567-89ef-0123-456789abcdef"
+
+# Context overrides per variant, on top of cdk.json's own context.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "dev": {},
+    "prod": {
+        "env_name": "prod",
+        "region": "eu-west-1",
+        "certificate_arn": CERT,
+        "domain_name": "segscale.example.com",
+        "allowed_cidrs": ["203.0.113.0/24", "198.51.100.0/24"],
+        "worker_capacity": "FARGATE",
+        "nat_gateways": 2,
+        "bucket_versioned": True,
+        "alarm_email": "ops@example.com",
+        "api_min_count": 3,
+        "api_desired_count": 3,
+        "api_max_count": 20,
+    },
+    "lambda": {"api_mode": "lambda", "nat_gateways": 0},
+}
+ASSET_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def cdk_json_context() -> dict[str, Any]:
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+def context_for(overrides: dict[str, Any]) -> dict[str, Any]:
+    context = cdk_json_context()
+    context["segscale"] = {**context["segscale"], **overrides}
+    return context
+
+
+def mask(template: dict[str, Any]) -> dict[str, Any]:
+    """Asset hashes change with every edit under runtime/; the snapshot must not."""
+    return json.loads(ASSET_HASH.sub("<asset-hash>", json.dumps(template)))
+
+
+@dataclass
+class Synth:
+    """One synthesized variant: the built app plus its templates and validation report."""
+
+    app: Segscale
+    outdir: Path
+    templates: dict[str, dict[str, Any]]  # "data" / "pipeline" -> template
+    validation: dict[str, Any]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.templates["data"]
+
+    @property
+    def pipeline(self) -> dict[str, Any]:
+        return self.templates["pipeline"]
+
+
+def synthesize(outdir: Path, overrides: dict[str, Any]) -> Synth:
+    app = App(outdir=str(outdir), context=context_for(overrides), analytics_reporting=False)
+    built = build(app)
+    assembly = app.synth()
+    templates = {
+        "data": assembly.get_stack_by_name(built.data.stack_name).template,
+        "pipeline": assembly.get_stack_by_name(built.pipeline.stack_name).template,
+    }
+    report = outdir / "validation-report.json"
+    validation = json.loads(report.read_text()) if report.exists() else {"pluginReports": []}
+    return Synth(app=built, outdir=outdir, templates=templates, validation=validation)
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Synth]]:
+    yield {}
+
+
+@pytest.fixture(scope="session")
+def synth(synth_cache: dict[str, Synth], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """``synth("dev")``: the variant's synthesis, done at most once per session."""
+
+    def get(variant: str) -> Synth:
+        if variant not in synth_cache:
+            synth_cache[variant] = synthesize(tmp_path_factory.mktemp(f"cdk-{variant}"), VARIANTS[variant])
+        return synth_cache[variant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def dev(synth) -> Synth:  # type: ignore[no-untyped-def]
+    return synth("dev")
+
+
+@pytest.fixture(scope="session")
+def prod(synth) -> Synth:  # type: ignore[no-untyped-def]
+    return synth("prod")
+
+
+@pytest.fixture(scope="session")
+def lambda_mode(synth) -> Synth:  # type: ignore[no-untyped-def]
+    return synth("lambda")
+
+
+# --- template helpers ------------------------------------------------------------------------------------
+
+
+def resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def one(template: dict[str, Any], type_: str) -> tuple[str, dict[str, Any]]:
+    found = resources(template, type_)
+    assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def by_path(template: dict[str, Any], path_part: str, type_: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The one resource whose construct path contains ``path_part``."""
+    found = {
+        k: v
+        for k, v in template["Resources"].items()
+        if path_part in v.get("Metadata", {}).get("aws:cdk:path", "") and (type_ is None or v["Type"] == type_)
+    }
+    assert len(found) == 1, f"expected one resource at {path_part!r} ({type_}), found {sorted(found)}"
+    return next(iter(found.items()))
