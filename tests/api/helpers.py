@@ -82,3 +82,36 @@ def stored(settings: Settings) -> dict[str, Any]:
 def assert_nothing_stored(settings: Settings) -> None:
     s = stored(settings)
     assert s["objects"] == [] and s["items"] == [] and s["messages"] == [], s
+
+
+class ThreadedUvicorn:
+    """The app on a real socket (uvicorn in a thread), for what TestClient cannot show: TestClient reads the
+    whole request body before the app runs, so only a real server proves an oversized upload is cut short."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+
+    def __enter__(self) -> ThreadedUvicorn:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

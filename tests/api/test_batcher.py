@@ -40,13 +40,15 @@ def _drain(settings: Settings) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=settings.queue_url, ReceiptHandle=m["ReceiptHandle"])
 
 
-def _batcher(settings: Settings, store: JobStore, *, max_jobs: int, window_s: float, sqs: Any = None) -> MicroBatcher:
+def _batcher(
+    settings: Settings, store: JobStore, *, max_jobs: int, window_s: float, sqs: Any = None, mark: Any = None
+) -> MicroBatcher:
     return MicroBatcher(
         sqs or client("sqs", settings),
         settings.queue_url,
         max_jobs=max_jobs,
         window_s=window_s,
-        mark_enqueued=store.mark_enqueued,
+        mark_enqueued=mark or store.mark_enqueued,
     )
 
 
@@ -102,17 +104,19 @@ def test_window_zero_sends_before_add_returns(settings: Settings, store: JobStor
 
 
 def test_largest_batch_fits_the_message_limit(settings: Settings, store: JobStore) -> None:
-    b = _batcher(settings, store, max_jobs=100_000, window_s=0)
+    marked: list[str] = []
+    b = _batcher(settings, store, max_jobs=100_000, window_s=0, mark=lambda i: marked.append(i) or True)
     assert b.max_jobs == messages.max_job_ids_per_message()
     ids = [uuid.uuid4().hex for _ in range(b.max_jobs * 2 + 5)]  # no job items needed to check the bodies
     b.add(ids)
     sent = _drain(settings)
     assert [len(m["job_ids"]) for m in sent] == [b.max_jobs, b.max_jobs, 5]
     assert max(len(json.dumps(m, separators=(",", ":"))) for m in sent) <= messages.MESSAGE_BODY_LIMIT_CHARS
+    assert marked == ids  # marked after each send, in order
 
 
 def test_concurrent_adds_lose_nothing_and_duplicate_nothing(settings: Settings, store: JobStore) -> None:
-    b = _batcher(settings, store, max_jobs=10, window_s=0.05)
+    b = _batcher(settings, store, max_jobs=10, window_s=0.05, mark=lambda i: True)
     ids = [uuid.uuid4().hex for _ in range(200)]
 
     def worker(chunk: list[str]) -> None:
