@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from runtime.common import keys, metrics
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
-from runtime.worker.batch import run_batch
+from runtime.worker.batch import _LeaseKeeper, run_batch
 from runtime.worker.models import ModelRegistry
 from tests.worker.helpers import emf_lines, encode, png_bomb, read_png, red_square, submit
 
@@ -99,9 +100,8 @@ def test_bad_images_fail_cleanly_and_the_batch_completes(
     ids = {name: submit(store, s3, worker_settings, f(), model="red-aspect") for name, (f, _, _) in BAD_INPUTS.items()}
     unknown_model = submit(store, s3, worker_settings, encode(red_square(32, (0, 0, 8, 8))), model="nope")
     good = submit(store, s3, worker_settings, encode(red_square(64, (0, 0, 32, 32))), model="red")
-    report = run_batch(
-        worker_settings, [*ids.values(), unknown_model, good], registry=registry, metrics_stream=io.StringIO()
-    )
+    out = io.StringIO()
+    report = run_batch(worker_settings, [*ids.values(), unknown_model, good], registry=registry, metrics_stream=out)
     assert report.ok
     for name, (_, status, error_class) in BAD_INPUTS.items():
         job = store.get(ids[name])
@@ -113,6 +113,10 @@ def test_bad_images_fail_cleanly_and_the_batch_completes(
     failed = store.get(unknown_model)
     assert failed["status"] == "FAILED" and failed["error_class"] == "unknown_model" and "red" in failed["error"]
     assert store.get(good)["status"] == "SUCCEEDED"
+    by_reason = [d[metrics.REASON_DIMENSION] for d in emf_lines(out.getvalue()) if metrics.REASON_DIMENSION in d]
+    expected = [c for _, s, c in BAD_INPUTS.values() if s == "FAILED"] + ["unknown_model"]
+    assert sorted(by_reason) == sorted(expected)
+    assert all(d[metrics.IMAGES_FAILED] == 1 for d in emf_lines(out.getvalue()) if metrics.IMAGES_FAILED in d)
 
 
 def test_duplicate_delivery_yields_one_result_per_job(
@@ -176,3 +180,26 @@ def test_transient_storage_error_releases_and_requeues(
     assert any(job_id in b for b in bodies)
     # the retry succeeds against the real bucket
     assert run_batch(worker_settings, [job_id], registry=registry, metrics_stream=io.StringIO()).succeeded == [job_id]
+
+
+def test_lease_keeper_renews_held_jobs_and_notices_a_lost_lease(
+    worker_settings: Settings, store: JobStore, s3: Any
+) -> None:
+    kept = submit(store, s3, worker_settings, encode(red_square(8, (0, 0, 2, 2))), model="red")
+    taken = submit(store, s3, worker_settings, encode(red_square(8, (0, 0, 2, 2))), model="red")
+    first = {j: store.claim(j, "w1")["lease_expires_at"] for j in (kept, taken)}
+    keeper = _LeaseKeeper(store, "w1", interval_s=0.3)
+    keeper.add(kept)
+    keeper.add(taken)
+    store.fail(taken, "reconciled elsewhere", error_class="gave_up")  # the job is no longer ours
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+            taken not in keeper.lost or store.get(kept)["lease_expires_at"] <= first[kept]
+        ):
+            time.sleep(0.1)
+    finally:
+        keeper.stop()
+    assert store.get(kept)["lease_expires_at"] > first[kept]
+    assert keeper.lost == {taken} and keeper.held == {kept}
