@@ -1,0 +1,242 @@
+"""Upload API load: 200 KB photos through ``POST /v1/images`` at concurrency 1, 8 and 32, vs ``GET /healthz``.
+
+The API runs as it does in production (``uvicorn runtime.api.main:app`` in its own process, settings from
+``SEGSCALE_*``) against a moto server on loopback. Each upload is sniffed and fully decoded, written to S3 and to
+DynamoDB before its 202; the micro-batcher sends SQS messages in the background. The baseline is the same number
+of ``GET /healthz`` requests at the same concurrency in the same run: the ratio is what our handler (multipart
+parsing, image checks, two storage writes) costs over the bare HTTP stack. A second baseline, a bare boto3 S3 PUT
+of the same bytes to the same moto server, is the storage floor.
+
+Bounded and loopback only; any non-202 answer fails the benchmark (the figures are for zero errors).
+Note: moto runs in this process and shares its cores with the client threads and the API process, so absolute
+figures are pessimistic; the ratios are the point.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from bench.figures import Figure
+
+BENCH = "api_load"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "bench-key"
+TARGET_BYTES = 200 * 1024
+CONCURRENCY = (1, 8, 32)
+FULL_REQUESTS = {1: 60, 8: 160, 32: 320}
+QUICK_REQUESTS = {1: 3, 8: 8, 32: 32}
+UVICORN = [sys.executable, "-m", "uvicorn", "runtime.api.main:app", "--host", "127.0.0.1", "--no-access-log"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_photos(count: int = 6) -> list[bytes]:
+    """Real photos (skimage.data) resized so each JPEG is about 200 KB."""
+    import skimage.data as data
+
+    sources = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.hubble_deep_field(), data.cat()]
+    out = []
+    for i in range(count):
+        src = Image.fromarray(np.asarray(sources[i % len(sources)], dtype=np.uint8)).convert("RGB")
+        scale, blob = 1.0, b""
+        for _ in range(12):  # adjust the scale until the JPEG is within 5 % of the target
+            img = src.resize((max(16, round(src.width * scale)), max(16, round(src.height * scale))))
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=90)
+            blob = buf.getvalue()
+            if abs(len(blob) - TARGET_BYTES) < 0.05 * TARGET_BYTES:
+                break
+            scale *= (TARGET_BYTES / len(blob)) ** 0.5
+        out.append(blob)
+    return out
+
+
+def _models_dir(root: Path) -> Path:
+    card = {
+        "name": "person",
+        "version": "bench",
+        "license": "Apache-2.0",
+        "source": "bench",
+        "input": {"size": [256, 256]},
+        "output": {"activation": "none"},
+        "classes": [{"id": 1, "name": "person"}],
+    }
+    (root / "person").mkdir(parents=True)
+    (root / "person" / "card.json").write_text(json.dumps(card))
+    return root
+
+
+@contextmanager
+def _stack() -> Iterator[tuple[str, str, dict[str, str]]]:
+    """moto server (this process) + the API (uvicorn subprocess); yields (api base URL, moto URL, env)."""
+    from moto.server import ThreadedMotoServer
+
+    from local.resources import create_resources
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
+    moto_port = _free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    moto.start()
+    proc = None
+    try:
+        resources = create_resources(f"http://127.0.0.1:{moto_port}", prefix=f"bench{uuid.uuid4().hex[:8]}")
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                **os.environ,
+                **resources.env(),
+                "SEGSCALE_API_KEY": API_KEY,
+                "SEGSCALE_MODELS_DIR": str(_models_dir(Path(tmp) / "models")),
+            }
+            port = _free_port()
+            proc = subprocess.Popen(
+                [*UVICORN, "--port", str(port)],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                    raise RuntimeError(f"the API did not start: {err}")
+                time.sleep(0.05)
+            yield base, resources.endpoint_url, {**env, "SEGSCALE_BUCKET": resources.bucket}
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        moto.stop()
+
+
+def _drive(requests: int, concurrency: int, call: Callable[[int], None]) -> tuple[float, list[float]]:
+    """Run ``call(i)`` for i < requests on ``concurrency`` threads; returns (requests/s, latencies in ms)."""
+    latencies: list[float] = []
+
+    def one(i: int) -> None:
+        t = time.perf_counter()
+        call(i)
+        latencies.append((time.perf_counter() - t) * 1000)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(requests)))
+    return requests / (time.perf_counter() - started), latencies
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _fig(
+    name: str, value: float, unit: str, baseline: str, baseline_value: float, higher: bool = False, notes: str = ""
+) -> Figure:
+    return Figure(
+        benchmark=BENCH,
+        name=name,
+        value=value,
+        unit=unit,
+        baseline_name=baseline,
+        baseline_value=baseline_value,
+        higher_is_better=higher,
+        notes=notes,
+    )
+
+
+def run(*, quick: bool = False) -> list[Figure]:
+    import boto3
+
+    photos = make_photos()
+    counts = QUICK_REQUESTS if quick else FULL_REQUESTS
+    figures: list[Figure] = []
+    with _stack() as (base, moto_url, env):
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        with httpx.Client(base_url=base, headers={"X-Api-Key": API_KEY}, limits=limits, timeout=60) as c:
+
+            def upload(i: int) -> None:
+                r = c.post("/v1/images", files=[("file", (f"photo{i}.jpg", photos[i % len(photos)], "image/jpeg"))])
+                if r.status_code != 202:
+                    raise RuntimeError(f"upload {i} answered {r.status_code}: {r.text[:300]}")
+
+            def health(i: int) -> None:
+                r = c.get("/healthz")
+                if r.status_code != 200:
+                    raise RuntimeError(f"healthz answered {r.status_code}")
+
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=moto_url,
+                region_name=env["SEGSCALE_REGION"],
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+
+            def bare_put(i: int) -> None:
+                s3.put_object(Bucket=env["SEGSCALE_BUCKET"], Key=f"bare/{i}.jpg", Body=photos[i % len(photos)])
+
+            upload(0)  # warm: the first request reads the model cards
+            health(0)
+            for conc in CONCURRENCY:
+                n = counts[conc]
+                h_rate, h_lat = _drive(n, conc, health)
+                u_rate, u_lat = _drive(n, conc, upload)
+                note = f"{n} requests of {len(photos[0]) // 1024} KB JPEGs, zero errors"
+                health_name = f"GET /healthz at concurrency {conc}"
+                figures += [
+                    _fig(f"uploads/s at concurrency {conc}", u_rate, "req/s", health_name, h_rate, True, note),
+                    _fig(f"upload p50 at concurrency {conc}", _pct(u_lat, 0.5), "ms", health_name, _pct(h_lat, 0.5)),
+                    _fig(f"upload p99 at concurrency {conc}", _pct(u_lat, 0.99), "ms", health_name, _pct(h_lat, 0.99)),
+                ]
+            _, s3_lat = _drive(counts[1], 1, bare_put)
+            _, u_lat = _drive(counts[1], 1, upload)
+            floor = "boto3 S3 PUT of the same bytes to moto"
+            note = "the storage floor: an upload also decodes the image and writes DynamoDB"
+            figures.append(
+                _fig(
+                    "upload p50 vs bare S3 PUT, concurrency 1",
+                    _pct(u_lat, 0.5),
+                    "ms",
+                    floor,
+                    _pct(s3_lat, 0.5),
+                    False,
+                    note,
+                )
+            )
+    return figures
+
+
+if __name__ == "__main__":
+    for f in run(quick="--quick" in sys.argv):
+        ratio = f" (x{f.ratio:.2f} vs {f.baseline_name} = {f.baseline_value:.1f})" if f.ratio else ""
+        print(f"{f.name}: {f.value:.1f} {f.unit}{ratio}")
