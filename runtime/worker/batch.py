@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from runtime.common import keys, messages, metrics
 from runtime.common.aws import client
+from runtime.common.imageinfo import probe
 from runtime.common.jobs import JobStatus, JobStore, now_ms
 from runtime.common.settings import Settings
 from runtime.worker.decode import DecodedImage, decode
@@ -32,6 +33,11 @@ from runtime.worker.models import ModelRegistry
 from runtime.worker.process import Analysis, analyse, render, result_document
 
 log = logging.getLogger(__name__)
+
+# Images up to this size are decoded ahead on the I/O threads; larger ones (up to ``max_pixels``) wait as
+# compressed bytes and are decoded on the inference thread, so the prefetch window (``worker_io_threads`` jobs)
+# holds at most about window x 24 MB of decoded pixels.
+PREFETCH_DECODE_MAX_PIXELS = 8_000_000
 
 
 def new_worker_id() -> str:
@@ -69,6 +75,7 @@ class _Held:
     claimed_at: float
     timings_ms: dict[str, float] = field(default_factory=dict)
     decoded: DecodedImage | None = None
+    body: bytes | None = None  # set instead of ``decoded`` for large images
     error: BaseException | None = None
 
     @property
@@ -132,6 +139,7 @@ class BatchRunner:
         stop: threading.Event,
         metrics_stream: IO[str] | None = None,
         window: int | None = None,
+        prefetch_decode_max_pixels: int = PREFETCH_DECODE_MAX_PIXELS,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -142,6 +150,7 @@ class BatchRunner:
         self.stop = stop
         self.metrics_stream = metrics_stream or sys.stdout
         self.window = window or max(2, settings.worker_io_threads)
+        self.prefetch_decode_max_pixels = prefetch_decode_max_pixels
         self._metrics_lock = threading.Lock()
         self._report_lock = threading.Lock()
         self.report = BatchReport(worker_id=worker_id, batch_size=0)
@@ -164,24 +173,40 @@ class BatchRunner:
         """A held job, or the name of the report list the id belongs in."""
         if self.stop.is_set():
             return "unclaimed"
-        job = self.store.claim(job_id, self.worker_id)
+        try:
+            job = self.store.claim(job_id, self.worker_id)
+        except Exception:  # DynamoDB unreachable: not ours (or, if the write landed, the lease expires)
+            log.exception("job %s: claim failed; leaving it for the re-enqueue or the reconciler", job_id)
+            return "unclaimed"
         if job is None:
-            current = self.store.get(job_id)
-            state = "missing" if current is None else f"{current['status']} (lease {current.get('lease_owner')})"
-            log.info("skipping job %s: %s", job_id, state)
+            log.info("skipping job %s: %s", job_id, self._state(job_id))
             return "skipped"
         self.leases.add(job_id)
         held = _Held(job=job, claimed_at=time.perf_counter())
         try:
             started = time.perf_counter()
             body = self.s3.get_object(Bucket=self.settings.bucket, Key=job["input_key"])["Body"].read()
-            decoding = time.perf_counter()
-            held.timings_ms["download"] = (decoding - started) * 1000.0
-            held.decoded = decode(body, max_pixels=self.settings.max_pixels)
-            held.timings_ms["decode"] = (time.perf_counter() - decoding) * 1000.0
+            held.timings_ms["download"] = (time.perf_counter() - started) * 1000.0
+            info = probe(body, max_pixels=self.settings.max_pixels)
+            if info.pixels <= self.prefetch_decode_max_pixels:
+                self._decode(held, body)
+            else:  # decoded just in time on the inference thread, so prefetching stays small in memory
+                held.body = body
         except Exception as exc:  # classified in _settle_failure; nothing may escape and stop the batch
             held.error = exc
         return held
+
+    def _decode(self, held: _Held, body: bytes) -> None:
+        started = time.perf_counter()
+        held.decoded = decode(body, max_pixels=self.settings.max_pixels)
+        held.timings_ms["decode"] = (time.perf_counter() - started) * 1000.0
+
+    def _state(self, job_id: str) -> str:
+        try:
+            current = self.store.get(job_id)
+        except Exception as exc:
+            return f"unknown ({exc})"
+        return "missing" if current is None else f"{current['status']} (lease {current.get('lease_owner')})"
 
     # --- stage 3, I/O thread: render, upload, record -----------------------------------------------------
     def _finish(self, held: _Held, analysis: Analysis) -> None:
@@ -295,7 +320,12 @@ class BatchRunner:
             fill()
             while pending:
                 job_id, future = pending.popleft()
-                held = self._settle_fetch(future.result(), job_id)
+                try:
+                    outcome = future.result()
+                except Exception:  # _fetch catches everything it expects; this is a bug, not a job's fault
+                    log.exception("job %s: fetch failed unexpectedly", job_id)
+                    outcome = "unclaimed"
+                held = self._settle_fetch(outcome, job_id)
                 fill()
                 if held is None:
                     continue
@@ -306,6 +336,9 @@ class BatchRunner:
                     pool.submit(self._release_quietly, held, "worker stopped (SIGTERM) before processing this job")
                     continue
                 try:
+                    if held.decoded is None and held.body is not None:
+                        self._decode(held, held.body)
+                        held.body = None
                     assert held.decoded is not None
                     processor = self.registry.get(held.job["model"])
                     analysis = analyse(processor, held.decoded.rgb, mm_per_pixel=held.job.get("mm_per_pixel"))

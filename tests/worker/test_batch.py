@@ -16,7 +16,7 @@ from runtime.common import keys, metrics
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
-from runtime.worker.batch import _LeaseKeeper, run_batch
+from runtime.worker.batch import BatchRunner, _LeaseKeeper, run_batch
 from runtime.worker.models import ModelRegistry
 from tests.worker.helpers import emf_lines, encode, png_bomb, read_png, red_square, submit
 
@@ -203,3 +203,28 @@ def test_lease_keeper_renews_held_jobs_and_notices_a_lost_lease(
         keeper.stop()
     assert store.get(kept)["lease_expires_at"] > first[kept]
     assert keeper.lost == {taken} and keeper.held == {kept}
+
+
+def test_large_images_are_decoded_on_the_inference_thread(
+    worker_settings: Settings, store: JobStore, s3: Any, registry: ModelRegistry
+) -> None:
+    """With a prefetch decode limit of 0 every image takes the deferred path; results must be the same."""
+    ids = [submit(store, s3, worker_settings, encode(red_square(64, (8, 8, 32, 32))), model="red") for _ in range(3)]
+    bad = submit(store, s3, worker_settings, _truncated(), model="red")
+    runner = BatchRunner(
+        worker_settings,
+        registry=registry,
+        store=store,
+        s3=s3,
+        sqs=client("sqs", worker_settings),
+        worker_id="big",
+        stop=threading.Event(),
+        metrics_stream=io.StringIO(),
+        prefetch_decode_max_pixels=0,
+    )
+    report = runner.run([*ids, bad])
+    assert sorted(report.succeeded) == sorted(ids) and report.failed == [bad]
+    for job_id in ids:
+        result = store.get(job_id)["result"]
+        assert result["classes"]["red"]["components"] == 1 and result["timings_ms"]["decode"] > 0
+    assert store.get(bad)["error_class"] == "corrupt_image"
