@@ -64,7 +64,7 @@ def create_uploads(services: Services, req: UploadRequest) -> dict:
                 ),
                 status=JobStatus.AWAITING_UPLOAD,
             )
-            url = services.s3.generate_presigned_url(
+            url = services.presigner.generate_presigned_url(
                 "put_object",
                 Params={"Bucket": settings.bucket, "Key": key, "ContentType": UPLOAD_CONTENT_TYPE},
                 ExpiresIn=settings.presign_expiry_s,

@@ -10,6 +10,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from runtime.api.batcher import MicroBatcher
 from runtime.api.problems import ApiProblem
 from runtime.common.aws import client
@@ -22,6 +25,7 @@ from runtime.common.settings import Settings
 class Services:
     settings: Settings
     s3: Any
+    presigner: Any  # an S3 client that signs with SigV4 (the only signature S3 accepts everywhere)
     store: JobStore
     batcher: MicroBatcher
     _cards: dict[str, ModelCard] | None = None
@@ -55,4 +59,12 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
         window_s=settings.batch_window_s,
         mark_enqueued=store.mark_enqueued,
     )
-    return Services(settings=settings, s3=s3 or client("s3", settings), store=store, batcher=batcher)
+    presigner = boto3.client(
+        "s3",
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_url,
+        config=Config(signature_version="s3v4"),
+    )
+    return Services(
+        settings=settings, s3=s3 or client("s3", settings), presigner=presigner, store=store, batcher=batcher
+    )

@@ -26,6 +26,8 @@ def test_presign_put_submit_queues_jobs(api: TestClient, api_settings: Settings)
     batch = _presign(api, 2, model="text", mm_per_pixel=0.1)
     assert batch["submit_url"] == f"/v1/batches/{batch['batch_id']}/submit" and batch["expires_in_s"] == 900
     assert all(j["method"] == "PUT" for j in batch["jobs"])
+    assert all("X-Amz-Algorithm=AWS4-HMAC-SHA256" in j["upload_url"] for j in batch["jobs"])  # SigV4
+    assert all("content-type" in j["upload_url"].split("X-Amz-SignedHeaders=")[1] for j in batch["jobs"])
     statuses = {j["status"]["S"] for j in stored(api_settings)["jobs"].values()}
     assert statuses == {"AWAITING_UPLOAD"}
     _put(batch["jobs"][0], image_bytes("PNG", (30, 20)))

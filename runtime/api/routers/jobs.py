@@ -47,7 +47,7 @@ def get_result_file(
     key = item.get(f"{kind}_key")
     if not key:
         raise ApiProblem(404, f"no_{kind}", f"job {job_id} has no {kind} (status {item['status']})")
-    url = services.s3.generate_presigned_url(
+    url = services.presigner.generate_presigned_url(
         "get_object", Params={"Bucket": services.settings.bucket, "Key": key}, ExpiresIn=RESULT_URL_EXPIRY_S
     )
     return RedirectResponse(url, status_code=307)
