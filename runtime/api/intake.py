@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.api.imagecheck import check_image
 from runtime.api.multipart import IncomingFile, ParsedForm
 from runtime.api.problems import ApiProblem
 from runtime.api.schemas import Accepted, AcceptedJob
@@ -60,7 +61,7 @@ def _check_files(form: ParsedForm, max_pixels: int, batch_id: str) -> list[Check
     checked, problems = [], []
     for f in form.files:
         try:
-            info = imageinfo.verify_decodes(f.read_all(), max_pixels=max_pixels)
+            info = check_image(f.read_all(), max_pixels=max_pixels)
         except imageinfo.ImageError as exc:
             problems.append(file_problem(f.index, f.file_name, exc))
             continue
