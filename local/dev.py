@@ -229,6 +229,10 @@ class LocalStack:
             "queue_url": self.resources.queue_url,
             "dlq_url": self.resources.dlq_url,
             "pid": os.getpid(),
+            "child_pids": {
+                "moto": self.moto_proc.pid if self.moto_proc else None,
+                "api": self.api_proc.pid if self.api_proc else None,
+            },
         }
 
 
