@@ -143,3 +143,51 @@ def test_dynamodb_down_on_reads_is_503(api_settings: Settings) -> None:
     with _app(api_settings, log, dynamodb=("get_item", 1)) as c:
         r = c.get("/v1/jobs/" + "a" * 32)
     assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+
+
+class TwinArrives:
+    """A real DynamoDB client; on the first idempotency lookup, a twin request with the same key runs to the end
+    (through the same app) before the lookup's answer (nothing found) is returned: the race, made deterministic."""
+
+    def __init__(self, real: Any, twin: Any) -> None:
+        self._real, self._twin, self.fired = real, twin, False
+
+    def __getattr__(self, op: str) -> Any:
+        return getattr(self._real, op)
+
+    def get_item(self, **kwargs: Any) -> Any:
+        out = self._real.get_item(**kwargs)
+        if not self.fired and kwargs["Key"]["pk"]["S"].startswith("idem#"):
+            self.fired = True
+            self._twin()
+        return out
+
+
+def test_concurrent_twin_with_the_same_key_gives_one_answer(api_settings: Settings) -> None:
+    data = image_bytes(seed=7)
+    twin_answer: dict[str, Any] = {}
+
+    def twin() -> None:
+        twin_client = TestClient(app, headers=AUTH)  # not entered: its own event loop, callable from this thread
+        twin_answer["r"] = post_images(twin_client, data, headers={"Idempotency-Key": "twin"})
+
+    ddb = TwinArrives(client("dynamodb", api_settings), twin)
+    app = create_app(api_settings, dynamodb=ddb)
+    with TestClient(app, headers=AUTH) as c:
+        first = post_images(c, data, headers={"Idempotency-Key": "twin"})
+    assert ddb.fired and twin_answer["r"].status_code == 202
+    assert first.status_code == 202 and first.json() == twin_answer["r"].json()
+    s = _assert_no_orphans(api_settings)
+    statuses = sorted((j["status"]["S"], j.get("error_class", {}).get("S")) for j in s["jobs"].values())
+    assert statuses == [("FAILED", "duplicate"), ("QUEUED", None)]  # the loser's job never runs
+    assert [m["job_ids"] for m in s["messages"]] == [[first.json()["jobs"][0]["job_id"]]]
+
+
+def test_lifespan_shutdown_flushes_the_micro_batcher(api_settings: Settings) -> None:
+    settings = api_settings.model_copy(update={"batch_window_s": 3600.0})
+    with TestClient(create_app(settings), headers=AUTH) as c:
+        accepted = [post_images(c, image_bytes(seed=i)).json()["jobs"][0]["job_id"] for i in range(3)]
+        assert stored(api_settings)["messages"] == []  # waiting for the (long) window
+    s = stored(api_settings)  # the app shut down: the buffer was sent
+    assert [m["job_ids"] for m in s["messages"]] == [accepted]
+    assert all("enqueued_at" in j for j in s["jobs"].values())
