@@ -86,18 +86,19 @@ DESCRIPTIONS: dict[int, str] = {
     413: "A file, or the request, is over the size limit; too many files; or an image has too many pixels.",
     415: "A file is not a supported image (sniffed from its bytes, not its name): JPEG, PNG, WebP, BMP, TIFF, GIF.",
     422: "Invalid input: no file, empty file, corrupt/truncated image, unknown model, bad `mm_per_pixel`, bad field.",
+    500: "Unexpected server error (a bug): logged with the request id, nothing was accepted.",
     503: "Storage (S3 or DynamoDB) is unavailable; nothing was accepted, retry later (with the same Idempotency-Key).",
 }
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the problems a route can answer."""
+    """OpenAPI ``responses=`` entries for the problems a route can answer (500 is always possible)."""
     return {
         code: {
             "description": DESCRIPTIONS[code],
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        for code in codes
+        for code in (*codes, 500)
     }
 
 

@@ -24,7 +24,7 @@ def _job(services: Services, job_id: str) -> dict:
     return item
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobView, responses=problem_responses(401, 404, 503))
+@router.get("/v1/jobs/{job_id}", response_model=JobView, responses=problem_responses(401, 404, 422, 503))
 def get_job(request: Request, job_id: str, services: ServicesDep) -> JobView:
     """Status, attempts, timings; the measurements when SUCCEEDED, the reason when FAILED."""
     add_job_ids(request, [job_id] if is_id(job_id) else [])
@@ -36,7 +36,7 @@ def get_job(request: Request, job_id: str, services: ServicesDep) -> JobView:
     status_code=307,
     response_class=RedirectResponse,
     responses={307: {"description": "Redirect to a presigned S3 URL, valid for 5 minutes."}}
-    | problem_responses(401, 404, 503),
+    | problem_responses(401, 404, 422, 503),
 )
 def get_result_file(
     request: Request, job_id: str, kind: Literal["mask", "overlay"], services: ServicesDep

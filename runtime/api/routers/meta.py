@@ -19,7 +19,7 @@ def list_models(services: ServicesDep) -> ModelsView:
     return ModelsView(default=services.settings.default_model, models=[cards[n].public() for n in sorted(cards)])
 
 
-@health_router.get("/healthz", response_model=Health)
+@health_router.get("/healthz", response_model=Health, responses=problem_responses())
 def healthz() -> Health:
     """Liveness for the load balancer: no AWS calls, no auth."""
     return Health()
