@@ -18,9 +18,9 @@ def bin_counts(values: Sequence[float], bins: int) -> tuple[list[int], float, fl
     """Counts per equal-width bin over [min, max]; one bin when every value is the same."""
     if not values:
         return [], 0.0, 0.0
-    lo, hi = min(values), max(values)
-    if not math.isfinite(lo) or not math.isfinite(hi):
+    if not all(math.isfinite(v) for v in values):
         raise ValueError("histogram values must be finite")
+    lo, hi = min(values), max(values)
     if hi == lo:
         return [len(values)], lo, hi
     counts = [0] * bins

@@ -177,7 +177,7 @@ def render_html(batch_id: str, stats: _Stats, *, generated_at_ms: int) -> str:
         else:
             picture = f'<div class="missing" data-job-id="{_e(item.job_id)}">overlay not available</div>'
         figures.append(
-            f"<figure>{picture}<figcaption><b>{_e(item.file_name)}</b><br>{_e(caption)}</figcaption></figure>"
+            f"<figure>{picture}<figcaption><strong>{_e(item.file_name)}</strong><br>{_e(caption)}</figcaption></figure>"
         )
     succeeded = stats.counts.get(JobStatus.SUCCEEDED, 0)
     note = ""
