@@ -49,3 +49,13 @@ def test_garbled_jpeg_is_corrupt() -> None:
 def test_pixel_limit_comes_before_decoding() -> None:
     with pytest.raises(imageinfo.TooManyPixels):
         check_image(PHOTOS["JPEG"], max_pixels=512 * 512 - 1)
+
+
+def test_large_png_is_checked_under_the_decode_limit() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (2100, 2000), (10, 200, 30)).save(buf, "PNG")  # 4.2 MP: over LARGE_PIXELS
+    info = check_image(buf.getvalue(), max_pixels=10**7)
+    assert info.pixels == 4_200_000
+    truncated = buf.getvalue()[: len(buf.getvalue()) // 2]
+    with pytest.raises(imageinfo.CorruptImage):
+        check_image(truncated, max_pixels=10**7)
