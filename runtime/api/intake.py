@@ -12,6 +12,8 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,6 +29,7 @@ from runtime.common.jobs import JobStatus, NewJob
 
 log = logging.getLogger("segscale.api")
 STORAGE_ERRORS = (BotoCoreError, ClientError)
+PARALLEL_WRITES = 8  # per request: a 50-file upload writes S3 and DynamoDB 8 at a time
 
 
 @dataclass(frozen=True)
@@ -75,22 +78,44 @@ def _check_files(form: ParsedForm, max_pixels: int, batch_id: str) -> list[Check
     return checked
 
 
+def _each(fn: Callable[[Checked], None], items: list[Checked]) -> tuple[list[Checked], Exception | None]:
+    """``fn`` on every item, up to ``PARALLEL_WRITES`` at once; returns the items that succeeded and the first
+    storage error. All calls finish before it returns, so the caller knows exactly what was written."""
+    done: list[Checked] = []
+    error: Exception | None = None
+    if len(items) == 1:
+        try:
+            fn(items[0])
+            done.append(items[0])
+        except STORAGE_ERRORS as exc:
+            error = exc
+        return done, error
+    with ThreadPoolExecutor(min(PARALLEL_WRITES, len(items)), thread_name_prefix="intake") as pool:
+        futures = [(pool.submit(fn, c), c) for c in items]
+        for future, c in futures:
+            try:
+                future.result()
+                done.append(c)
+            except STORAGE_ERRORS as exc:
+                error = error or exc
+    return done, error
+
+
 def _put_objects(services: Services, items: list[Checked], batch_id: str) -> None:
-    done: list[str] = []
-    try:
-        for c in items:
-            services.s3.put_object(
-                Bucket=services.settings.bucket,
-                Key=c.key,
-                Body=c.file.rewind(),
-                ContentLength=c.file.size,
-                ContentType=c.info.content_type,
-                Metadata={"job-id": c.job_id, "batch-id": batch_id},
-            )
-            done.append(c.key)
-    except STORAGE_ERRORS as exc:
-        _delete_objects(services, done)
-        raise storage_unavailable("S3", exc) from exc
+    def put(c: Checked) -> None:
+        services.s3.put_object(
+            Bucket=services.settings.bucket,
+            Key=c.key,
+            Body=c.file.rewind(),
+            ContentLength=c.file.size,
+            ContentType=c.info.content_type,
+            Metadata={"job-id": c.job_id, "batch-id": batch_id},
+        )
+
+    done, error = _each(put, items)
+    if error is not None:
+        _delete_objects(services, [c.key for c in done])
+        raise storage_unavailable("S3", error) from error
 
 
 def _delete_objects(services: Services, object_keys: list[str]) -> None:
@@ -111,28 +136,28 @@ def _abandon_jobs(services: Services, job_ids: list[str], reason: str, error_cla
 
 
 def _create_jobs(services: Services, items: list[Checked], batch_id: str, model: str, mm: float | None) -> None:
-    created: list[str] = []
-    try:
-        for c in items:
-            services.store.create(
-                NewJob(
-                    job_id=c.job_id,
-                    batch_id=batch_id,
-                    input_key=c.key,
-                    file_name=c.file.file_name,
-                    model=model,
-                    size_bytes=c.file.size,
-                    image_format=c.info.format,
-                    width=c.info.width,
-                    height=c.info.height,
-                    mm_per_pixel=mm,
-                )
+    def create(c: Checked) -> None:
+        services.store.create(
+            NewJob(
+                job_id=c.job_id,
+                batch_id=batch_id,
+                input_key=c.key,
+                file_name=c.file.file_name,
+                model=model,
+                size_bytes=c.file.size,
+                image_format=c.info.format,
+                width=c.info.width,
+                height=c.info.height,
+                mm_per_pixel=mm,
             )
-            created.append(c.job_id)
-    except STORAGE_ERRORS as exc:
-        _abandon_jobs(services, created, "the upload request failed before it was accepted", "not_accepted")
-        _delete_objects(services, [c.key for c in items if c.job_id not in created])
-        raise storage_unavailable("DynamoDB", exc) from exc
+        )
+
+    created, error = _each(create, items)
+    if error is not None:
+        created_ids = {c.job_id for c in created}
+        _abandon_jobs(services, sorted(created_ids), "the upload request failed before it was accepted", "not_accepted")
+        _delete_objects(services, [c.key for c in items if c.job_id not in created_ids])
+        raise storage_unavailable("DynamoDB", error) from error
 
 
 def _replay(record: dict, fp: str) -> dict:
