@@ -8,8 +8,8 @@ parsing, image checks, two storage writes) costs over the bare HTTP stack. A sec
 of the same bytes to the same moto server, is the storage floor.
 
 Bounded and loopback only; any non-202 answer fails the benchmark (the figures are for zero errors).
-Note: moto runs in this process and shares its cores with the client threads and the API process, so absolute
-figures are pessimistic; the ratios are the point.
+Note: moto (in a child process), the API and the client threads share the machine's cores, so absolute figures
+are pessimistic and noisy on a busy machine; the ratios to the same-run baselines are the point.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -87,21 +89,41 @@ def _models_dir(root: Path) -> Path:
     return root
 
 
-@contextmanager
-def _stack() -> Iterator[tuple[str, str, dict[str, str]]]:
-    """moto server (this process) + the API (uvicorn subprocess); yields (api base URL, moto URL, env)."""
+def _serve_moto(port: int, stop: Any) -> None:
+    """Child process: a ThreadedMotoServer with a GIL of its own, so the client threads do not slow it down."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    stop.wait()
+    server.stop()
+
+
+@contextmanager
+def _stack() -> Iterator[tuple[str, str, dict[str, str]]]:
+    """moto server (child process) + the API (uvicorn subprocess); yields (api base URL, moto URL, env)."""
     from local.resources import create_resources
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
     moto_port = _free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    moto = ctx.Process(target=_serve_moto, args=(moto_port, stop), daemon=True)
     moto.start()
+    moto_url = f"http://127.0.0.1:{moto_port}"
     proc = None
     try:
-        resources = create_resources(f"http://127.0.0.1:{moto_port}", prefix=f"bench{uuid.uuid4().hex[:8]}")
-        with tempfile.TemporaryDirectory() as tmp:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(moto_url, timeout=1)
+                break
+            except httpx.TransportError:
+                if not moto.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.05)
+        resources = create_resources(moto_url, prefix=f"bench{uuid.uuid4().hex[:8]}")
+        with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "api.log", "w+b") as api_log:
             env = {
                 **os.environ,
                 **resources.env(),
@@ -113,8 +135,8 @@ def _stack() -> Iterator[tuple[str, str, dict[str, str]]]:
                 [*UVICORN, "--port", str(port)],
                 cwd=REPO_ROOT,
                 env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,  # the JSON request lines
+                stderr=api_log,
             )
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30
@@ -125,7 +147,8 @@ def _stack() -> Iterator[tuple[str, str, dict[str, str]]]:
                 except httpx.TransportError:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                    api_log.seek(0)
+                    err = api_log.read().decode(errors="replace")[-2000:]
                     raise RuntimeError(f"the API did not start: {err}")
                 time.sleep(0.05)
             yield base, resources.endpoint_url, {**env, "SEGSCALE_BUCKET": resources.bucket}
@@ -136,7 +159,10 @@ def _stack() -> Iterator[tuple[str, str, dict[str, str]]]:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        moto.stop()
+        stop.set()
+        moto.join(10)
+        if moto.is_alive():
+            moto.kill()
 
 
 def _drive(requests: int, concurrency: int, call: Callable[[int], None]) -> tuple[float, list[float]]:
