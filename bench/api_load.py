@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -101,14 +102,19 @@ def _serve_moto(port: int, stop: Any) -> None:
 
 
 @contextmanager
-def _stack() -> Iterator[tuple[str, str, dict[str, str]]]:
-    """moto server (child process) + the API (uvicorn subprocess); yields (api base URL, moto URL, env)."""
+def _stack(*, own_process: bool) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """moto server (a child process, or a thread here) + the API (uvicorn subprocess); yields (API URL, moto URL,
+    env)."""
     from local.resources import create_resources
 
     moto_port = _free_port()
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
-    moto = ctx.Process(target=_serve_moto, args=(moto_port, stop), daemon=True)
+    if own_process:
+        ctx = multiprocessing.get_context("spawn")
+        stop: Any = ctx.Event()
+        moto: Any = ctx.Process(target=_serve_moto, args=(moto_port, stop), daemon=True)
+    else:  # quick runs: no second interpreter to start
+        stop = threading.Event()
+        moto = threading.Thread(target=_serve_moto, args=(moto_port, stop), daemon=True)
     moto.start()
     moto_url = f"http://127.0.0.1:{moto_port}"
     proc = None
@@ -161,7 +167,7 @@ def _stack() -> Iterator[tuple[str, str, dict[str, str]]]:
                 proc.kill()
         stop.set()
         moto.join(10)
-        if moto.is_alive():
+        if own_process and moto.is_alive():
             moto.kill()
 
 
@@ -206,7 +212,7 @@ def run(*, quick: bool = False) -> list[Figure]:
     photos = make_photos()
     counts = QUICK_REQUESTS if quick else FULL_REQUESTS
     figures: list[Figure] = []
-    with _stack() as (base, moto_url, env):
+    with _stack(own_process=not quick) as (base, moto_url, env):
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         with httpx.Client(base_url=base, headers={"X-Api-Key": API_KEY}, limits=limits, timeout=60) as c:
 
