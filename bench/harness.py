@@ -28,6 +28,8 @@ from bench.report import ModuleStatus
 EXPECTED_MODULES = ("api_load", "worker_throughput", "e2e_local")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_TAIL_CHARS = 3000
+# Time kept back for each module still waiting for its first repetition while an earlier one runs.
+DEFAULT_RESERVE_S = 60.0
 
 
 class RepetitionError(Exception):
@@ -132,37 +134,7 @@ def run_module(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> ModuleOutcome:
     """Up to ``repeats`` repetitions of one module within ``budget_s`` seconds; figures are their medians."""
-    outcome = ModuleOutcome(name=name, status="ok", repeats_requested=repeats, budget_s=budget_s)
-    if not module_exists(name):
-        outcome.status = "missing"
-        outcome.message = f"{dotted(name).replace('.', '/')}.py does not exist yet; skipped"
-        log(f"{name}: {outcome.message}")
-        return outcome
-    started = time.monotonic()
-    runs: list[list[Figure]] = []
-    for i in range(repeats):
-        remaining = budget_s - (time.monotonic() - started)
-        if runs and max(outcome.durations_s) > remaining:
-            outcome.message = f"stopped after {i} of {repeats} repetitions: the next would not fit the budget"
-            break
-        log(f"{name}: repetition {i + 1}/{repeats} (budget left {remaining:.0f} s)")
-        t0 = time.monotonic()
-        try:
-            figures = run_repetition(name, quick=quick, timeout_s=remaining, env=env)
-        except RepetitionError as exc:
-            if not runs or exc.status == "failed":
-                outcome.status = exc.status
-                outcome.message = f"repetition {i + 1}: {exc}"
-            else:  # a late repetition overran: keep what finished, say so
-                outcome.message = f"repetition {i + 1}: {exc}; reporting the {len(runs)} that finished"
-            log(f"{name}: {outcome.message}")
-            break
-        outcome.durations_s.append(time.monotonic() - t0)
-        runs.append(figures)
-    outcome.repeats_done = len(runs)
-    if outcome.status == "ok":
-        outcome.figures = median_figures(runs)
-    return outcome
+    return run_all([name], repeats=repeats, quick=quick, budget_s=budget_s, env=env, log=log)[0]
 
 
 def run_all(
@@ -171,18 +143,69 @@ def run_all(
     repeats: int,
     quick: bool,
     budget_s: float,
+    reserve_s: float = DEFAULT_RESERVE_S,
     env: dict[str, str] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> list[ModuleOutcome]:
-    """Run modules in order; each gets an equal share of the budget still left, so a fast one donates its time."""
+    """Every module once, then further repetitions round-robin while the next one still fits the budget.
+
+    First repetitions come first so that every module reports something: module k may run until the budget
+    minus ``reserve_s`` for each module still waiting for its first repetition (never less than an equal share
+    of what is left). Later repetitions are interleaved across modules, so a neighbour's load on this shared
+    machine spreads over all of them rather than skewing one, and a repetition is started only if the module's
+    slowest one so far still fits in what is left.
+    """
     deadline = time.monotonic() + budget_s
-    present = [n for n in names if module_exists(n)]
-    outcomes: list[ModuleOutcome] = []
-    for name in names:
-        if name not in present:
-            outcomes.append(run_module(name, repeats=repeats, quick=quick, budget_s=0, env=env, log=log))
-            continue
-        share = (deadline - time.monotonic()) / len(present)
-        present.remove(name)
-        outcomes.append(run_module(name, repeats=repeats, quick=quick, budget_s=max(share, 1.0), env=env, log=log))
+    outcomes = [ModuleOutcome(name=n, status="ok", repeats_requested=repeats) for n in names]
+    runs: dict[str, list[list[Figure]]] = {n: [] for n in names}
+    stopped: set[str] = set()  # modules that get no further repetitions
+    present = []
+    for o in outcomes:
+        if module_exists(o.name):
+            present.append(o)
+        else:
+            o.status, o.budget_s = "missing", 0.0
+            o.message = f"{dotted(o.name).replace('.', '/')}.py does not exist yet; skipped"
+            log(f"{o.name}: {o.message}")
+
+    def attempt(o: ModuleOutcome, timeout_s: float) -> None:
+        i = len(runs[o.name])
+        log(f"{o.name}: repetition {i + 1}/{repeats} (may take {timeout_s:.0f} s)")
+        t0 = time.monotonic()
+        try:
+            figures = run_repetition(o.name, quick=quick, timeout_s=timeout_s, env=env)
+        except RepetitionError as exc:
+            if i == 0 or exc.status == "failed":
+                o.status, o.message = exc.status, f"repetition {i + 1}: {exc}"
+            else:  # a late repetition overran: keep what finished, say so
+                o.message = f"repetition {i + 1}: {exc}; reporting the {i} that finished"
+            stopped.add(o.name)
+            log(f"{o.name}: {o.message}")
+            return
+        o.durations_s.append(time.monotonic() - t0)
+        runs[o.name].append(figures)
+
+    for k, o in enumerate(present):
+        remaining = deadline - time.monotonic()
+        waiting = len(present) - k - 1
+        o.budget_s = max(remaining - waiting * reserve_s, remaining / (waiting + 1), 1.0)
+        attempt(o, o.budget_s)
+
+    for _round in range(1, repeats):
+        for o in present:
+            if o.name in stopped:
+                continue
+            remaining = deadline - time.monotonic()
+            if max(o.durations_s) > remaining:
+                done = len(runs[o.name])
+                o.message = f"stopped after {done} of {repeats} repetitions: the next would not fit the budget"
+                log(f"{o.name}: {o.message}")
+                stopped.add(o.name)
+                continue
+            attempt(o, remaining)
+
+    for o in present:
+        o.repeats_done = len(runs[o.name])
+        if o.status == "ok":
+            o.figures = median_figures(runs[o.name])
     return outcomes

@@ -248,6 +248,17 @@ def test_missing_modules_are_skipped_and_budget_is_shared(env: dict[str, str]) -
     assert outs[1].budget_s is not None and outs[1].budget_s > 90  # the missing one took no share
 
 
+def test_a_slow_first_module_may_use_the_budget_others_do_not_need(env: dict[str, str]) -> None:
+    # Equal shares (2 s each) would kill the 2-second module; the reserve rule lets it run and leaves the
+    # fast module its reserve. Three 2-second repetitions cannot fit in 5.5 s, so the slow one stops early.
+    slow, fast = run_all(
+        [f"{PKG}.steady", f"{PKG}.varying"], repeats=3, quick=True, budget_s=5.5, reserve_s=1.5, env=env
+    )
+    assert slow.status == "ok" and slow.budget_s is not None and slow.budget_s > 3.5
+    assert fast.status == "ok" and fast.repeats_done >= 1
+    assert slow.repeats_done < 3 and "budget" in slow.message
+
+
 def test_cli_writes_both_files_and_prints_the_table(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
