@@ -181,6 +181,7 @@ def run(*, quick: bool = False) -> list[Figure]:
         started = time.perf_counter()
         report = run_batch(settings, ids, registry=registry, metrics_stream=io.StringIO())
         full_s = time.perf_counter() - started
+        compute_share = report.summary()["compute_share"]
         if len(report.succeeded) != count:
             raise RuntimeError(f"only {len(report.succeeded)} of {count} jobs succeeded: {report.summary()}")
         first_ms = startup_ms(resources, settings, photos[0])
@@ -198,7 +199,7 @@ def run(*, quick: bool = False) -> list[Figure]:
             "images/s/core",
             baseline_name="bare loop (decode+infer+postprocess+render in memory)",
             baseline_value=round(bare_rate, 4),
-            notes=f"{note}; ratio = pipeline efficiency; moto in-process",
+            notes=f"{note}; ratio = pipeline efficiency; moto in-process; inference thread busy {compute_share:.0%}",
         ),
         Figure(BENCH, "bare loop, images/s per core", round(bare_rate, 4), "images/s/core", notes=note),
         Figure(

@@ -57,6 +57,8 @@ class BatchReport:
     requeued: list[str] = field(default_factory=list)  # sent in a new message
     unresolved: list[str] = field(default_factory=list)  # still RUNNING under our lease (DynamoDB unreachable)
     interrupted: bool = False
+    wall_s: float = 0.0  # run() start to end
+    compute_s: float = 0.0  # time the inference thread spent decoding (large images) and analysing
 
     @property
     def ok(self) -> bool:
@@ -64,7 +66,10 @@ class BatchReport:
         return not self.unresolved
 
     def summary(self) -> dict[str, Any]:
-        return {k: (len(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
+        out = {k: (len(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
+        # Near 1: compute-bound (add cores); well below 1: the inference thread waits on storage I/O.
+        out["compute_share"] = round(self.compute_s / self.wall_s, 3) if self.wall_s else 0.0
+        return out
 
 
 @dataclass
@@ -301,6 +306,7 @@ class BatchRunner:
 
     # --- the batch ---------------------------------------------------------------------------------------
     def run(self, job_ids: list[str]) -> BatchReport:
+        run_started = time.perf_counter()
         ids = list(dict.fromkeys(job_ids))
         self.report.batch_size = len(ids)
         self._emit({metrics.BATCH_SIZE: len(ids)})
@@ -335,6 +341,7 @@ class BatchRunner:
                 if self.stop.is_set():
                     pool.submit(self._release_quietly, held, "worker stopped (SIGTERM) before processing this job")
                     continue
+                compute_started = time.perf_counter()
                 try:
                     if held.decoded is None and held.body is not None:
                         self._decode(held, held.body)
@@ -345,6 +352,8 @@ class BatchRunner:
                 except Exception as exc:
                     pool.submit(self._settle_failure, held, exc)
                     continue
+                finally:
+                    self.report.compute_s += time.perf_counter() - compute_started
                 while len(finishing) >= self.window:  # bound memory: rendered results waiting for upload
                     finishing.popleft().result()
                 finishing.append(pool.submit(self._finish, held, analysis))
@@ -353,6 +362,7 @@ class BatchRunner:
         self.leases.stop()
         self.report.interrupted = self.stop.is_set()
         self._requeue()
+        self.report.wall_s = time.perf_counter() - run_started
         log.info("batch done: %s", self.report.summary())
         return self.report
 
