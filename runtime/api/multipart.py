@@ -15,6 +15,7 @@ from typing import Any
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from runtime.api.problems import ApiProblem
 from runtime.api.schemas import MAX_FILE_NAME_CHARS
@@ -90,6 +91,10 @@ class _Collector:
         self._file: IncomingFile | None = None
         self._field_name: str | None = None
         self._field_data = bytearray()
+        self.ended = False  # the closing boundary was seen (python-multipart's finalize does not check)
+
+    def on_end(self) -> None:
+        self.ended = True
 
     def on_part_begin(self) -> None:
         self._disposition = b""
@@ -190,6 +195,7 @@ async def parse(
         "on_header_value": collector.on_header_value,
         "on_header_end": collector.on_header_end,
         "on_headers_finished": collector.on_headers_finished,
+        "on_end": collector.on_end,
     }
     parser = MultipartParser(boundary, callbacks)
     received = 0
@@ -200,6 +206,11 @@ async def parse(
                 raise ApiProblem(413, "request_too_large", f"the request is over {limits.max_body_bytes:,} bytes")
             parser.write(chunk)
         parser.finalize()
+        if not collector.ended:
+            raise ApiProblem(400, "malformed_multipart", "the multipart body ended before its closing boundary")
+    except ClientDisconnect as exc:
+        ParsedForm(collector.files, collector.fields).close()
+        raise ApiProblem(400, "client_disconnected", "the client went away before the body was complete") from exc
     except FormParserError as exc:
         ParsedForm(collector.files, collector.fields).close()
         raise ApiProblem(400, "malformed_multipart", f"the multipart body is malformed: {exc}") from exc

@@ -71,6 +71,12 @@ def _corrupt_png() -> bytes:
     return bytes(data)
 
 
+def _cut_off() -> tuple[dict[str, str], bytes]:
+    """A body that stops before its closing boundary (a client that went away): the image in it is complete."""
+    headers, body = files(image_bytes())
+    return headers, body[: body.rindex(b"\r\n--")]
+
+
 NOT_IMAGES = {
     "text": b"hello, this is not a picture\n" * 10,
     "pdf": b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n",
@@ -157,8 +163,9 @@ def test_too_many_files_is_413(api_settings: Settings) -> None:
             400,
             "malformed_multipart",
         ),
+        (*_cut_off(), 400, "malformed_multipart"),
     ],
-    ids=["json", "no-boundary", "no-file", "unknown-model", "unknown-field", "duplicate-field", "garbage"],
+    ids=["json", "no-boundary", "no-file", "unknown-model", "unknown-field", "duplicate-field", "garbage", "cut-off"],
 )
 def test_malformed_requests(
     api: TestClient, api_settings: Settings, headers: dict[str, str], body: bytes, status: int, kind: str
