@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
+import subprocess
+import sys
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -141,3 +146,23 @@ def test_histogram_bins_and_png() -> None:
     with Image.open(io.BytesIO(histogram_png([1.0, 2.0, 2.5], title="t", xlabel="x"))) as img:
         assert img.format == "PNG" and img.size == (520, 260)
         assert img.convert("RGB").getpixel((55, 200)) == (66, 133, 244)  # a bar is drawn
+
+
+def test_cli_report_writes_html_and_refuses_an_empty_batch(
+    rsettings: Settings, store: JobStore, clock: Clock, resources: Any, tmp_path: Path
+) -> None:
+    batch = uuid.uuid4().hex
+    job = succeed(store, rsettings, batch, "a.jpg", 10)
+    env = {**os.environ, **resources.env()}
+    cmd = [sys.executable, "-m", "runtime.results", "report", "--batch", batch, "--out", str(tmp_path / "r.html")]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(out.stdout)["counts"] == {"SUCCEEDED": 1}
+    assert [a["data-job-id"] for a in Page((tmp_path / "r.html").read_text()).imgs("overlay")] == [job]
+    empty = subprocess.run(
+        [sys.executable, "-m", "runtime.results", "report", "--batch", uuid.uuid4().hex],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert empty.returncode == 1 and "has no jobs" in empty.stderr
