@@ -49,8 +49,9 @@ def _ack_object_grants(policy: IConstruct, config: DeployConfig, who: str, prefi
         ack(
             policy,
             _object_wildcard(config, prefix),
-            f"Object keys under {prefix} are generated per batch and job (runtime/common/keys.py); the grant is "
-            f"limited to that prefix and to the object actions the {who} code calls (stacks/constructs/grants.py).",
+            f"Object keys under {prefix} are built by runtime/common/keys.py from generated ids, so they cannot be "
+            f"listed in advance; the grant is limited to that prefix and to the object actions the {who} code "
+            "calls (stacks/constructs/grants.py).",
         )
 
 

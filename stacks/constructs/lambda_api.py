@@ -17,7 +17,7 @@ from constructs import Construct
 from runtime.common.settings import env_name
 from stacks.config import DeployConfig
 from stacks.constructs.grants import AppResources, grant_api
-from stacks.constructs.tasks import RUNTIME_DIR, log_group
+from stacks.constructs.tasks import RUNTIME_DIR, asset_excludes, log_group
 
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 HANDLER = "runtime.api.lambda_handler.handler"
@@ -60,7 +60,7 @@ class LambdaApi(Construct):
                 str(RUNTIME_DIR),
                 file="api/Dockerfile.lambda",
                 cmd=[HANDLER],
-                exclude=["**/__pycache__", "**/*.pyc", "worker", "results", "models/**/*.onnx"],
+                exclude=asset_excludes("api"),
             ),
             architecture=lambda_.Architecture.X86_64,
             memory_size=config.lambda_memory_mib,

@@ -15,13 +15,13 @@ from stacks.config import DeployConfig
 from stacks.constructs.network import retention
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
-_ALWAYS_EXCLUDED = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/Dockerfile.lambda"]
+_ALWAYS_EXCLUDED = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
 # Each image's build context is runtime/; leaving out the other services keeps one service's edit from
 # changing (and rebuilding) every image.
-_EXCLUDES: dict[str, list[str]] = {
+EXCLUDES: dict[str, list[str]] = {
     "api": ["worker", "results", "models/**/*.onnx"],
     "worker": ["api", "results"],
-    "results": ["api", "worker", "models"],
+    "results": ["api", "worker", "models/**/*.onnx"],
 }
 
 
@@ -29,17 +29,19 @@ def image_asset(
     scope: Construct, construct_id: str, service: str, *, file: str = "Dockerfile"
 ) -> ecr_assets.DockerImageAsset:
     """An x86-64 image (FARGATE_SPOT runs x86 only) built by ``cdk deploy`` from ``runtime/<service>/<file>``."""
-    excludes = [*_ALWAYS_EXCLUDED, *_EXCLUDES[service]]
-    if file != "Dockerfile":
-        excludes = [e for e in excludes if not e.endswith(file)]
     return ecr_assets.DockerImageAsset(
         scope,
         construct_id,
         directory=str(RUNTIME_DIR),
         file=f"{service}/{file}",
-        exclude=excludes,
+        exclude=asset_excludes(service),
         platform=ecr_assets.Platform.LINUX_AMD64,
     )
+
+
+def asset_excludes(service: str) -> list[str]:
+    """What ``service``'s image build context leaves out (caches, other services, weights it does not use)."""
+    return [*_ALWAYS_EXCLUDED, *EXCLUDES[service]]
 
 
 def runtime_environment(

@@ -18,7 +18,7 @@ import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk import App
+from aws_cdk import App, cx_api
 
 from stacks.build import Segscale, build
 
@@ -54,6 +54,8 @@ def cdk_json_context() -> dict[str, Any]:
 def context_for(overrides: dict[str, Any]) -> dict[str, Any]:
     context = cdk_json_context()
     context["segscale"] = {**context["segscale"], **overrides}
+    # What the CDK CLI sets: each resource records its construct path, which the tests use to find it.
+    context["aws:cdk:enable-path-metadata"] = True
     return context
 
 
@@ -70,6 +72,7 @@ class Synth:
     outdir: Path
     templates: dict[str, dict[str, Any]]  # "data" / "pipeline" -> template
     validation: dict[str, Any]
+    warnings: list[str]  # synth-time warning annotations of both stacks
 
     @property
     def data(self) -> dict[str, Any]:
@@ -90,7 +93,13 @@ def synthesize(outdir: Path, overrides: dict[str, Any]) -> Synth:
     }
     report = outdir / "validation-report.json"
     validation = json.loads(report.read_text()) if report.exists() else {"pluginReports": []}
-    return Synth(app=built, outdir=outdir, templates=templates, validation=validation)
+    warnings = [
+        str(m.entry.data)
+        for name in (built.data.stack_name, built.pipeline.stack_name)
+        for m in assembly.get_stack_by_name(name).messages
+        if m.level == cx_api.SynthesisMessageLevel.WARNING
+    ]
+    return Synth(app=built, outdir=outdir, templates=templates, validation=validation, warnings=warnings)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,105 @@
+"""Config validation: every bad value stops synth with a message naming the key and what it accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError, DeployConfig, known_models, load_config
+from tests.cdk.conftest import cdk_json_context
+
+pytestmark = pytest.mark.cdk
+
+BAD_VALUES: list[tuple[dict[str, Any], str]] = [
+    ({"api_mn_count": 1}, "segscale.api_mn_count: unknown key (did you mean 'api_min_count'?)"),
+    ({"env_name": "staging"}, "segscale.env_name: Input should be 'dev' or 'prod'"),
+    ({"api_min_count": 0}, "segscale.api_min_count: Input should be greater than or equal to 1"),
+    ({"nat_gateways": -1}, "segscale.nat_gateways: Input should be greater than or equal to 0"),
+    ({"api_min_count": 5, "api_desired_count": 5, "api_max_count": 2}, "api_min_count (5) > api_max_count (2)"),
+    (
+        {"api_min_count": 2, "api_desired_count": 1},
+        "api_desired_count (1) must lie between api_min_count (2) and api_max_count (10)",
+    ),
+    ({"default_model": "unicorn"}, "segscale.default_model: unknown model 'unicorn'"),
+    ({"allowed_cidrs": ["10.0.0.1/8"]}, "'10.0.0.1/8' is not a valid CIDR: 10.0.0.1/8 has host bits set"),
+    ({"allowed_cidrs": ["not-a-cidr"]}, "'not-a-cidr' is not a valid CIDR"),
+    ({"allowed_cidrs": ["2001:db8::/32"]}, "only IPv4 CIDRs are supported"),
+    ({"allowed_cidrs": []}, "segscale.allowed_cidrs: needs at least one CIDR"),
+    ({"vpc_cidr": "8.8.0.0/16"}, "'8.8.0.0/16' must be a private IPv4 range from /16 to /24"),
+    ({"worker_cpu": 3000}, "worker_cpu (3000) is not a Fargate CPU size"),
+    (
+        {"worker_memory_mib": 1000},
+        "worker_memory_mib (1000) is not valid with worker_cpu 2048; Fargate allows 4096 to 16384 MiB in steps of 1024",
+    ),
+    ({"worker_capacity": "SPOT"}, "segscale.worker_capacity: Input should be 'FARGATE' or 'FARGATE_SPOT'"),
+    ({"certificate_arn": "arn:aws:iam::123:cert"}, "is not an ACM certificate ARN"),
+    ({"domain_name": "x.example.com"}, "domain_name is set but certificate_arn is not"),
+    ({"alarm_email": "nobody"}, "segscale.alarm_email: 'nobody' is not an e-mail address"),
+    ({"log_retention_days": 10}, "10 is not a CloudWatch Logs retention period"),
+    ({"region": "mars-1"}, "'mars-1' is not an AWS region name"),
+    ({"nat_gateways": 3, "max_azs": 2}, "nat_gateways (3) > max_azs (2)"),
+    ({"batch_max_jobs": 0}, "segscale.batch_max_jobs: Input should be greater than or equal to 1"),
+    ({"batch_window_s": -1}, "segscale.batch_window_s: Input should be greater than or equal to 0"),
+    (
+        {"reconcile_interval_minutes": 0},
+        "segscale.reconcile_interval_minutes: Input should be greater than or equal to 1",
+    ),
+    ({"retention_days": -5}, "segscale.retention_days: Input should be greater than or equal to 1"),
+    ({"api_mode": "k8s"}, "segscale.api_mode: Input should be 'fargate' or 'lambda'"),
+    ({"name": "Seg Scale"}, "segscale.name: must be 1-20 characters"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_VALUES, ids=[next(iter(o)) for o, _ in BAD_VALUES])
+def test_bad_value_is_refused_with_a_precise_message(override: dict[str, Any], message: str) -> None:
+    context = cdk_json_context()
+    context["segscale"] = {**context["segscale"], **override}
+    with pytest.raises(ConfigError) as err:
+        load_config(context)
+    assert message in str(err.value)
+    assert str(err.value).startswith("invalid segscale configuration")
+
+
+def test_every_bad_key_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config({"segscale": {"api_cpu": 3, "env_name": "qa", "typo": 1}})
+    text = str(err.value)
+    assert "segscale.env_name" in text and "segscale.typo: unknown key" in text
+
+
+def test_context_must_be_an_object() -> None:
+    with pytest.raises(ConfigError, match="context key 'segscale' must be an object"):
+        load_config({"segscale": [1, 2]})
+
+
+def test_cdk_json_defaults_are_valid() -> None:
+    config = load_config(cdk_json_context())
+    assert config.env_name == "dev" and not config.retain_data
+    assert config.default_model in known_models()
+
+
+def test_command_line_overrides_are_parsed_as_json() -> None:
+    """`-c segscale.x=...` arrives as a string: numbers, lists and booleans must still validate."""
+    config = load_config(
+        {
+            "segscale": {"env_name": "dev"},
+            "segscale.env_name": "prod",
+            "segscale.nat_gateways": "2",
+            "segscale.allowed_cidrs": '["10.1.0.0/16"]',
+            "segscale.bucket_versioned": "true",
+        }
+    )
+    assert config.retain_data and config.nat_gateways == 2
+    assert config.allowed_cidrs == ("10.1.0.0/16",) and config.bucket_versioned is True
+
+
+def test_command_line_value_that_is_not_json_is_kept_as_text() -> None:
+    config = load_config({"segscale.alarm_email": "ops@example.com"})
+    assert config.alarm_email == "ops@example.com"
+
+
+def test_config_is_immutable() -> None:
+    config = DeployConfig()
+    with pytest.raises(ValueError, match="frozen"):
+        config.env_name = "prod"  # type: ignore[misc]
