@@ -156,6 +156,9 @@ def submit(services: Services, batch_id: str) -> dict:
             ):
                 queued.append(job["job_id"])
                 job["status"] = str(JobStatus.QUEUED)
+            else:  # a concurrent submit moved it first: report what it is now
+                latest = services.store.get(job["job_id"])
+                job["status"] = latest["status"] if latest else job["status"]
     except STORAGE_ERRORS as exc:
         raise storage_unavailable("storage", exc) from exc
     services.batcher.add(queued)
