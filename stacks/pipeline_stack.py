@@ -5,7 +5,6 @@ It can be destroyed and redeployed without touching the data stack's bucket, tab
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
@@ -110,4 +109,3 @@ class PipelineStack(Stack):
             description="Runs a results export; replace <batch-id>. Reports land under s3://<bucket>/reports/",
         )
         CfnOutput(self, "PipeName", value=self.worker.pipe_name)
-        self.template_options.metadata = {"segscale": json.dumps({"env": config.env_name, "api": config.api_mode})}
