@@ -14,6 +14,7 @@ import pytest
 from local.dev import LocalStack
 from local.procs import REPO_ROOT
 from segscale_cli.client import ApiClient
+from segscale_cli.main import batch_jobs
 from segscale_cli.main import main as cli
 from tests.e2e.conftest import StackFactory, job_store, result_objects, wait_terminal
 from tests.e2e.photos import photo_folder, small_images
@@ -91,5 +92,11 @@ def test_200_images_in_mixed_single_and_multi_file_requests(stack: LocalStack) -
     objects = result_objects(stack, {a["batch_id"] for a in answers})
     assert sorted(objects) == sorted(job_ids)
     assert all(sorted(k.rsplit("/", 1)[1] for k in keys) == ["mask.png", "overlay.png"] for keys in objects.values())
+    # The CLI's paging through GET /v1/batches/{id} (small pages, so the cursor is followed several times).
+    biggest = max(answers, key=lambda a: len(a["jobs"]))
+    with ApiClient(stack.api_url, stack.api_key) as api:
+        paged = batch_jobs(api, biggest["batch_id"], page_size=7)
+    assert sorted(j["job_id"] for j in paged) == sorted(j["job_id"] for j in biggest["jobs"])
+    assert all(j["status"] == "SUCCEEDED" and "person" in j["result"]["classes"] for j in paged)
     # Micro-batching (DESIGN D3): far fewer worker launches than images.
     assert len(stack.pipe.launches) < 60  # type: ignore[union-attr]
