@@ -119,16 +119,18 @@ def test_bad_images_fail_cleanly_and_the_batch_completes(
     assert all(d[metrics.IMAGES_FAILED] == 1 for d in emf_lines(out.getvalue()) if metrics.IMAGES_FAILED in d)
 
 
-def test_duplicate_delivery_yields_one_result_per_job(
-    worker_settings: Settings, store: JobStore, s3: Any, models_dir: Path
-) -> None:
-    ids = [submit(store, s3, worker_settings, encode(red_square(64, (i, i, 16, 16))), model="red") for i in range(12)]
+def test_duplicate_delivery_yields_one_result_per_job(serial_settings: Settings, models_dir: Path) -> None:
+    store = JobStore.from_settings(serial_settings)
+    s3 = client("s3", serial_settings)
+    ids = [submit(store, s3, serial_settings, encode(red_square(64, (i, i, 16, 16))), model="red") for i in range(12)]
     reports: list[Any] = []
+    barrier = threading.Barrier(2)
 
     def deliver(worker: str) -> None:
         registry = ModelRegistry(models_dir, threads=1)  # each delivery is its own worker task
+        barrier.wait()  # both start claiming the same ids at the same moment
         reports.append(
-            run_batch(worker_settings, ids, registry=registry, worker_id=worker, metrics_stream=io.StringIO())
+            run_batch(serial_settings, ids, registry=registry, worker_id=worker, metrics_stream=io.StringIO())
         )
 
     threads = [threading.Thread(target=deliver, args=(f"w{n}",)) for n in range(2)]
@@ -137,9 +139,8 @@ def test_duplicate_delivery_yields_one_result_per_job(
     for t in threads:
         t.join(timeout=120)
     assert len(reports) == 2 and all(r.ok for r in reports)
-    succeeded = [j for r in reports for j in r.succeeded]
-    assert sorted(succeeded) == sorted(ids)  # each job exactly once, across both deliveries
-    assert sorted(j for r in reports for j in r.skipped) == sorted(ids)  # ...and skipped by the other
+    assert sorted(j for r in reports for j in r.succeeded) == sorted(ids)  # each job exactly once...
+    assert sorted(j for r in reports for j in r.skipped) == sorted(ids)  # ...and skipped by the other delivery
     for job_id in ids:
         job = store.get(job_id)
         assert job["status"] == "SUCCEEDED" and job["attempts"] == 1
