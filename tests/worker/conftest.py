@@ -37,6 +37,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         output=None,
         classes=[{"id": 1, "name": "object", "color": [0, 255, 0]}],
     )
+    write_card(root, "red-tampered", sha256="0" * 64)  # the file does not match its card
+    (root / "broken").mkdir()
+    (root / "broken" / "card.json").write_text('{"name": "broken", "version": "1"}')  # invalid card
     return root
 
 

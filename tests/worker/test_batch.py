@@ -229,3 +229,19 @@ def test_large_images_are_decoded_on_the_inference_thread(
         result = store.get(job_id)["result"]
         assert result["classes"]["red"]["components"] == 1 and result["timings_ms"]["decode"] > 0
     assert store.get(bad)["error_class"] == "corrupt_image"
+
+
+def test_unusable_models_fail_their_jobs_with_the_reason(
+    worker_settings: Settings, store: JobStore, s3: Any, models_dir: Path
+) -> None:
+    registry = ModelRegistry(models_dir, threads=1)
+    assert "broken" in registry.broken and "red" in registry.cards  # one bad card does not disable the rest
+    data = encode(red_square(32, (0, 0, 8, 8)))
+    tampered = submit(store, s3, worker_settings, data, model="red-tampered")
+    broken = submit(store, s3, worker_settings, data, model="broken")
+    fine = submit(store, s3, worker_settings, data, model="red")
+    report = run_batch(worker_settings, [tampered, broken, fine], registry=registry, metrics_stream=io.StringIO())
+    assert report.ok and report.succeeded == [fine] and sorted(report.failed) == sorted([tampered, broken])
+    t, b = store.get(tampered), store.get(broken)
+    assert t["error_class"] == "model_error" and "sha256" in t["error"]
+    assert b["error_class"] == "model_error" and "misconfigured" in b["error"] and "license" in b["error"]
