@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,24 @@ def prod(synth) -> Synth:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def lambda_mode(synth) -> Synth:  # type: ignore[no-untyped-def]
     return synth("lambda")
+
+
+def offline_env(home: Path) -> dict[str, str]:
+    """A child environment with no AWS credentials or profile, the venv first on PATH, and CDK kept quiet."""
+    keep = {"PATH", "LANG", "LC_ALL", "TMPDIR", "NODE_OPTIONS"}
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "HOME": str(home),  # no ~/.aws: no credentials, no profile
+            "CDK_DISABLE_CLI_TELEMETRY": "1",
+            "CDK_DISABLE_VERSION_CHECK": "1",
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "npm_config_offline": "true",
+        }
+    )
+    return env
 
 
 # --- template helpers ------------------------------------------------------------------------------------

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stacks.config import ConfigError, DeployConfig, known_models, load_config
-from tests.cdk.conftest import cdk_json_context
+from tests.cdk.conftest import ROOT, cdk_json_context, offline_env
 
 pytestmark = pytest.mark.cdk
 
@@ -103,3 +107,13 @@ def test_config_is_immutable() -> None:
     config = DeployConfig()
     with pytest.raises(ValueError, match="frozen"):
         config.env_name = "prod"  # type: ignore[misc]
+
+
+def test_cli_refuses_a_bad_config_with_the_message(tmp_path: Path) -> None:
+    """`python app.py` with a bad context value exits 2 and says which key is wrong (no Node traceback)."""
+    env = offline_env(tmp_path)
+    env["CDK_CONTEXT_JSON"] = json.dumps({"segscale.nat_gateways": -1})
+    env["CDK_OUTDIR"] = str(tmp_path / "out")
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "segscale.nat_gateways: Input should be greater than or equal to 0" in result.stderr
