@@ -146,6 +146,19 @@ def render_table(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
+def _notes(figures: list[Figure]) -> list[str]:
+    """What the benchmarks say about their own figures (input sizes, caveats), each distinct note once."""
+    seen: dict[str, list[str]] = {}
+    for f in figures:
+        if f.notes:
+            seen.setdefault(f.notes, []).append(f"{f.benchmark} / {f.name}")
+    if not seen:
+        return []
+    lines = ["Notes from the benchmarks:", ""]
+    lines += [f"- {', '.join(names)}: {_cell(note)}" for note, names in seen.items()]
+    return [*lines, ""]
+
+
 def render_markdown(doc: ResultsDoc) -> str:
     m, r = doc.machine, doc.run
     commit = (m.git.get("commit") or "unknown")[:12] + (" (uncommitted changes)" if m.git.get("dirty") else "")
@@ -168,6 +181,7 @@ def render_markdown(doc: ResultsDoc) -> str:
         "Ratio = value / baseline, both measured in the same repetition set. "
         "'Better' says which direction is an improvement.",
         "",
+        *_notes(doc.figure_list()),
         "| Benchmark module | Status | Repetitions | Seconds per repetition | Message |",
         "|---|---|---:|---|---|",
     ]

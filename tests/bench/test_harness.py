@@ -181,7 +181,19 @@ def test_results_round_trip_through_json_and_markdown(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "| b | images/s | 5.00 images/s | bare: 8.00 images/s | 0.62x | higher | 4.00, 6.00, 5.00 |" in md
     assert md == render_markdown(back)
+    assert "Notes from the benchmarks" not in md  # none of these figures has notes
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_notes_are_listed_once_under_the_table() -> None:
+    figures = [
+        Figure("w", "a", 1.0, "s", notes="200 photos"),
+        Figure("w", "b", 2.0, "s", notes="200 photos"),
+        Figure("w", "c", 3.0, "s"),
+    ]
+    md = render_markdown(_doc(figures))
+    assert "- w / a, w / b: 200 photos" in md
+    assert md.count("200 photos") == 1
 
 
 def test_schema_rejects_a_wrong_ratio_a_missing_field_and_unknown_keys(tmp_path: Path) -> None:
