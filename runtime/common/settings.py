@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # Models (DESIGN D5).
     default_model: str = "person"
     models_dir: Path = DEFAULT_MODELS_DIR
+    # Optional extra models, e.g. "s3://bucket/models/": fetched by the worker at start (docs/models.md).
+    models_s3_uri: str | None = None
 
     # Job state machine (DESIGN section 3).
     lease_seconds: int = Field(default=300, gt=0)

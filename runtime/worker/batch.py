@@ -30,6 +30,7 @@ from runtime.common.settings import Settings
 from runtime.worker.decode import DecodedImage, decode
 from runtime.worker.errors import Failure, classify
 from runtime.worker.models import ModelRegistry
+from runtime.worker.models_s3 import build_registry
 from runtime.worker.process import Analysis, analyse, render, result_document
 
 log = logging.getLogger(__name__)
@@ -409,15 +410,26 @@ def run_batch(
     sqs: Any = None,
     metrics_stream: IO[str] | None = None,
 ) -> BatchReport:
-    """Process ``job_ids`` (one JOB_BATCH message) and report what became of each."""
+    """Process ``job_ids`` (one JOB_BATCH message) and report what became of each.
+
+    Without a ``registry`` one is built here, once per process and before the first claim: the models folder
+    plus the ``models_s3_uri`` prefix, whose downloaded files are removed when the batch is done.
+    """
+    s3 = s3 or client("s3", settings)
+    own_registry = registry is None
+    registry = registry or build_registry(settings, s3)
     runner = BatchRunner(
         settings,
-        registry=registry or ModelRegistry(settings.models_dir),
+        registry=registry,
         store=store or JobStore.from_settings(settings),
-        s3=s3 or client("s3", settings),
+        s3=s3,
         sqs=sqs or client("sqs", settings),
         worker_id=worker_id or new_worker_id(),
         stop=stop or threading.Event(),
         metrics_stream=metrics_stream,
     )
-    return runner.run(job_ids)
+    try:
+        return runner.run(job_ids)
+    finally:
+        if own_registry:
+            registry.close()

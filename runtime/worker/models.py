@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,11 @@ class ModelError(RuntimeError):
 
 class UnknownModel(ModelError):
     kind = "unknown_model"
+
+
+class ModelSourceUnavailable(ConnectionError):
+    """The models S3 prefix (or one model in it) could not be read at start: a property of the moment, so a job
+    for a model the registry does not know is handed back (transient), not failed as unknown."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def card_problem(card: ModelCard, where: str) -> str | None:
+    """Rules beyond the card schema that only the worker cares about; None when the card is usable."""
+    if any(c.id > 255 for c in card.classes):
+        return f"{where}: class ids must be at most 255 (masks are 8-bit PNG)"
+    return None
+
+
 class ModelRegistry:
     """Cards by name, processors built lazily and kept for the life of the process."""
 
@@ -135,6 +148,10 @@ class ModelRegistry:
         self.threads = threads
         self.cards: dict[str, ModelCard] = {}
         self.broken: dict[str, str] = {}  # model name -> why its card cannot be used
+        self.files: dict[str, Path] = {}  # model name -> its file, for models from outside ``models_dir``
+        self.unavailable: dict[str, str] = {}  # model name -> why it could not be fetched (transient)
+        self.source_error: str | None = None  # set when a whole extra source (an S3 prefix) could not be read
+        self.temp_dirs: list[Path] = []  # removed by close()
         self._processors: dict[str, Processor] = {}
         self._lock = threading.Lock()
         if not self.models_dir.is_dir():
@@ -147,18 +164,39 @@ class ModelRegistry:
                 self.broken[card_path.parent.name] = str(exc)
                 log.error("ignoring model: %s", exc)
                 continue
-            if any(c.id > 255 for c in card.classes):
-                self.broken[card.name] = f"{card_path}: class ids must be at most 255 (masks are 8-bit PNG)"
+            problem = card_problem(card, str(card_path))
+            if problem:
+                self.broken[card.name] = problem
                 continue
             self.cards[card.name] = card
+
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is taken (usable or broken), so an extra source cannot replace it."""
+        return name in self.cards or name in self.broken
+
+    def add(self, card: ModelCard, file: Path | None) -> None:
+        """Register a model whose file lives outside ``models_dir`` (``file`` None for a classical model)."""
+        self.cards[card.name] = card
+        if file is not None:
+            self.files[card.name] = file
 
     def card(self, name: str) -> ModelCard:
         if name in self.broken:
             raise ModelError(f"model {name!r} is misconfigured: {self.broken[name]}")
+        if name in self.unavailable:
+            raise ModelSourceUnavailable(f"model {name!r} could not be fetched: {self.unavailable[name]}")
         if name not in self.cards:
+            if self.source_error:
+                raise ModelSourceUnavailable(f"model {name!r} is not known yet: {self.source_error}")
             known = ", ".join(sorted(self.cards)) or "none"
             raise UnknownModel(f"unknown model {name!r}; available: {known}")
         return self.cards[name]
+
+    def close(self) -> None:
+        """Remove downloaded model files: a local worker runs once per batch and must not fill /tmp."""
+        for folder in self.temp_dirs:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.temp_dirs.clear()
 
     def get(self, name: str) -> Processor:
         """The processor for ``name``, loading it on first use (thread-safe, once per process)."""
@@ -181,7 +219,7 @@ class ModelRegistry:
                     f"available: {', '.join(sorted(classical.PROCESSORS))}"
                 )
             return ClassicalProcessor(card, fn)
-        path = self.models_dir / card.name / (card.file or "model.onnx")
+        path = self.files.get(card.name) or self.models_dir / card.name / (card.file or "model.onnx")
         if not path.is_file():
             raise ModelError(f"model {card.name!r}: file {path.name} is missing from {path.parent}")
         if card.sha256 and _sha256(path) != card.sha256.lower():

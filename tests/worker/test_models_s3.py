@@ -1,0 +1,155 @@
+"""Models from an S3 prefix, on the moto server over HTTP: fetched at start, checked like baked-in models, and a
+bad one fails only its own jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.common.jobs import JobStore
+from runtime.common.settings import Settings
+from runtime.worker.batch import run_batch
+from runtime.worker.models_s3 import ModelsUriError, add_s3_models, build_registry, parse_uri
+from tests.worker.helpers import encode, red_square, submit, write_card
+
+PREFIX = "models/"
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    folder = write_card(tmp_path_factory.mktemp("s3src"), "proto")
+    return (folder / "model.onnx").read_bytes()
+
+
+def card(name: str, **overrides: Any) -> bytes:
+    data: dict[str, Any] = {
+        "name": name,
+        "version": "2",
+        "license": "Apache-2.0",
+        "source": "tests/worker/test_models_s3.py",
+        "input": {"size": [64, 64]},
+        "output": {"activation": "none"},
+        "classes": [{"id": 1, "name": "red", "color": [255, 0, 0]}],
+    }
+    data.update(overrides)
+    return json.dumps(data).encode()
+
+
+def put(s3: Any, settings: Settings, files: dict[str, bytes]) -> None:
+    for key, body in files.items():
+        s3.put_object(Bucket=settings.bucket, Key=PREFIX + key, Body=body)
+
+
+def with_uri(settings: Settings, uri: str | None = None) -> Settings:
+    return settings.model_copy(update={"models_s3_uri": uri or f"s3://{settings.bucket}/{PREFIX}"})
+
+
+def test_parse_uri() -> None:
+    assert parse_uri("s3://my-bucket/models").prefix == "models/"
+    assert parse_uri("s3://my-bucket/a/b/").uri("x/") == "s3://my-bucket/a/b/x/"
+    assert parse_uri("s3://my-bucket").prefix == ""
+    for bad in ("my-bucket/models", "https://my-bucket/models", "s3://", "s3://Bad_Bucket/m"):
+        with pytest.raises(ModelsUriError, match="s3://bucket/prefix/"):
+            parse_uri(bad)
+
+
+def test_s3_model_runs_and_bad_ones_fail_only_their_jobs(
+    worker_settings: Settings, store: JobStore, s3: Any, model_bytes: bytes, tmp_path: Path
+) -> None:
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    put(
+        s3,
+        worker_settings,
+        {
+            "mine/card.json": card("mine", sha256=sha),
+            "mine/model.onnx": model_bytes,
+            "wrongsha/card.json": card("wrongsha", sha256="0" * 64),
+            "wrongsha/model.onnx": model_bytes,
+            "badcard/card.json": card("badcard", license=""),
+            "badcard/model.onnx": model_bytes,
+            "renamed/card.json": card("other"),
+            "renamed/model.onnx": model_bytes,
+            "nofile/card.json": card("nofile"),
+            "red/card.json": card("red", classes=[{"id": 1, "name": "stolen"}]),  # a baked-in name
+            "red/model.onnx": model_bytes,
+        },
+    )
+    settings = with_uri(worker_settings)
+    image = encode(red_square(128, (32, 32, 64, 64)))
+    jobs = {m: submit(store, s3, settings, image, model=m) for m in ("mine", "red", "wrongsha", "badcard", "renamed")}
+    jobs["nofile"] = submit(store, s3, settings, image, model="nofile")
+
+    report = run_batch(settings, list(jobs.values()), worker_id="w-s3")
+
+    assert sorted(report.succeeded) == sorted([jobs["mine"], jobs["red"]]) and report.ok
+    mine = store.get(jobs["mine"])
+    assert mine is not None and mine["status"] == "SUCCEEDED"
+    assert mine["result"]["model"] == "mine" and abs(mine["result"]["classes"]["red"]["pixels"] - 64 * 64) <= 512
+    baked = store.get(jobs["red"])
+    assert baked is not None and "red" in baked["result"]["classes"]  # the baked card, not the S3 "stolen" one
+    uri = f"s3://{settings.bucket}/{PREFIX}"
+    reasons = {
+        "wrongsha": f"{uri}wrongsha/model.onnx does not match the sha256",
+        "badcard": f"{uri}badcard/card.json: license",
+        "renamed": "card name 'other' must match its folder name 'renamed'",
+        "nofile": f"{uri}nofile/model.onnx is missing",
+    }
+    for name, reason in reasons.items():
+        job = store.get(jobs[name])
+        assert job is not None and job["status"] == "FAILED" and job["error_class"] == "model_error", name
+        assert reason in job["error"], job["error"]
+
+
+def test_baked_model_wins_a_clash_and_files_land_in_a_temp_dir(
+    worker_settings: Settings, s3: Any, model_bytes: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    put(
+        s3,
+        worker_settings,
+        {
+            "red/card.json": card("red", version="99"),
+            "red/model.onnx": model_bytes,
+            "mine/card.json": card("mine"),
+            "mine/model.onnx": model_bytes,
+            "Bad Name/card.json": card("bad"),
+            "deeper/x/card.json": card("x"),
+        },
+    )
+    registry = build_registry(worker_settings, s3)  # no URI: only the baked-in folder
+    assert "mine" not in registry.cards and not registry.temp_dirs
+    with caplog.at_level(logging.WARNING, logger="runtime.worker.models_s3"):
+        add_s3_models(registry, s3, f"s3://{worker_settings.bucket}/{PREFIX}", tmp_root=tmp_path)
+    assert registry.cards["red"].version == "1" and "red" not in registry.files
+    assert any("baked-in model of the same name" in r.getMessage() for r in caplog.records)
+    assert set(registry.files) == {"mine"} and registry.files["mine"].is_relative_to(tmp_path)
+    assert "Bad Name" not in registry.broken and "deeper" not in registry.broken and "x" not in registry.cards
+    assert registry.get("mine").card.version == "2"
+    registry.close()
+    assert not any(tmp_path.iterdir())
+
+
+def test_unreadable_prefix_releases_unknown_models_and_serves_baked_ones(
+    worker_settings: Settings, store: JobStore, s3: Any
+) -> None:
+    settings = with_uri(worker_settings, "s3://no-such-bucket-for-models/models/")
+    image = encode(red_square(64, (8, 8, 16, 16)))
+    baked = submit(store, s3, settings, image, model="red")
+    extra = submit(store, s3, settings, image, model="mine")
+
+    report = run_batch(settings.model_copy(update={"queue_url": ""}), [baked, extra], worker_id="w-s3")
+
+    assert report.succeeded == [baked] and report.released == [extra]
+    job = store.get(extra)
+    assert job is not None and job["status"] == "QUEUED" and "could not be listed" in job["last_error"]
+
+
+def test_bad_uri_hands_back_unknown_models_with_the_reason(worker_settings: Settings, s3: Any) -> None:
+    registry = build_registry(with_uri(worker_settings, "models/"), s3)
+    with pytest.raises(ConnectionError, match="must look like s3://bucket/prefix/"):
+        registry.card("mine")
+    assert registry.card("red").name == "red"
