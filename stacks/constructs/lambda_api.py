@@ -9,6 +9,7 @@ message), and the API key reaches the function as a deploy-time Secrets Manager 
 from __future__ import annotations
 
 from aws_cdk import Duration, Fn
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -61,6 +62,7 @@ class LambdaApi(Construct):
                 file="api/Dockerfile.lambda",
                 cmd=[HANDLER],
                 exclude=asset_excludes("api"),
+                platform=ecr_assets.Platform.LINUX_AMD64,
             ),
             architecture=lambda_.Architecture.X86_64,
             memory_size=config.lambda_memory_mib,
