@@ -116,6 +116,7 @@ def test_baked_model_wins_a_clash_and_files_land_in_a_temp_dir(
             "red/model.onnx": model_bytes,
             "mine/card.json": card("mine"),
             "mine/model.onnx": model_bytes,
+            "classic/card.json": card("classic", runtime="opencv", processor="otsu", input=None, output=None),
             "Bad Name/card.json": card("bad"),
             "deeper/x/card.json": card("x"),
         },
@@ -128,7 +129,7 @@ def test_baked_model_wins_a_clash_and_files_land_in_a_temp_dir(
     assert any("baked-in model of the same name" in r.getMessage() for r in caplog.records)
     assert set(registry.files) == {"mine"} and registry.files["mine"].is_relative_to(tmp_path)
     assert "Bad Name" not in registry.broken and "deeper" not in registry.broken and "x" not in registry.cards
-    assert registry.get("mine").card.version == "2"
+    assert registry.get("mine").card.version == "2" and registry.get("classic").card.runtime == "opencv"
     registry.close()
     assert not any(tmp_path.iterdir())
 
@@ -153,3 +154,10 @@ def test_bad_uri_hands_back_unknown_models_with_the_reason(worker_settings: Sett
     with pytest.raises(ConnectionError, match="must look like s3://bucket/prefix/"):
         registry.card("mine")
     assert registry.card("red").name == "red"
+
+
+def test_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGSCALE_MODELS_S3_URI", "s3://my-bucket/models/")
+    assert Settings().models_s3_uri == "s3://my-bucket/models/"
+    monkeypatch.delenv("SEGSCALE_MODELS_S3_URI")
+    assert Settings().models_s3_uri is None
