@@ -166,6 +166,8 @@ def add_s3_models(registry: ModelRegistry, s3: Any, uri: str, *, tmp_root: Path 
         except (BotoCoreError, ConnectionError, TimeoutError, OSError) as exc:
             registry.unavailable[name] = f"{where.uri(name)}/: {exc}"
             log.error("S3 model %r unavailable: %s", name, exc)
+        except Exception as exc:  # e.g. a card that is not UTF-8: this model is broken, the worker goes on
+            loader.broken(name, f"{where.uri(name)}/ cannot be used: {type(exc).__name__}: {exc}")
 
 
 def build_registry(settings: Settings, s3: Any, *, threads: int | None = None) -> ModelRegistry:

@@ -75,6 +75,7 @@ def test_s3_model_runs_and_bad_ones_fail_only_their_jobs(
             "renamed/card.json": card("other"),
             "renamed/model.onnx": model_bytes,
             "nofile/card.json": card("nofile"),
+            "binary/card.json": b"\xff\xfe\x00card",
             "red/card.json": card("red", classes=[{"id": 1, "name": "stolen"}]),  # a baked-in name
             "red/model.onnx": model_bytes,
         },
@@ -83,6 +84,7 @@ def test_s3_model_runs_and_bad_ones_fail_only_their_jobs(
     image = encode(red_square(128, (32, 32, 64, 64)))
     jobs = {m: submit(store, s3, settings, image, model=m) for m in ("mine", "red", "wrongsha", "badcard", "renamed")}
     jobs["nofile"] = submit(store, s3, settings, image, model="nofile")
+    jobs["binary"] = submit(store, s3, settings, image, model="binary")
 
     report = run_batch(settings, list(jobs.values()), worker_id="w-s3")
 
@@ -98,6 +100,7 @@ def test_s3_model_runs_and_bad_ones_fail_only_their_jobs(
         "badcard": f"{uri}badcard/card.json: license",
         "renamed": "card name 'other' must match its folder name 'renamed'",
         "nofile": f"{uri}nofile/model.onnx is missing",
+        "binary": f"{uri}binary/ cannot be used: UnicodeDecodeError",
     }
     for name, reason in reasons.items():
         job = store.get(jobs[name])
