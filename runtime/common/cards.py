@@ -102,6 +102,8 @@ def load_card(path: Path) -> ModelCard:
         raise CardError(f"{path}: card not found") from exc
     except json.JSONDecodeError as exc:
         raise CardError(f"{path}: not valid JSON: {exc}") from exc
+    except (UnicodeDecodeError, OSError) as exc:
+        raise CardError(f"{path}: cannot read the card as UTF-8 text: {exc}") from exc
     try:
         card = ModelCard.model_validate(data)
     except ValidationError as exc:
