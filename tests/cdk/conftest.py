@@ -10,7 +10,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,35 +103,34 @@ def synthesize(outdir: Path, overrides: dict[str, Any]) -> Synth:
     return Synth(app=built, outdir=outdir, templates=templates, validation=validation, warnings=warnings)
 
 
-@pytest.fixture(scope="session")
-def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Synth]]:
-    yield {}
+SynthFn = Callable[[str], Synth]
 
 
 @pytest.fixture(scope="session")
-def synth(synth_cache: dict[str, Synth], tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def synth(tmp_path_factory: pytest.TempPathFactory) -> SynthFn:
     """``synth("dev")``: the variant's synthesis, done at most once per session."""
+    cache: dict[str, Synth] = {}
 
     def get(variant: str) -> Synth:
-        if variant not in synth_cache:
-            synth_cache[variant] = synthesize(tmp_path_factory.mktemp(f"cdk-{variant}"), VARIANTS[variant])
-        return synth_cache[variant]
+        if variant not in cache:
+            cache[variant] = synthesize(tmp_path_factory.mktemp(f"cdk-{variant}"), VARIANTS[variant])
+        return cache[variant]
 
     return get
 
 
 @pytest.fixture(scope="session")
-def dev(synth) -> Synth:  # type: ignore[no-untyped-def]
+def dev(synth: SynthFn) -> Synth:
     return synth("dev")
 
 
 @pytest.fixture(scope="session")
-def prod(synth) -> Synth:  # type: ignore[no-untyped-def]
+def prod(synth: SynthFn) -> Synth:
     return synth("prod")
 
 
 @pytest.fixture(scope="session")
-def lambda_mode(synth) -> Synth:  # type: ignore[no-untyped-def]
+def lambda_mode(synth: SynthFn) -> Synth:
     return synth("lambda")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cdk.conftest import VARIANTS
+from tests.cdk.conftest import VARIANTS, Synth, SynthFn
 
 pytestmark = pytest.mark.cdk
 
@@ -25,7 +25,7 @@ def lint(paths: list[Path]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_every_template_is_clean(synth, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_every_template_is_clean(synth: SynthFn, tmp_path: Path) -> None:
     paths = []
     for variant in sorted(VARIANTS):
         for stack, template in synth(variant).templates.items():
@@ -36,7 +36,7 @@ def test_every_template_is_clean(synth, tmp_path: Path) -> None:  # type: ignore
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_lint_would_catch_a_broken_template(dev, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_lint_would_catch_a_broken_template(dev: Synth, tmp_path: Path) -> None:
     """The check can fail: a queue with an out-of-range visibility timeout is reported."""
     template = json.loads(json.dumps(dev.data))
     queue = next(r for r in template["Resources"].values() if r["Type"] == "AWS::SQS::Queue")

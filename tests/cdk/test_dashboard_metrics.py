@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from runtime.common import metrics
-from tests.cdk.conftest import ROOT, Synth, resources
+from tests.cdk.conftest import ROOT, Synth, SynthFn, resources
 
 pytestmark = pytest.mark.cdk
 
@@ -85,7 +85,7 @@ def emitted_names(package: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("variant", ["dev", "lambda"])
-def test_dashboard_custom_metrics_are_defined_by_the_runtime(synth, variant: str) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_custom_metrics_are_defined_by_the_runtime(synth: SynthFn, variant: str) -> None:
     found = custom_metrics(dashboard_body(synth(variant).pipeline))
     assert {name for name, _ in found} == set(metrics.UNITS), "every worker metric has a graph"
     for name, dims in found:

@@ -12,7 +12,7 @@ from constructs import IConstruct
 
 from stacks import nag
 from stacks.build import build
-from tests.cdk.conftest import Synth, context_for
+from tests.cdk.conftest import Synth, SynthFn, context_for
 
 pytestmark = pytest.mark.cdk
 
@@ -38,7 +38,7 @@ def findings(root: IConstruct) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("variant", ["dev", "prod", "lambda"])
-def test_no_unacknowledged_findings(synth, variant: str) -> None:  # type: ignore[no-untyped-def]
+def test_no_unacknowledged_findings(synth: SynthFn, variant: str) -> None:
     """Synthesis would have raised on a finding; a direct run of the pack over the tree must find none either."""
     s = synth(variant)
     for stack in (s.app.data, s.app.pipeline):
@@ -47,7 +47,7 @@ def test_no_unacknowledged_findings(synth, variant: str) -> None:  # type: ignor
 
 
 @pytest.mark.parametrize("variant", ["dev", "prod", "lambda"])
-def test_acknowledgements_are_specific_and_explained(synth, variant: str) -> None:  # type: ignore[no-untyped-def]
+def test_acknowledgements_are_specific_and_explained(synth: SynthFn, variant: str) -> None:
     s = synth(variant)
     stacks = {s.app.data.node.path, s.app.pipeline.node.path}
     acks = acknowledgements(s.app.pipeline) | acknowledgements(s.app.data)

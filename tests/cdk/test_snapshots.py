@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cdk.conftest import VARIANTS, mask
+from tests.cdk.conftest import VARIANTS, Synth, SynthFn, mask
 
 pytestmark = pytest.mark.cdk
 
@@ -22,7 +22,7 @@ UPDATE = os.environ.get("SEGSCALE_UPDATE_SNAPSHOTS") == "1"
 
 @pytest.mark.parametrize("stack", ["data", "pipeline"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_snapshot(synth, variant: str, stack: str) -> None:  # type: ignore[no-untyped-def]
+def test_snapshot(synth: SynthFn, variant: str, stack: str) -> None:
     template = mask(synth(variant).templates[stack])
     path = SNAPSHOTS / f"{variant}-{stack}.json"
     text = json.dumps(template, indent=1, sort_keys=True) + "\n"
@@ -35,7 +35,7 @@ def test_snapshot(synth, variant: str, stack: str) -> None:  # type: ignore[no-u
     )
 
 
-def test_masking_hides_asset_hashes_only(dev) -> None:  # type: ignore[no-untyped-def]
+def test_masking_hides_asset_hashes_only(dev: Synth) -> None:
     raw = json.dumps(dev.pipeline)
     masked = json.dumps(mask(dev.pipeline))
     assert "<asset-hash>" in masked and "<asset-hash>" not in raw

@@ -10,7 +10,7 @@ import pytest
 from runtime.common import keys, schema
 from runtime.common.settings import JOB_BATCH_ENV, env_name
 from stacks.exports import export_name
-from tests.cdk.conftest import VARIANTS, Synth, by_path, one, resources
+from tests.cdk.conftest import VARIANTS, Synth, SynthFn, by_path, one, resources
 
 pytestmark = pytest.mark.cdk
 
@@ -114,7 +114,7 @@ def test_without_nat_tasks_run_in_public_subnets_with_public_ips(lambda_mode: Sy
 
 
 @pytest.mark.parametrize(("variant", "spot"), [("dev", True), ("prod", False)])
-def test_worker_capacity_follows_config(synth, variant: str, spot: bool) -> None:  # type: ignore[no-untyped-def]
+def test_worker_capacity_follows_config(synth: SynthFn, variant: str, spot: bool) -> None:
     s = synth(variant)
     _, pipe = one(s.pipeline, "AWS::Pipes::Pipe")
     ecs_params = pipe["Properties"]["TargetParameters"]["EcsTaskParameters"]
@@ -243,7 +243,7 @@ STATEFUL = ("AWS::S3::Bucket", "AWS::DynamoDB::GlobalTable", "AWS::SQS::Queue")
 
 
 @pytest.mark.parametrize(("variant", "policy"), [("dev", "Delete"), ("prod", "Retain")])
-def test_data_removal_policy_follows_env(synth, variant: str, policy: str) -> None:  # type: ignore[no-untyped-def]
+def test_data_removal_policy_follows_env(synth: SynthFn, variant: str, policy: str) -> None:
     s = synth(variant)
     stateful = {k: v for k, v in s.data["Resources"].items() if v["Type"] in STATEFUL}
     assert len(stateful) == 5  # images + access logs, table, queue + DLQ
@@ -322,7 +322,7 @@ def test_api_health_check_and_port(dev: Synth) -> None:
 
 
 @pytest.mark.parametrize("variant", ["dev", "prod"])
-def test_api_scaling_policies_and_bounds(synth, variant: str) -> None:  # type: ignore[no-untyped-def]
+def test_api_scaling_policies_and_bounds(synth: SynthFn, variant: str) -> None:
     s = synth(variant)
     config = s.app.config
     target_id, target = one(s.pipeline, "AWS::ApplicationAutoScaling::ScalableTarget")
@@ -391,7 +391,7 @@ def test_lambda_mode_replaces_the_alb_with_a_function_url(lambda_mode: Synth) ->
 
 
 @pytest.mark.parametrize("variant", ["dev", "lambda"])
-def test_task_roles_reach_only_their_prefixes(synth, variant: str) -> None:  # type: ignore[no-untyped-def]
+def test_task_roles_reach_only_their_prefixes(synth: SynthFn, variant: str) -> None:
     """The worker cannot overwrite uploads, the API cannot write results, nobody lists or deletes elsewhere."""
     s = synth(variant)
     t = s.pipeline
@@ -489,7 +489,7 @@ def test_outputs(dev: Synth, lambda_mode: Synth) -> None:
 
 
 @pytest.mark.parametrize("variant", ["dev", "prod"])
-def test_alarms_notify_an_encrypted_topic(synth, variant: str) -> None:  # type: ignore[no-untyped-def]
+def test_alarms_notify_an_encrypted_topic(synth: SynthFn, variant: str) -> None:
     s = synth(variant)
     topic_id, topic = one(s.pipeline, "AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic["Properties"]
