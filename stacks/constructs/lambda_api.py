@@ -8,7 +8,7 @@ message), and the API key reaches the function as a deploy-time Secrets Manager 
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Fn
+from aws_cdk import Annotations, Duration, Fn
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -36,6 +36,15 @@ class LambdaApi(Construct):
         api_key: secretsmanager.ISecret,
     ) -> None:
         super().__init__(scope, construct_id)
+        ignored = [k for k in ("certificate_arn", "domain_name") if getattr(config, k)]
+        if config.allowed_cidrs != ("0.0.0.0/0",):
+            ignored.append("allowed_cidrs")
+        if ignored:
+            Annotations.of(self).add_warning_v2(
+                "segscale:lambda-ignores",
+                f"api_mode is 'lambda': {', '.join(ignored)} only apply to the ALB and are ignored. The Function "
+                "URL is HTTPS on an AWS domain and open to any address; the API key still guards every request.",
+            )
         env = dict(environment)
         env[env_name("batch_window_s")] = "0"
         env[env_name("max_upload_bytes")] = str(min(config.max_upload_bytes, LAMBDA_PAYLOAD_LIMIT_BYTES))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from runtime.common import keys, schema
 from runtime.common.settings import JOB_BATCH_ENV, env_name
 from stacks.exports import export_name
-from tests.cdk.conftest import VARIANTS, Synth, SynthFn, by_path, one, resources
+from tests.cdk.conftest import VARIANTS, Synth, SynthFn, by_path, one, resources, synthesize
 
 pytestmark = pytest.mark.cdk
 
@@ -514,3 +515,9 @@ def test_dlq_alarm_watches_the_dlq(dev: Synth) -> None:
     assert props["Namespace"] == "AWS/SQS" and props["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert props["Dimensions"] == [{"Name": "QueueName", "Value": import_of(dev, "dlq-name")}]
     assert props["Threshold"] == 1
+
+
+def test_lambda_mode_warns_about_alb_only_settings(lambda_mode: Synth, tmp_path: Path) -> None:
+    assert not any("only apply to the ALB" in w for w in lambda_mode.warnings)
+    narrowed = synthesize(tmp_path, {**VARIANTS["lambda"], "allowed_cidrs": ["203.0.113.0/24"]})
+    assert any("allowed_cidrs only apply to the ALB and are ignored" in w for w in narrowed.warnings)
