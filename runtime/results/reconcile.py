@@ -142,6 +142,8 @@ class _Pass:
     def stale_queued(self) -> None:
         now, threshold = self.report.now_ms, self.report.stuck_after_ms
         limit = self.store.max_attempts + 1
+        # A QUEUED job is enqueued only after it became QUEUED (enqueued_at >= updated_at), so every stale
+        # job, never sent or sent long ago, has updated_at <= now - threshold: one index range finds both.
         for job in self.scan(JobStatus.QUEUED, updated_to=now - threshold):
             enqueued_at = job.get("enqueued_at")
             if enqueued_at is not None and enqueued_at > now - threshold:

@@ -1,0 +1,155 @@
+"""A 20,000-job export streams: peak Python memory growth stays bounded, far below the size of the export.
+
+The moto server here runs in its own process (not the session's in-process server) so that tracemalloc sees
+only our side: the objects moto keeps for the table and the uploaded export would otherwise count against us.
+It is started with a small minimum part size, so a 20,000-row export really goes up in many multipart parts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tracemalloc
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.resources import create_resources
+from runtime.common import schema
+from runtime.common.aws import client
+from runtime.common.jobs import JobStore, serialize
+from runtime.common.settings import Settings
+from runtime.results.export import ExportSummary, export_jobs
+from tests.conftest import free_port
+
+JOBS = 20_000
+PART_SIZE = 256 * 1024
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture(scope="module")
+def own_moto() -> Iterator[str]:
+    port = free_port()
+    moto_server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(PART_SIZE)}
+    proc = subprocess.Popen(
+        [moto_server, "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _job_item(batch: str, i: int) -> dict[str, Any]:
+    """A lean job item (moto serializes every attribute value slowly, so fewer values keep the test fast)."""
+    job_id = f"{i:032x}"
+    item: dict[str, Any] = {
+        schema.TABLE_PARTITION_KEY: f"job#{job_id}",
+        "job_id": job_id,
+        "batch_id": batch,
+        "created_at": T0 + i,
+        "updated_at": T0 + i + 500,
+        "file_name": f"image-{i:05d}.jpg",
+        "model": "person",
+    }
+    if i % 10:
+        pixels = i % 3000
+        item["status"] = "SUCCEEDED"
+        item["result"] = {
+            "model_version": "1.0",
+            "classes": {
+                "person": {"pixels": pixels, "fraction": pixels / 3072, "components": 1, "area_mm2": pixels / 100}
+            },
+            "timings_ms": {"total": 50.5},
+        }
+    else:
+        item["status"] = "FAILED"
+        item["error"] = "the image data is truncated or corrupt"
+    return item
+
+
+def _write_jobs(settings: Settings, batch: str, count: int) -> None:
+    """BatchWriteItem through the store's serializer: the same item shape as JobStore writes, but fast."""
+    ddb = client("dynamodb", settings)
+
+    def write(start: int) -> None:
+        items = [_job_item(batch, i) for i in range(start, min(count, start + 25))]
+        request = {settings.table: [{"PutRequest": {"Item": serialize(item)}} for item in items]}
+        while request:
+            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(0, count, 25)))
+
+
+def _export_peak(endpoint: str, models_dir: Path, out_dir: Path, count: int) -> tuple[int, ExportSummary]:
+    """Write ``count`` jobs into a fresh table, export them, return the peak traced memory growth."""
+    res = create_resources(endpoint, prefix=f"m{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        endpoint_url=res.endpoint_url,
+        region=res.region,
+        bucket=res.bucket,
+        table=res.table,
+        queue_url=res.queue_url,
+        models_dir=models_dir,
+    )
+    batch = uuid.uuid4().hex
+    _write_jobs(settings, batch, count)
+    store = JobStore.from_settings(settings)
+    s3 = client("s3", settings)
+    out_path = out_dir / f"jobs-{count}.csv"
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        with out_path.open("w", encoding="utf-8", newline="") as out:
+            summary = export_jobs(settings, batch_id=batch, out=out, store=store, s3=s3, part_size=PART_SIZE)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert summary.rows == count and summary.counts == {"FAILED": count // 10, "SUCCEEDED": count - count // 10}
+    assert out_path.stat().st_size == summary.bytes
+    head = s3.head_object(Bucket=settings.bucket, Key=f"reports/{batch}/jobs.csv")
+    assert head["ContentLength"] == summary.bytes and head["ETag"].strip('"').endswith(f"-{summary.parts}")
+    with out_path.open(encoding="utf-8") as f:
+        assert sum(1 for _ in f) == count + 1
+    return peak - base, summary
+
+
+@pytest.mark.slow
+def test_export_of_20000_jobs_has_bounded_memory(own_moto: str, tmp_path: Path, models_dir: Path) -> None:
+    small, small_summary = _export_peak(own_moto, models_dir, tmp_path, JOBS // 10)
+    large, large_summary = _export_peak(own_moto, models_dir, tmp_path, JOBS)
+    print(
+        f"export of {JOBS // 10} jobs: {small_summary.bytes / 2**20:.2f} MiB, peak growth {small / 2**20:.2f} MiB; "
+        f"of {JOBS} jobs: {large_summary.bytes / 2**20:.2f} MiB in {large_summary.parts} parts, "
+        f"peak growth {large / 2**20:.2f} MiB"
+    )
+    assert large_summary.parts >= 10  # really streamed up in parts
+    # Ten times the jobs, (about) the same memory: one page and one part, not the rows or the text.
+    assert large < 1.5 * small + 512 * 1024
+    assert large - small < (large_summary.bytes - small_summary.bytes) / 4
+    assert large < 16 * 2**20
