@@ -122,9 +122,19 @@ class BatchView(BaseModel):
     next_cursor: str | None
 
 
+class S3ModelsView(BaseModel):
+    """Where the S3 models come from and how fresh the list is (present only when a prefix is configured)."""
+
+    uri: str
+    read_at: int | None = Field(description="epoch ms of the last successful read of the prefix; null: never")
+    error: str | None = Field(description="why the last read failed (the S3 models listed are from the last good read)")
+    rejected: dict[str, str] = Field(description="S3 model folders that are not usable, and why")
+
+
 class ModelsView(BaseModel):
     default: str
-    models: list[dict[str, Any]]
+    models: list[dict[str, Any]] = Field(description="card.public() plus 'origin': 'baked_in' or 's3'")
+    s3: S3ModelsView | None = None
 
 
 class Health(BaseModel):

@@ -15,6 +15,7 @@ from botocore.config import Config
 
 from runtime.api.batcher import MicroBatcher
 from runtime.api.problems import ApiProblem
+from runtime.api.s3models import S3Cards, S3Listing
 from runtime.common.aws import client
 from runtime.common.cards import CardError, ModelCard, load_cards
 from runtime.common.jobs import JobStore
@@ -30,6 +31,11 @@ class Services:
     batcher: MicroBatcher
     _cards: dict[str, ModelCard] | None = None
     _cards_lock: threading.Lock = field(default_factory=threading.Lock)
+    s3_cards: S3Cards | None = None  # set when ``models_s3_uri`` is configured
+
+    def s3_listing(self) -> S3Listing | None:
+        """The S3 models (cached, possibly stale), or None when no prefix is configured."""
+        return self.s3_cards.listing() if self.s3_cards is not None else None
 
     def cards(self) -> dict[str, ModelCard]:
         """The model cards, read once; a broken models folder is a 503 (not cached, so a fix is picked up)."""
@@ -42,12 +48,25 @@ class Services:
             return self._cards
 
     def resolve_model(self, name: str | None) -> str:
+        """A baked-in model never waits for S3; any other name is looked up in the (cached) S3 listing."""
         chosen = (name or "").strip() or self.settings.default_model
         cards = self.cards()
-        if chosen not in cards:
-            known = ", ".join(sorted(cards)) or "none installed"
-            raise ApiProblem(422, "unknown_model", f"unknown model {chosen[:64]!r}; available: {known}")
-        return chosen
+        if chosen in cards:
+            return chosen
+        s3 = self.s3_listing()
+        if s3 is not None and chosen in s3.cards:
+            return chosen
+        known = ", ".join(sorted({*cards, *(s3.cards if s3 else {})})) or "none installed"
+        if s3 is not None and s3.error is not None:
+            raise ApiProblem(
+                503,
+                "models_unavailable",
+                f"model {chosen[:64]!r} is not built in and the S3 models cannot be read right now; retry later"
+                f" (available now: {known}; {s3.error})",
+                headers={"Retry-After": "10"},
+            )
+        why = f" ({s3.rejected[chosen]})" if s3 is not None and chosen in s3.rejected else ""
+        raise ApiProblem(422, "unknown_model", f"unknown model {chosen[:64]!r}; available: {known}{why}")
 
 
 def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, sqs: Any = None) -> Services:
@@ -65,6 +84,8 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
         endpoint_url=settings.endpoint_url,
         config=Config(signature_version="s3v4"),
     )
-    return Services(
-        settings=settings, s3=s3 or client("s3", settings), presigner=presigner, store=store, batcher=batcher
-    )
+    s3 = s3 or client("s3", settings)
+    s3_cards = None
+    if settings.models_s3_uri:
+        s3_cards = S3Cards(s3, settings.models_s3_uri, ttl_s=settings.models_s3_cache_s)
+    return Services(settings=settings, s3=s3, presigner=presigner, store=store, batcher=batcher, s3_cards=s3_cards)

@@ -95,23 +95,48 @@ class ModelCard(_Strict):
         return self.model_dump(mode="json", exclude={"file", "sha256"})
 
 
-def load_card(path: Path) -> ModelCard:
+def parse_card(data: bytes, *, source: str, folder: str) -> ModelCard:
+    """Validate a card's bytes wherever they came from (a file, an S3 object); errors name ``source``.
+
+    ``folder`` is the name of the model folder the card sits in, which must equal the card's ``name``.
+    """
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise CardError(f"{path}: card not found") from exc
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CardError(f"{source}: cannot read the card as UTF-8 text: {exc}") from exc
+    try:
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CardError(f"{path}: not valid JSON: {exc}") from exc
-    except (UnicodeDecodeError, OSError) as exc:
-        raise CardError(f"{path}: cannot read the card as UTF-8 text: {exc}") from exc
+        raise CardError(f"{source}: not valid JSON: {exc}") from exc
     try:
-        card = ModelCard.model_validate(data)
+        card = ModelCard.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'card'}: {e['msg']}" for e in exc.errors())
-        raise CardError(f"{path}: {problems}") from exc
-    if card.name != path.parent.name:
-        raise CardError(f"{path}: card name {card.name!r} must match its folder name {path.parent.name!r}")
+        raise CardError(f"{source}: {problems}") from exc
+    if card.name != folder:
+        raise CardError(f"{source}: card name {card.name!r} must match its folder name {folder!r}")
     return card
+
+
+def mask_problem(card: ModelCard, where: str) -> str | None:
+    """A rule beyond the schema: masks are 8-bit PNGs, so class ids above 255 cannot be written.
+
+    The worker checks the same rule (``runtime/worker/models.py``, ``card_problem``); the API checks it for S3
+    cards so that it does not accept jobs for a model every worker would refuse.
+    """
+    if any(c.id > 255 for c in card.classes):
+        return f"{where}: class ids must be at most 255 (masks are 8-bit PNG)"
+    return None
+
+
+def load_card(path: Path) -> ModelCard:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CardError(f"{path}: card not found") from exc
+    except OSError as exc:
+        raise CardError(f"{path}: cannot read the card as UTF-8 text: {exc}") from exc
+    return parse_card(data, source=str(path), folder=path.parent.name)
 
 
 def load_cards(models_dir: Path) -> dict[str, ModelCard]:

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     models_dir: Path = DEFAULT_MODELS_DIR
     # Optional extra models, e.g. "s3://bucket/models/": fetched by the worker at start (docs/models.md).
     models_s3_uri: str | None = None
+    # How long the API keeps the S3 cards before reading the prefix again (a new S3 model is usable after this).
+    models_s3_cache_s: float = Field(default=60.0, ge=0)
 
     # Job state machine (DESIGN section 3).
     lease_seconds: int = Field(default=300, gt=0)

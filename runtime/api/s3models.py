@@ -1,0 +1,183 @@
+"""The cards of the models under ``models_s3_uri``, as the API sees them: read (cards only), checked, cached.
+
+The worker downloads S3 models when it starts (``runtime/worker/models_s3.py``); the API only needs the cards, to
+list the models and to refuse names no worker can run. Reading the prefix on every upload would put an S3 round
+trip (and S3's availability) in front of every job, so the result is cached for ``models_s3_cache_s`` seconds: a
+newly uploaded model becomes usable within that time without a redeploy. Cards are re-read only when their ETag
+changes. When the prefix cannot be read, the last good listing is kept (stale, logged) and baked-in models are
+not affected at all: they never wait for S3.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runtime.common.cards import CardError, ModelCard, mask_problem, parse_card
+
+log = logging.getLogger("segscale.api.models")
+
+# The card's name rule: a folder that breaks it can never match its card (the worker ignores it too).
+_FOLDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?")
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+S3_ERRORS = (ClientError, BotoCoreError, ConnectionError, TimeoutError)
+MAX_CARD_BYTES = 256 * 1024  # a card is a few KB; a bigger object is refused before it is read into memory
+RETRY_AFTER_FAILURE_S = 10.0  # a failed read is retried sooner than the normal cache time, but not per request
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/prefix/`` -> (bucket, ``prefix/`` or ""); the same rule as the worker's ``parse_uri``."""
+    match = _URI.fullmatch(uri.strip())
+    if not match:
+        raise ValueError(f"models S3 URI {uri!r} must look like s3://bucket/prefix/")
+    prefix = (match.group(2) or "").strip("/")
+    return match.group(1), f"{prefix}/" if prefix else ""
+
+
+@dataclass(frozen=True)
+class S3Listing:
+    """One read of the prefix. After a failed read, ``cards`` and ``rejected`` are the last good read's."""
+
+    uri: str
+    cards: dict[str, ModelCard] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # folder name -> why it is not usable
+    error: str | None = None  # why the last read failed; None when it succeeded
+    read_at: float | None = None  # epoch seconds of the last good read (None: never read)
+    checked: float = 0.0  # monotonic time of the last attempt, for the cache
+
+
+@dataclass(frozen=True)
+class _Seen:
+    etag: str
+    files: frozenset[str]
+    card: ModelCard | None
+    problem: str | None
+
+
+class S3Cards:
+    """Thread-safe cache of the S3 model cards; one per app."""
+
+    def __init__(self, s3: Any, uri: str, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._s3 = s3
+        self._uri = uri
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._listing: S3Listing | None = None
+        self._seen: dict[str, _Seen] = {}  # by folder name: cards already read, re-read when the ETag changes
+        try:
+            self._where: tuple[str, str] | None = split_uri(uri)
+            self._uri_error: str | None = None
+        except ValueError as exc:  # a configuration error: baked-in models still work, and the listing says why
+            self._where, self._uri_error = None, str(exc)
+            log.error("no S3 models: %s", exc)
+
+    def listing(self) -> S3Listing:
+        """The cached listing, refreshed when older than the cache time.
+
+        While one thread refreshes, the others get the previous listing instead of waiting for S3.
+        """
+        current = self._listing
+        if current is not None and self._fresh(current):
+            return current
+        if current is not None and not self._lock.acquire(blocking=False):
+            return current  # another thread is reading S3: only the very first read makes callers wait
+        if current is None:
+            self._lock.acquire()
+        try:
+            current = self._listing
+            if current is None or not self._fresh(current):
+                current = self._listing = self._read(current)
+            return current
+        finally:
+            self._lock.release()
+
+    def _fresh(self, listing: S3Listing) -> bool:
+        wait = self._ttl_s if listing.error is None else min(self._ttl_s, RETRY_AFTER_FAILURE_S)
+        return self._clock() - listing.checked < wait
+
+    def _read(self, previous: S3Listing | None) -> S3Listing:
+        now = self._clock()
+        if self._where is None:
+            return S3Listing(uri=self._uri, error=self._uri_error, checked=now)
+        try:
+            bucket, prefix = self._where
+            folders = self._folders(bucket, prefix)
+            seen = {name: self._card(bucket, prefix, name, files) for name, files in sorted(folders.items())}
+        except S3_ERRORS as exc:
+            error = f"the models prefix {self._uri} could not be read: {exc}"
+            log.error("S3 models served from the last good read: %s", error)
+            old = previous or S3Listing(uri=self._uri)
+            return S3Listing(self._uri, old.cards, old.rejected, error, old.read_at, now)
+        self._seen = seen
+        cards = {n: s.card for n, s in seen.items() if s.card is not None}
+        rejected = {n: s.problem for n, s in seen.items() if s.problem is not None}
+        return S3Listing(self._uri, cards, rejected, None, time.time(), now)
+
+    def _folders(self, bucket: str, prefix: str) -> dict[str, dict[str, str]]:
+        """Model folder name -> {file name: ETag} for the keys directly in it (deeper keys are not the layout)."""
+        folders: dict[str, dict[str, str]] = {}
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        while True:
+            page = self._s3.list_objects_v2(**kwargs)
+            for item in page.get("Contents", []):
+                parts = item["Key"][len(prefix) :].split("/")
+                if len(parts) == 2 and parts[0] and parts[1] and _FOLDER_NAME.fullmatch(parts[0]):
+                    folders.setdefault(parts[0], {})[parts[1]] = str(item.get("ETag", ""))
+            if not page.get("IsTruncated"):
+                return folders
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _card(self, bucket: str, prefix: str, name: str, files: dict[str, str]) -> _Seen:
+        """Read and check one folder's card (only ``card.json``, never the weights); reuse it if unchanged."""
+        where = f"{self._uri.rstrip('/')}/{name}/"
+        names = frozenset(files)
+        etag = files.get("card.json")
+        if etag is None:
+            return _Seen("", names, None, f"{where}card.json is missing")
+        old = self._seen.get(name)
+        if old is not None and old.etag == etag and old.files == names:
+            return old
+        card, problem = self._parse(bucket, f"{prefix}{name}/card.json", name, where)
+        if card is not None:
+            problem = mask_problem(card, f"{where}card.json") or self._file_problem(card, where, names)
+            if problem is not None:
+                card = None
+        if problem is not None:
+            log.warning("S3 model %r not usable: %s", name, problem)
+        return _Seen(etag, names, card, problem)
+
+    def _parse(self, bucket: str, key: str, name: str, where: str) -> tuple[ModelCard | None, str | None]:
+        try:
+            obj = self._s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:  # deleted since the listing
+                return None, f"{where}card.json is missing"
+            raise
+        if int(obj.get("ContentLength", 0)) > MAX_CARD_BYTES:
+            obj["Body"].close()
+            return None, f"{where}card.json is over {MAX_CARD_BYTES} bytes; a card is a small JSON file"
+        try:
+            return parse_card(obj["Body"].read(), source=f"{where}card.json", folder=name), None
+        except CardError as exc:
+            return None, str(exc)
+
+    @staticmethod
+    def _file_problem(card: ModelCard, where: str, files: frozenset[str]) -> str | None:
+        """The worker's checks on ``file`` that need no download (the sha256 is only checked by the worker)."""
+        if card.runtime != "onnx":
+            return None
+        file = card.file or "model.onnx"
+        if "/" in file or file in {".", "..", "card.json"}:
+            return f"{where}card.json: 'file' must be a plain file name, not {file!r}"
+        if file not in files:
+            return f"{where}{file} is missing"
+        return None
