@@ -257,3 +257,33 @@ def test_a_malformed_uri_is_reported_and_baked_in_models_work(api_settings: Sett
         assert post_images(api, image_bytes(), model="person").status_code == 202
         r = post_images(api, image_bytes(), model="mine")
         assert r.status_code == 503 and "must look like s3://bucket/prefix/" in r.json()["detail"]
+
+
+def test_while_one_request_reads_s3_the_others_get_the_last_list_at_once(s3_settings: Settings, s3: Any) -> None:
+    class Slow(Flaky):
+        """Blocks the listing until released, like an S3 call that hangs until its timeout."""
+
+        def __init__(self, real: Any) -> None:
+            super().__init__(real)
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def list_objects_v2(self, **kwargs: Any) -> Any:
+            if self.down:
+                self.entered.set()
+                self.release.wait(10)
+            return self._real.list_objects_v2(**kwargs)
+
+    put_model(s3, s3_settings.bucket, "mine")
+    slow = Slow(s3)
+    cards = S3Cards(slow, s3_settings.models_s3_uri or "", ttl_s=0.0)
+    assert list(cards.listing().cards) == ["mine"]
+    put_model(s3, s3_settings.bucket, "newer")
+    slow.down = True
+    refresher = threading.Thread(target=cards.listing)
+    refresher.start()
+    assert slow.entered.wait(10)
+    assert list(cards.listing().cards) == ["mine"]  # did not wait for the hanging read
+    slow.release.set()
+    refresher.join(10)
+    slow.down = False
+    assert list(cards.listing().cards) == ["mine", "newer"]
