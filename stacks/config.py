@@ -62,6 +62,8 @@ LOG_RETENTION_DAYS = (
 _CERT_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+# The same rule as the worker's parser (runtime/worker/models_s3.py).
+_S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 
@@ -119,6 +121,7 @@ class DeployConfig(BaseModel):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=64_000_000, ge=1)
     default_model: str = "person"
+    models_s3_uri: str | None = None  # extra models the worker downloads at start (docs/models.md), s3://bucket/prefix/
     retention_days: int = Field(default=30, ge=1)
 
     # --- data ---
@@ -197,6 +200,25 @@ class DeployConfig(BaseModel):
         if v not in LOG_RETENTION_DAYS:
             raise ValueError(f"{v} is not a CloudWatch Logs retention period; use one of {list(LOG_RETENTION_DAYS)}")
         return v
+
+    @field_validator("models_s3_uri")
+    @classmethod
+    def _models_uri(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        match = _S3_URI.fullmatch(v)
+        if not match:
+            raise ValueError(f"{v!r} must look like s3://bucket/prefix/")
+        prefix = (match.group(2) or "").strip("/")
+        return f"s3://{match.group(1)}/{prefix}/" if prefix else f"s3://{match.group(1)}/"
+
+    @property
+    def models_location(self) -> tuple[str, str] | None:
+        """(bucket, prefix ending in "/" or empty) of ``models_s3_uri``."""
+        if self.models_s3_uri is None:
+            return None
+        bucket, _, prefix = self.models_s3_uri.removeprefix("s3://").partition("/")
+        return bucket, prefix
 
     @field_validator("default_model")
     @classmethod

@@ -55,6 +55,18 @@ def _ack_object_grants(policy: IConstruct, config: DeployConfig, who: str, prefi
         )
 
 
+def _ack_models_grant(policy: IConstruct, config: DeployConfig, who: str) -> None:
+    if config.models_location is None:
+        return
+    bucket, prefix = config.models_location
+    ack(
+        policy,
+        f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}*]",
+        f"models_s3_uri is a folder of model folders whose files are only known at run time; the {who} may only "
+        "list that prefix and read objects under it (docs/models.md).",
+    )
+
+
 def _default_policy(role: IRole) -> IConstruct:
     return role.node.find_child("DefaultPolicy").node.default_child
 
@@ -91,10 +103,13 @@ def _acknowledge_pipeline(p: PipelineStack, config: DeployConfig) -> None:
             "narrower than '*' (CDK adds it for the image asset's ECR pull).",
         )
         _ack_object_grants(_default_policy(task.task_role), config, name, OBJECT_PREFIXES[name])
+        if name in ("api", "worker"):
+            _ack_models_grant(_default_policy(task.task_role), config, name)
     if p.lambda_api is not None:
         role = p.lambda_api.function.role
         assert role is not None
         _ack_object_grants(_default_policy(role), config, "api", OBJECT_PREFIXES["api"])
+        _ack_models_grant(_default_policy(role), config, "api")
     if p.api_service is not None:
         if "0.0.0.0/0" in config.allowed_cidrs:
             ack(

@@ -14,7 +14,7 @@ from constructs import Construct
 
 from runtime.common.settings import env_name
 from stacks.config import DeployConfig
-from stacks.constructs.grants import AppResources, grant_api
+from stacks.constructs.grants import AppResources, grant_api, grant_models
 from stacks.constructs.network import Network
 from stacks.constructs.tasks import hardened_task
 
@@ -60,6 +60,7 @@ class ApiService(Construct):
             ),
         )
         grant_api(self.task.task_role, resources)
+        grant_models(self.task.task_role, config.models_location)
 
         certificate = (
             acm.Certificate.from_certificate_arn(self, "Certificate", config.certificate_arn)

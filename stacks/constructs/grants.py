@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aws_cdk import Aws
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -54,6 +55,26 @@ def _table(role: iam.IGrantable, r: AppResources) -> None:
 def _send(role: iam.IGrantable, r: AppResources) -> None:
     iam.Grant.add_to_principal(
         grantee=role, actions=["sqs:SendMessage", "sqs:GetQueueAttributes"], resource_arns=[r.queue.queue_arn]
+    )
+
+
+def models_object_arn(bucket: str, prefix: str) -> str:
+    return f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*"
+
+
+def grant_models(role: iam.IGrantable, location: tuple[str, str] | None) -> None:
+    """Read access to ``models_s3_uri`` (list the prefix, get its objects), when one is configured."""
+    if location is None:
+        return
+    bucket, prefix = location
+    iam.Grant.add_to_principal(
+        grantee=role,
+        actions=["s3:ListBucket"],
+        resource_arns=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+    )
+    iam.Grant.add_to_principal(
+        grantee=role, actions=["s3:GetObject"], resource_arns=[models_object_arn(bucket, prefix)]
     )
 
 

@@ -17,7 +17,7 @@ from constructs import Construct
 
 from runtime.common.settings import env_name
 from stacks.config import DeployConfig
-from stacks.constructs.grants import AppResources, grant_api
+from stacks.constructs.grants import AppResources, grant_api, grant_models
 from stacks.constructs.tasks import RUNTIME_DIR, asset_excludes, log_group
 
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
@@ -82,6 +82,7 @@ class LambdaApi(Construct):
             description="segscale API (FastAPI through Mangum)",
         )
         grant_api(self.function, resources)
+        grant_models(self.function, config.models_location)
         # Auth is the API's own X-Api-Key check, as on the ALB.
         self.function_url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
         # The Function URL ends in "/"; keep the host only so "<url>/v1/..." reads the same in both modes.

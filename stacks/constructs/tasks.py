@@ -61,6 +61,8 @@ def runtime_environment(
         "retention_days": config.retention_days,
         "auth_enabled": "true",
     }
+    if config.models_s3_uri:
+        values["models_s3_uri"] = config.models_s3_uri
     return {env_name(k): str(v) for k, v in values.items()}
 
 

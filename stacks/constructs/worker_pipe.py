@@ -13,7 +13,7 @@ from constructs import Construct
 
 from runtime.common.settings import JOB_BATCH_ENV
 from stacks.config import DeployConfig
-from stacks.constructs.grants import AppResources, grant_worker
+from stacks.constructs.grants import AppResources, grant_models, grant_worker
 from stacks.constructs.network import Network
 from stacks.constructs.tasks import hardened_task, log_group
 
@@ -47,6 +47,7 @@ class WorkerPipe(Construct):
             stop_timeout=Duration.seconds(120),
         )
         grant_worker(self.task.task_role, resources)
+        grant_models(self.task.task_role, config.models_location)
         execution_role = self.task.obtain_execution_role()
 
         self.logs = log_group(self, "PipeLogs", config)

@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "nat_gateways": 2,
         "bucket_versioned": True,
         "alarm_email": "ops@example.com",
+        "models_s3_uri": "s3://segscale-models-example/extra",
         "api_min_count": 3,
         "api_desired_count": 3,
         "api_max_count": 20,

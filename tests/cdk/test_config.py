@@ -52,6 +52,10 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"retention_days": -5}, "segscale.retention_days: Input should be greater than or equal to 1"),
     ({"api_mode": "k8s"}, "segscale.api_mode: Input should be 'fargate' or 'lambda'"),
     ({"name": "Seg Scale"}, "segscale.name: must be 1-20 characters"),
+    (
+        {"models_s3_uri": "https://example.com/models"},
+        "'https://example.com/models' must look like s3://bucket/prefix/",
+    ),
 ]
 
 
@@ -101,6 +105,13 @@ def test_command_line_overrides_are_parsed_as_json() -> None:
 def test_command_line_value_that_is_not_json_is_kept_as_text() -> None:
     config = load_config({"segscale.alarm_email": "ops@example.com"})
     assert config.alarm_email == "ops@example.com"
+
+
+def test_models_uri_is_normalised_like_the_worker_does() -> None:
+    config = load_config({"segscale": {"models_s3_uri": "s3://my-models/team/extra"}})
+    assert config.models_s3_uri == "s3://my-models/team/extra/"
+    assert config.models_location == ("my-models", "team/extra/")
+    assert load_config({"segscale": {"models_s3_uri": "s3://my-models"}}).models_location == ("my-models", "")
 
 
 def test_config_is_immutable() -> None:

@@ -521,3 +521,25 @@ def test_lambda_mode_warns_about_alb_only_settings(lambda_mode: Synth, tmp_path:
     assert not any("only apply to the ALB" in w for w in lambda_mode.warnings)
     narrowed = synthesize(tmp_path, {**VARIANTS["lambda"], "allowed_cidrs": ["203.0.113.0/24"]})
     assert any("allowed_cidrs only apply to the ALB and are ignored" in w for w in narrowed.warnings)
+
+
+def test_models_prefix_is_readable_by_api_and_worker_only(prod: Synth, dev: Synth) -> None:
+    t = prod.pipeline
+    assert prod.app.config.models_location == ("segscale-models-example", "extra/")
+    for path in ("Api/Task", "Worker/Task"):
+        env = {e["Name"]: e["Value"] for e in container(t, path)["Environment"]}
+        assert env[env_name("models_s3_uri")] == "s3://segscale-models-example/extra/"
+        role = t["Resources"][task_logical_id(t, path)]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+        stmts = statements(t, role)
+        (listing,) = [s for s in stmts if s["Action"] == "s3:ListBucket"]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": ["extra/*"]}}
+        assert listing["Resource"] == {
+            "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::segscale-models-example"]]
+        }
+        model_objects = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::segscale-models-example/extra/*"]]}
+        assert model_objects in allowed(stmts, "s3:GetObject")
+    results_role = t["Resources"][task_logical_id(t, "Results/Task")]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    assert not allowed(statements(t, results_role), "s3:ListBucket")
+    # Not configured: no variable, no grant.
+    worker = container(dev.pipeline, "Worker/Task")
+    assert env_name("models_s3_uri") not in {e["Name"] for e in worker["Environment"]}
