@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from runtime.common.s3uri import parse_s3_prefix
 from runtime.common.settings import DEFAULT_MODELS_DIR, Settings
 
 CONTEXT_KEY = "segscale"
@@ -62,8 +63,6 @@ LOG_RETENTION_DAYS = (
 _CERT_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
-# The same rule as the worker's parser (runtime/worker/models_s3.py).
-_S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 
@@ -206,19 +205,15 @@ class DeployConfig(BaseModel):
     def _models_uri(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        match = _S3_URI.fullmatch(v)
-        if not match:
-            raise ValueError(f"{v!r} must look like s3://bucket/prefix/")
-        prefix = (match.group(2) or "").strip("/")
-        return f"s3://{match.group(1)}/{prefix}/" if prefix else f"s3://{match.group(1)}/"
+        return parse_s3_prefix(v).uri()  # the rule the worker and the API read it with (runtime/common/s3uri.py)
 
     @property
     def models_location(self) -> tuple[str, str] | None:
         """(bucket, prefix ending in "/" or empty) of ``models_s3_uri``."""
         if self.models_s3_uri is None:
             return None
-        bucket, _, prefix = self.models_s3_uri.removeprefix("s3://").partition("/")
-        return bucket, prefix
+        where = parse_s3_prefix(self.models_s3_uri)
+        return where.bucket, where.prefix
 
     @field_validator("default_model")
     @classmethod

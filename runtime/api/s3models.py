@@ -11,7 +11,6 @@ not affected at all: they never wait for S3.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,26 +19,22 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.common.cards import CardError, ModelCard, mask_problem, parse_card
+from runtime.common.cards import (
+    MAX_CARD_BYTES,
+    CardError,
+    ModelCard,
+    file_problem,
+    is_model_name,
+    mask_problem,
+    parse_card,
+)
+from runtime.common.s3uri import S3Prefix, S3UriError, parse_s3_prefix
 
 log = logging.getLogger("segscale.api.models")
 
-# The card's name rule: a folder that breaks it can never match its card (the worker ignores it too).
-_FOLDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?")
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 S3_ERRORS = (ClientError, BotoCoreError, ConnectionError, TimeoutError)
-MAX_CARD_BYTES = 256 * 1024  # a card is a few KB; a bigger object is refused before it is read into memory
 RETRY_AFTER_FAILURE_S = 10.0  # a failed read is retried sooner than the normal cache time, but not per request
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/prefix/`` -> (bucket, ``prefix/`` or ""); the same rule as the worker's ``parse_uri``."""
-    match = _URI.fullmatch(uri.strip())
-    if not match:
-        raise ValueError(f"models S3 URI {uri!r} must look like s3://bucket/prefix/")
-    prefix = (match.group(2) or "").strip("/")
-    return match.group(1), f"{prefix}/" if prefix else ""
 
 
 @dataclass(frozen=True)
@@ -74,9 +69,9 @@ class S3Cards:
         self._listing: S3Listing | None = None
         self._seen: dict[str, _Seen] = {}  # by folder name: cards already read, re-read when the ETag changes
         try:
-            self._where: tuple[str, str] | None = split_uri(uri)
+            self._where: S3Prefix | None = parse_s3_prefix(uri)
             self._uri_error: str | None = None
-        except ValueError as exc:  # a configuration error: baked-in models still work, and the listing says why
+        except S3UriError as exc:  # a configuration error: baked-in models still work, and the listing says why
             self._where, self._uri_error = None, str(exc)
             log.error("no S3 models: %s", exc)
 
@@ -109,7 +104,7 @@ class S3Cards:
         if self._where is None:
             return S3Listing(uri=self._uri, error=self._uri_error, checked=now)
         try:
-            bucket, prefix = self._where
+            bucket, prefix = self._where.bucket, self._where.prefix
             folders = self._folders(bucket, prefix)
             seen = {name: self._card(bucket, prefix, name, files) for name, files in sorted(folders.items())}
         except S3_ERRORS as exc:
@@ -130,7 +125,7 @@ class S3Cards:
             page = self._s3.list_objects_v2(**kwargs)
             for item in page.get("Contents", []):
                 parts = item["Key"][len(prefix) :].split("/")
-                if len(parts) == 2 and parts[0] and parts[1] and _FOLDER_NAME.fullmatch(parts[0]):
+                if len(parts) == 2 and parts[0] and parts[1] and is_model_name(parts[0]):
                     folders.setdefault(parts[0], {})[parts[1]] = str(item.get("ETag", ""))
             if not page.get("IsTruncated"):
                 return folders
@@ -138,7 +133,7 @@ class S3Cards:
 
     def _card(self, bucket: str, prefix: str, name: str, files: dict[str, str]) -> _Seen:
         """Read and check one folder's card (only ``card.json``, never the weights); reuse it if unchanged."""
-        where = f"{self._uri.rstrip('/')}/{name}/"
+        where = f"s3://{bucket}/{prefix}{name}/"  # the canonical form, as in the worker's messages
         names = frozenset(files)
         etag = files.get("card.json")
         if etag is None:
@@ -148,7 +143,7 @@ class S3Cards:
             return old
         card, problem = self._parse(bucket, f"{prefix}{name}/card.json", name, where)
         if card is not None:
-            problem = mask_problem(card, f"{where}card.json") or self._file_problem(card, where, names)
+            problem = mask_problem(card, f"{where}card.json") or file_problem(card, where, names)
             if problem is not None:
                 card = None
         if problem is not None:
@@ -169,15 +164,3 @@ class S3Cards:
             return parse_card(obj["Body"].read(), source=f"{where}card.json", folder=name), None
         except CardError as exc:
             return None, str(exc)
-
-    @staticmethod
-    def _file_problem(card: ModelCard, where: str, files: frozenset[str]) -> str | None:
-        """The worker's checks on ``file`` that need no download (the sha256 is only checked by the worker)."""
-        if card.runtime != "onnx":
-            return None
-        file = card.file or "model.onnx"
-        if "/" in file or file in {".", "..", "card.json"}:
-            return f"{where}card.json: 'file' must be a plain file name, not {file!r}"
-        if file not in files:
-            return f"{where}{file} is missing"
-        return None

@@ -7,6 +7,8 @@ The API reads the cards (for ``GET /v1/models`` and to refuse unknown models); t
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,11 +123,38 @@ def parse_card(data: bytes, *, source: str, folder: str) -> ModelCard:
 def mask_problem(card: ModelCard, where: str) -> str | None:
     """A rule beyond the schema: masks are 8-bit PNGs, so class ids above 255 cannot be written.
 
-    The worker checks the same rule (``runtime/worker/models.py``, ``card_problem``); the API checks it for S3
-    cards so that it does not accept jobs for a model every worker would refuse.
+    The worker applies it to every card it loads; the API applies it to S3 cards so that it does not accept jobs
+    for a model every worker would refuse.
     """
     if any(c.id > 255 for c in card.classes):
         return f"{where}: class ids must be at most 255 (masks are 8-bit PNG)"
+    return None
+
+
+# A card is a few KB; a bigger object in a models prefix is refused before it is read into memory.
+MAX_CARD_BYTES = 256 * 1024
+_MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def is_model_name(folder: str) -> bool:
+    """Whether ``folder`` obeys the card's name rule: a folder that breaks it can never match its card, so a
+    models prefix skips it (and never uses it as a local path)."""
+    return _MODEL_NAME.fullmatch(folder) is not None
+
+
+def file_problem(card: ModelCard, where: str, files: Collection[str]) -> str | None:
+    """The checks on an S3 model's ``file`` that need no download; ``where`` is the folder's URI ending in "/".
+
+    The worker and the API both call this, so the API never accepts a job for a model the worker will refuse for
+    its file name; only the worker checks the sha256, because only it downloads the weights.
+    """
+    if card.runtime != "onnx":
+        return None
+    file = card.file or "model.onnx"
+    if "/" in file or file in {".", "..", "card.json"}:
+        return f"{where}card.json: 'file' must be a plain file name, not {file!r}"
+    if file not in files:
+        return f"{where}{file} is missing"
     return None
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from runtime.common.cards import CardError, ModelCard, load_card
+from runtime.common.cards import CardError, ModelCard, load_card, mask_problem
 from runtime.worker import classical
 from runtime.worker.tensors import labels_from_output, prepare
 
@@ -133,13 +133,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def card_problem(card: ModelCard, where: str) -> str | None:
-    """Rules beyond the card schema that only the worker cares about; None when the card is usable."""
-    if any(c.id > 255 for c in card.classes):
-        return f"{where}: class ids must be at most 255 (masks are 8-bit PNG)"
-    return None
-
-
 class ModelRegistry:
     """Cards by name, processors built lazily and kept for the life of the process."""
 
@@ -164,7 +157,7 @@ class ModelRegistry:
                 self.broken[card_path.parent.name] = str(exc)
                 log.error("ignoring model: %s", exc)
                 continue
-            problem = card_problem(card, str(card_path))
+            problem = mask_problem(card, str(card_path))
             if problem:
                 self.broken[card.name] = problem
                 continue

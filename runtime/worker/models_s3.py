@@ -10,45 +10,29 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.common.cards import CardError, ModelCard, load_card
+from runtime.common.cards import (
+    MAX_CARD_BYTES,
+    CardError,
+    ModelCard,
+    file_problem,
+    is_model_name,
+    mask_problem,
+    parse_card,
+)
+from runtime.common.s3uri import S3Prefix, S3UriError, parse_s3_prefix
 from runtime.common.settings import Settings
-from runtime.worker.models import ModelRegistry, card_problem
+from runtime.worker.models import ModelRegistry
 
 log = logging.getLogger(__name__)
 
-# The card's name rule: an S3 folder that breaks it can never match its card, and is never used as a local path.
-_FOLDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 CHUNK = 1 << 20
-
-
-class ModelsUriError(ValueError):
-    """``models_s3_uri`` is not of the form ``s3://bucket/prefix/``."""
-
-
-@dataclass(frozen=True)
-class S3Prefix:
-    bucket: str
-    prefix: str  # "" or ending in "/"
-
-    def uri(self, rest: str = "") -> str:
-        return f"s3://{self.bucket}/{self.prefix}{rest}"
-
-
-def parse_uri(uri: str) -> S3Prefix:
-    match = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?", uri.strip())
-    if not match:
-        raise ModelsUriError(f"models S3 URI {uri!r} must look like s3://bucket/prefix/")
-    prefix = (match.group(2) or "").strip("/")
-    return S3Prefix(match.group(1), f"{prefix}/" if prefix else "")
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -90,7 +74,7 @@ class _Loader:
 
     def load(self, name: str, files: set[str]) -> None:
         where = self.where.uri(f"{name}/")
-        if not _FOLDER_NAME.fullmatch(name):
+        if not is_model_name(name):
             log.error("ignoring S3 folder %s: a model folder name is lowercase letters, digits, '-' and '_'", where)
             return
         if self.registry.knows(name):
@@ -99,16 +83,12 @@ class _Loader:
         if "card.json" not in files:
             self.broken(name, f"{where}card.json is missing")
             return
-        folder = self.root / name
-        folder.mkdir()
-        card_path = folder / "card.json"
-        try:
-            _download(self.s3, self.where.bucket, f"{self.where.prefix}{name}/card.json", card_path)
-            card = load_card(card_path)  # the same validator as for the models folder, folder-name rule included
+        try:  # the same card rules as the API (runtime/common/cards.py), folder-name rule included
+            card = parse_card(self.read_card(name, where), source=f"{where}card.json", folder=name)
         except CardError as exc:
-            self.broken(name, str(exc).replace(str(card_path), f"{where}card.json"))
+            self.broken(name, str(exc))
             return
-        problem = card_problem(card, f"{where}card.json")
+        problem = mask_problem(card, f"{where}card.json") or file_problem(card, where, files)
         if problem:
             self.broken(name, problem)
             return
@@ -116,17 +96,22 @@ class _Loader:
             self.registry.add(card, None)
             log.info("added S3 model %s %s (%s)", name, card.version, card.runtime)
             return
-        self.load_file(card, folder, files)
+        self.load_file(card, files)
 
-    def load_file(self, card: ModelCard, folder: Path, files: set[str]) -> None:
+    def read_card(self, name: str, where: str) -> bytes:
+        """The card's bytes, refused unread when the object is too big to be a card."""
+        obj = self.s3.get_object(Bucket=self.where.bucket, Key=f"{self.where.prefix}{name}/card.json")
+        if int(obj.get("ContentLength", 0)) > MAX_CARD_BYTES:
+            obj["Body"].close()
+            raise CardError(f"{where}card.json is over {MAX_CARD_BYTES} bytes; a card is a small JSON file")
+        return bytes(obj["Body"].read())
+
+    def load_file(self, card: ModelCard, files: set[str]) -> None:
+        """Download the weights (``file_problem`` has checked the name) and check them against the card."""
         name, file = card.name, card.file or "model.onnx"
         where = self.where.uri(f"{name}/{file}")
-        if "/" in file or file in {".", ".."} or file == "card.json":
-            self.broken(name, f"{self.where.uri(name)}/card.json: 'file' must be a plain file name, not {file!r}")
-            return
-        if file not in files:
-            self.broken(name, f"{where} is missing")
-            return
+        folder = self.root / name
+        folder.mkdir()
         path = folder / file
         digest = _download(self.s3, self.where.bucket, f"{self.where.prefix}{name}/{file}", path)
         if card.sha256 and digest != card.sha256.lower():
@@ -140,8 +125,8 @@ class _Loader:
 def add_s3_models(registry: ModelRegistry, s3: Any, uri: str, *, tmp_root: Path | None = None) -> None:
     """Add the models under ``uri`` to ``registry``; problems are recorded per model and logged, never raised."""
     try:
-        where = parse_uri(uri)
-    except ModelsUriError as exc:  # a configuration error: say so in every unknown-model failure
+        where = parse_s3_prefix(uri)
+    except S3UriError as exc:  # a configuration error: say so in every unknown-model failure
         registry.source_error = str(exc)
         log.error("no S3 models: %s", exc)
         return
@@ -166,7 +151,7 @@ def add_s3_models(registry: ModelRegistry, s3: Any, uri: str, *, tmp_root: Path 
         except (BotoCoreError, ConnectionError, TimeoutError, OSError) as exc:
             registry.unavailable[name] = f"{where.uri(name)}/: {exc}"
             log.error("S3 model %r unavailable: %s", name, exc)
-        except Exception as exc:  # e.g. a card that is not UTF-8: this model is broken, the worker goes on
+        except Exception as exc:  # a bug or a surprise in one model must not stop the others
             loader.broken(name, f"{where.uri(name)}/ cannot be used: {type(exc).__name__}: {exc}")
 
 

@@ -11,10 +11,14 @@ from typing import Any
 
 import pytest
 
+from runtime.api.s3models import S3Cards
+from runtime.common.cards import MAX_CARD_BYTES
 from runtime.common.jobs import JobStore
+from runtime.common.s3uri import S3UriError, parse_s3_prefix
 from runtime.common.settings import Settings
 from runtime.worker.batch import run_batch
-from runtime.worker.models_s3 import ModelsUriError, add_s3_models, build_registry, parse_uri
+from runtime.worker.models import ModelRegistry
+from runtime.worker.models_s3 import add_s3_models, build_registry
 from tests.worker.helpers import encode, red_square, submit, write_card
 
 PREFIX = "models/"
@@ -49,13 +53,14 @@ def with_uri(settings: Settings, uri: str | None = None) -> Settings:
     return settings.model_copy(update={"models_s3_uri": uri or f"s3://{settings.bucket}/{PREFIX}"})
 
 
-def test_parse_uri() -> None:
-    assert parse_uri("s3://my-bucket/models").prefix == "models/"
-    assert parse_uri("s3://my-bucket/a/b/").uri("x/") == "s3://my-bucket/a/b/x/"
-    assert parse_uri("s3://my-bucket").prefix == ""
-    for bad in ("my-bucket/models", "https://my-bucket/models", "s3://", "s3://Bad_Bucket/m"):
-        with pytest.raises(ModelsUriError, match="s3://bucket/prefix/"):
-            parse_uri(bad)
+def test_parse_s3_prefix() -> None:
+    assert parse_s3_prefix("s3://my-bucket/models").prefix == "models/"
+    assert parse_s3_prefix(" s3://my-bucket//a/b// ").uri("x/") == "s3://my-bucket/a/b/x/"
+    assert parse_s3_prefix("s3://my-bucket") == parse_s3_prefix("s3://my-bucket/")
+    assert parse_s3_prefix("s3://my-bucket").prefix == ""
+    for bad in ("my-bucket/models", "https://my-bucket/models", "s3://", "s3://Bad_Bucket/m", "s3://ab/m"):
+        with pytest.raises(S3UriError, match=r"models S3 URI '.*' must look like s3://bucket/prefix/"):
+            parse_s3_prefix(bad)
 
 
 def test_s3_model_runs_and_bad_ones_fail_only_their_jobs(
@@ -100,7 +105,7 @@ def test_s3_model_runs_and_bad_ones_fail_only_their_jobs(
         "badcard": f"{uri}badcard/card.json: license",
         "renamed": "card name 'other' must match its folder name 'renamed'",
         "nofile": f"{uri}nofile/model.onnx is missing",
-        "binary": f"{uri}binary/ cannot be used: UnicodeDecodeError",
+        "binary": f"{uri}binary/card.json: cannot read the card as UTF-8 text",
     }
     for name, reason in reasons.items():
         job = store.get(jobs[name])
@@ -164,3 +169,51 @@ def test_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert Settings().models_s3_uri == "s3://my-bucket/models/"
     monkeypatch.delenv("SEGSCALE_MODELS_S3_URI")
     assert Settings().models_s3_uri is None
+
+
+def test_worker_and_api_apply_the_same_card_rules(
+    worker_settings: Settings, s3: Any, model_bytes: bytes, tmp_path: Path
+) -> None:
+    """Every folder the API refuses, the worker refuses with the same reason, so no accepted job meets a surprise."""
+    put(
+        s3,
+        worker_settings,
+        {
+            "ok/card.json": card("ok"),
+            "ok/model.onnx": model_bytes,
+            "classic/card.json": card("classic", runtime="opencv", processor="otsu", input=None, output=None),
+            "bigid/card.json": card("bigid", classes=[{"id": 300, "name": "wide"}]),
+            "bigid/model.onnx": model_bytes,
+            "escape/card.json": card("escape", file="../model.onnx"),
+            "escape/model.onnx": model_bytes,
+            "nofile/card.json": card("nofile"),
+            "nocard/model.onnx": model_bytes,
+            "renamed/card.json": card("other"),
+            "notjson/card.json": b"{not json",
+            "binary/card.json": b"\xff\xfe\x00card",
+            "huge/card.json": card("huge", description="x" * MAX_CARD_BYTES),
+            "Bad Name/card.json": card("bad"),
+        },
+    )
+    uri = f"s3://{worker_settings.bucket}/{PREFIX}"
+    registry = ModelRegistry(tmp_path / "no-baked-models")
+    add_s3_models(registry, s3, uri, tmp_root=tmp_path)
+    listing = S3Cards(s3, uri, ttl_s=0.0).listing()
+    registry.close()
+
+    assert listing.error is None and registry.source_error is None and not registry.unavailable
+    assert set(registry.cards) == set(listing.cards) == {"ok", "classic"}
+    assert registry.broken == listing.rejected
+    expected = {
+        "bigid": f"{uri}bigid/card.json: class ids must be at most 255",
+        "escape": f"{uri}escape/card.json: 'file' must be a plain file name, not '../model.onnx'",
+        "nofile": f"{uri}nofile/model.onnx is missing",
+        "nocard": f"{uri}nocard/card.json is missing",
+        "renamed": "card name 'other' must match its folder name 'renamed'",
+        "notjson": f"{uri}notjson/card.json: not valid JSON",
+        "binary": f"{uri}binary/card.json: cannot read the card as UTF-8 text",
+        "huge": f"{uri}huge/card.json is over {MAX_CARD_BYTES} bytes",
+    }
+    assert set(registry.broken) == set(expected)
+    for name, reason in expected.items():
+        assert reason in registry.broken[name], registry.broken[name]
