@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -30,16 +29,17 @@ def get_settings(services: ServicesDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_api_key(settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
-    """Constant-time compare; with auth enabled and no key configured, every request is refused (fail closed)."""
-    if not settings.auth_enabled:
+def require_api_key(services: ServicesDep, key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
+    """Constant-time compare; with auth enabled and no key configured or readable, every request is refused."""
+    if not services.settings.auth_enabled:
         return
-    expected = settings.api_key.get_secret_value() if settings.api_key else ""
-    if not expected:
+    check = services.api_keys
+    if check is None or not check.configured:
         raise ApiProblem(503, "auth_not_configured", "the server has no API key configured; ask the operator")
+    check.ensure_available()  # the key in Secrets Manager (Lambda mode) cannot be read: 503, not 401
     if key is None:
         raise ApiProblem(401, "missing_api_key", f"send the API key in the {API_KEY_HEADER} header")
-    if not hmac.compare_digest(key.encode(), expected.encode()):
+    if not check.matches(key):
         raise ApiProblem(401, "wrong_api_key", "the API key is not valid")
 
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
 
     # Auth: the key arrives as an ECS secret (Secrets Manager) in AWS, or from the local stack's state file.
     api_key: SecretStr | None = None
+    # Lambda mode: the key is read from this Secrets Manager secret at run time, so no value sits in the
+    # function's environment (runtime/api/apikey.py). Ignored when ``api_key`` is set.
+    api_key_secret_arn: str | None = None
     auth_enabled: bool = True
 
     # API limits and micro-batching (DESIGN D3).
