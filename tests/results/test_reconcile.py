@@ -140,16 +140,19 @@ def _stuck_jobs(store: JobStore, clock: Clock, n: int) -> list[str]:
     return ids
 
 
-def test_two_concurrent_passes_never_enqueue_a_job_twice(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+def test_two_concurrent_passes_never_enqueue_a_job_twice(
+    rsettings: Settings, store: JobStore, clock: Clock, serial_moto_endpoint: str
+) -> None:
     ids = _stuck_jobs(store, clock, 60)
+    both = rsettings.model_copy(update={"endpoint_url": serial_moto_endpoint})  # atomic CAS, as in DynamoDB
     now = clock.now + 400 * S
     reports: list[ReconcileReport] = []
     barrier = threading.Barrier(2)
 
     def one() -> None:
-        own = JobStore.from_settings(rsettings)  # its own client, like a second task
+        own = JobStore.from_settings(both)  # its own client, like a second task
         barrier.wait()
-        reports.append(reconcile_once(rsettings, now_ms=now, store=own))
+        reports.append(reconcile_once(both, now_ms=now, store=own))
 
     threads = [threading.Thread(target=one) for _ in range(2)]
     for t in threads:
