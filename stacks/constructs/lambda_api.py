@@ -3,7 +3,9 @@
 For low-traffic deployments that should cost nothing while idle. What changes compared with Fargate: requests
 are capped at 6 MB (Lambda's payload limit; larger images must use presigned uploads), each request is answered
 by its own invocation so the API's micro-batching window is set to 0 (every request flushes its own batch
-message), and the API key reaches the function as a deploy-time Secrets Manager reference in its environment.
+message), and the API key is not injected: the function gets only the secret's ARN and read access to that one
+secret, and reads the value itself at run time (``runtime/api/apikey.py``), so the function's configuration holds
+no key.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ class LambdaApi(Construct):
         env = dict(environment)
         env[env_name("batch_window_s")] = "0"
         env[env_name("max_upload_bytes")] = str(min(config.max_upload_bytes, LAMBDA_PAYLOAD_LIMIT_BYTES))
-        # A CloudFormation dynamic reference: the template holds only the secret's ARN; the value is resolved at
-        # deploy time into the function's (KMS-encrypted) configuration.
-        env[env_name("api_key")] = api_key.secret_value.unsafe_unwrap()
+        # Lambda has no ECS-style secret injection, and a deploy-time reference would copy the value into the
+        # function's configuration (readable with lambda:GetFunctionConfiguration); so pass only the ARN.
+        env.pop(env_name("api_key"), None)
+        env[env_name("api_key_secret_arn")] = api_key.secret_arn
         logs = log_group(self, "Logs", config)
         # Its own role with write access to its own log group only (instead of the AWS-managed
         # AWSLambdaBasicExecutionRole, which may write to any log group).
@@ -82,6 +85,7 @@ class LambdaApi(Construct):
             description="segscale API (FastAPI through Mangum)",
         )
         grant_api(self.function, resources)
+        api_key.grant_read(self.function)
         grant_models(self.function, config.models_location)
         # Auth is the API's own X-Api-Key check, as on the ALB.
         self.function_url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)

@@ -273,13 +273,6 @@ def test_api_gets_its_key_from_secrets_manager(dev: Synth) -> None:
         assert "Secrets" not in c and env_name("api_key") not in {e["Name"] for e in c["Environment"]}
 
 
-def test_lambda_api_key_is_a_deploy_time_reference_not_a_value(lambda_mode: Synth) -> None:
-    _, fn = by_path(lambda_mode.pipeline, "/Api/Function/Resource", "AWS::Lambda::Function")
-    secret_id, _ = one(lambda_mode.pipeline, "AWS::SecretsManager::Secret")
-    value = fn["Properties"]["Environment"]["Variables"][env_name("api_key")]
-    assert value == {"Fn::Join": ["", ["{{resolve:secretsmanager:", {"Ref": secret_id}, ":SecretString:::}}"]]}
-
-
 def test_containers_get_the_runtime_settings(dev: Synth) -> None:
     config = dev.app.config
     expected = {
