@@ -46,7 +46,9 @@ def range_name(since_ms: int, until_ms: int) -> str:
     return f"range-{since_ms}-{until_ms}"
 
 
-def jobs_in_range(store: JobStore, since_ms: int, until_ms: int, *, page_size: int = PAGE_SIZE) -> Iterator[dict]:
+def jobs_in_range(
+    store: JobStore, since_ms: int, until_ms: int, *, page_size: int = PAGE_SIZE
+) -> Iterator[dict[str, Any]]:
     """Jobs whose last state change (``updated_at``) is in [since, until], one status after another."""
     if since_ms > until_ms:
         raise ValueError(f"--since ({since_ms}) is after --until ({until_ms})")
