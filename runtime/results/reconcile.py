@@ -14,7 +14,7 @@ Every write is a compare-and-set on the job (``mark_redrive_unsent``, ``mark_enq
 ``release``, ``fail(from_status=)``), and a job is sent only by the pass whose write won, so two passes at once
 never enqueue a job twice and a second pass over the same state does nothing. A job is marked before it is
 sent: if the send fails, the job looks enqueued-but-stale and the next pass after ``stuck_after_s`` re-drives
-it, so nothing is lost. Work per pass is bounded by ``max_jobs`` actions and ``max_scan`` items read.
+it, so nothing is lost. Work per pass is bounded by ``max_jobs`` actions and ``max_scan`` items read per case.
 """
 
 from __future__ import annotations
@@ -87,15 +87,12 @@ class _Pass:
         self.per_message = max(1, min(settings.batch_max_jobs, messages.max_job_ids_per_message()))
         self.pending: list[str] = []
 
-    def exhausted(self) -> bool:
-        if self.report.actions >= self.max_jobs or self.report.scanned >= self.max_scan:
-            self.report.truncated = True
-            return True
-        return False
-
     def scan(self, status: JobStatus, updated_to: int) -> Iterator[dict[str, Any]]:
-        for job in self.store.iter_status(status, updated_to=updated_to, page_size=min(500, self.max_scan)):
-            if self.exhausted():
+        """Candidates of one case, oldest first; each case has its own read budget so none starves another."""
+        jobs = self.store.iter_status(status, updated_to=updated_to, page_size=min(500, self.max_scan))
+        for read, job in enumerate(jobs):
+            if self.report.actions >= self.max_jobs or read >= self.max_scan:
+                self.report.truncated = True
                 return
             self.report.scanned += 1
             yield job
@@ -125,9 +122,9 @@ class _Pass:
     # --- the three cases -------------------------------------------------------------------------------
     def expired_leases(self) -> None:
         now = self.report.now_ms
-        # RUNNING jobs are few (bounded by the workers' concurrency), so read them all rather than trusting
-        # that every worker used the same lease length.
-        for job in self.scan(JobStatus.RUNNING, updated_to=now):
+        # updated_at of a RUNNING job is its claim time and a lease runs at least lease_ms from the claim, so
+        # only jobs claimed before now - lease_ms can have expired (every container reads the same setting).
+        for job in self.scan(JobStatus.RUNNING, updated_to=now - self.store.lease_ms):
             if job.get("lease_expires_at") is None or job["lease_expires_at"] >= now:
                 continue
             job_id = job["job_id"]

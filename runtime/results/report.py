@@ -165,7 +165,7 @@ def render_html(batch_id: str, stats: _Stats, *, generated_at_ms: int) -> str:
     figures = []
     for item in stats.gallery:
         caption = "; ".join(
-            f"{name}: {m.get('fraction', 0) * 100:.1f}%"
+            f"{name}: {(m.get('fraction') or 0) * 100:.1f}%"
             + (f", {m['area_mm2']:.4g} mm²" if m.get("area_mm2") is not None else "")
             for name, m in sorted(item.classes.items())
         )

@@ -220,3 +220,21 @@ def test_cli_prints_a_json_report(rsettings: Settings, store: JobStore, resource
         timeout=60,
     )
     assert bad.returncode == 2 and "must be positive" in bad.stderr
+
+
+def test_a_crowd_of_live_workers_does_not_starve_the_queued_check(
+    rsettings: Settings, store: JobStore, clock: Clock
+) -> None:
+    batch = uuid.uuid4().hex
+    workers = {}
+    for n in range(5):  # long-running jobs whose workers keep renewing their leases
+        job = new_job(store, batch)
+        store.claim(job, f"w{n}")
+        workers[job] = f"w{n}"
+    stuck = new_job(store, batch)
+    clock.advance(400 * S)
+    assert all(store.renew_lease(job, worker) for job, worker in workers.items())
+    report = run(rsettings, store, clock.now, max_scan=3)
+    assert report.requeued["never_enqueued"] == [stuck] and report.requeued["lease_expired"] == []
+    assert report.truncated and report.scanned == 4  # 3 live RUNNING jobs read, then the QUEUED one
+    assert drain(rsettings) == [stuck]
