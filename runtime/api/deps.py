@@ -34,7 +34,7 @@ def require_api_key(services: ServicesDep, key: Annotated[str | None, Security(_
     if not services.settings.auth_enabled:
         return
     check = services.api_keys
-    if check is None or not check.configured:
+    if not check.configured:
         raise ApiProblem(503, "auth_not_configured", "the server has no API key configured; ask the operator")
     check.ensure_available()  # the key in Secrets Manager (Lambda mode) cannot be read: 503, not 401
     if key is None:

@@ -33,11 +33,10 @@ class Services:
     _cards: dict[str, ModelCard] | None = None
     _cards_lock: threading.Lock = field(default_factory=threading.Lock)
     s3_cards: S3Cards | None = None  # set when ``models_s3_uri`` is configured
-    api_keys: ApiKeyCheck | None = None  # built from settings when not given (``build_services`` always gives it)
+    api_keys: ApiKeyCheck = field(init=False)  # from settings: a static key, or the secret it names (Lambda)
 
     def __post_init__(self) -> None:
-        if self.api_keys is None:
-            self.api_keys = ApiKeyCheck(self.settings)
+        self.api_keys = ApiKeyCheck(self.settings)
 
     def s3_listing(self) -> S3Listing | None:
         """The S3 models (cached, possibly stale), or None when no prefix is configured."""
@@ -94,12 +93,4 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
     s3_cards = None
     if settings.models_s3_uri:
         s3_cards = S3Cards(s3, settings.models_s3_uri, ttl_s=settings.models_s3_cache_s)
-    return Services(
-        settings=settings,
-        s3=s3,
-        presigner=presigner,
-        store=store,
-        batcher=batcher,
-        s3_cards=s3_cards,
-        api_keys=ApiKeyCheck(settings),
-    )
+    return Services(settings=settings, s3=s3, presigner=presigner, store=store, batcher=batcher, s3_cards=s3_cards)
