@@ -86,3 +86,13 @@ def test_idempotency_first_writer_wins(store: JobStore) -> None:
     assert not store.put_idempotency("k", fingerprint="f2", response="{}", ttl_s=60)
     record = store.get_idempotency("k")
     assert record is not None and record["fingerprint"] == "f1"
+
+
+def test_complete_without_mask_keys_removes_them(store: JobStore) -> None:
+    """A model that writes no overlay (or no mask) still completes; None means the attribute is absent."""
+    job_id = _new(store)
+    store.claim(job_id, "w1")
+    assert store.complete(job_id, "w1", result={"classes": {}}, mask_key="m", overlay_key=None)
+    job = store.get(job_id)
+    assert job is not None and job["status"] == "SUCCEEDED"
+    assert job["mask_key"] == "m" and "overlay_key" not in job

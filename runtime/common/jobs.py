@@ -143,6 +143,9 @@ class JobStore:
         add: dict[str, int] | None = None,
     ) -> dict[str, Any] | None:
         """One conditional update; returns the new item, or None when the condition did not hold."""
+        # DynamoDB has no null worth storing: a None value means "this attribute is absent now".
+        remove = (*remove, *(k for k, v in set_values.items() if v is None))
+        set_values = {k: v for k, v in set_values.items() if v is not None}
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets = []
