@@ -84,7 +84,7 @@ def _output(log_dir: Path | None, name: str, default: int | None) -> IO[Any] | i
 
 def start_moto(port: int, *, log_dir: Path | None, timeout_s: float) -> subprocess.Popen[bytes]:
     out = _output(log_dir, "moto.log", subprocess.DEVNULL)
-    proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
+    proc = spawn([sys.executable, "-m", "local.motoserver", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
     try:
         wait_until(
             lambda: proc.poll() is None and http_ok(f"http://127.0.0.1:{port}/moto-api/"),

@@ -8,8 +8,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
 
+from local.motoserver import MotoServer
 from local.resources import LocalResources, create_resources
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore
@@ -30,11 +30,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A moto server on a free loopback port, shared by the whole session (tests use unique resource names)."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    """A moto server on a free loopback port, shared by the whole session (tests use unique resource names).
+
+    Its DynamoDB writes are atomic (local/motoserver.py), so race tests prove what real DynamoDB guarantees.
+    """
+    server = MotoServer().start()
+    yield server.url
     server.stop()
 
 

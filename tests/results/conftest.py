@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
 
 from runtime.common import keys
 from runtime.common.jobs import JobStatus, JobStore, NewJob
 from runtime.common.settings import Settings
-from tests.conftest import free_port
 
 
 class Clock:
@@ -122,26 +117,3 @@ def clock(store: JobStore) -> Clock:
     c = Clock()
     store.clock = c
     return c
-
-
-@pytest.fixture(scope="module")
-def serial_moto_endpoint(moto_endpoint: str) -> Iterator[str]:
-    """A second door to the same in-process moto backends that serves one request at a time.
-
-    moto checks a ConditionExpression and applies the update as two steps without a lock, so two threads can
-    both "win" the same compare-and-set; DynamoDB makes each conditional write atomic. Serving requests one at
-    a time restores that per-item atomicity while concurrent callers still interleave request by request.
-    """
-    server = make_server(
-        "127.0.0.1",
-        free_port(),
-        DomainDispatcherApplication(create_backend_app),
-        threaded=False,
-        request_handler=MotoRequestHandler,
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield f"http://{host}:{port}"
-    server.shutdown()
-    thread.join(10)

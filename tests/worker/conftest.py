@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
 
 from local.resources import create_resources
 from runtime.common.aws import client
@@ -53,35 +49,10 @@ def s3(worker_settings: Settings) -> Any:
     return client("s3", worker_settings)
 
 
-class _SerialApp:
-    """Handles one request at a time. moto's threaded server does not make a conditional write atomic: two
-    concurrent ``claim`` calls on one item both succeeded in 17 of 200 tries here, which real DynamoDB never
-    allows. Serialising requests restores the atomicity that duplicate-delivery tests depend on."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        with self.lock:
-            return list(self.inner(environ, start_response))
-
-
-@pytest.fixture(scope="module")
-def serial_moto_endpoint() -> Iterator[str]:
-    app = _SerialApp(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
 @pytest.fixture()
-def serial_settings(serial_moto_endpoint: str, models_dir: Path) -> Settings:
-    """Fresh resources on a moto server with atomic conditional writes, for races between workers."""
-    res = create_resources(serial_moto_endpoint, prefix=f"t{uuid.uuid4().hex[:12]}")
+def serial_settings(moto_endpoint: str, models_dir: Path) -> Settings:
+    """Fresh resources for races between workers (the shared moto server makes conditional writes atomic)."""
+    res = create_resources(moto_endpoint, prefix=f"t{uuid.uuid4().hex[:12]}")
     return Settings(
         endpoint_url=res.endpoint_url,
         region=res.region,

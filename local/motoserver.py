@@ -1,0 +1,76 @@
+"""A moto server whose DynamoDB writes are atomic, as in DynamoDB.
+
+moto checks a ``ConditionExpression`` and applies the write as two steps without a lock, so two concurrent
+conditional updates of one item can both "win" (two workers claiming one job: seen 17 times in 200 tries).
+Every invariant of the job table (DESIGN D7c) rests on those writes being atomic, so the local stack, the tests
+and the benchmarks all run this server: DynamoDB requests are served one at a time, everything else (S3, SQS long
+polls) concurrently, as before.
+
+Run it as a process with ``python -m local.motoserver -H 127.0.0.1 -p PORT``, or in-process with ``serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+
+class AtomicDynamoDB:
+    """WSGI middleware: one DynamoDB request at a time (all of them carry ``X-Amz-Target: DynamoDB_...``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return self.inner(environ, start_response)  # type: ignore[no-any-return]
+        with self.lock:
+            return list(self.inner(environ, start_response))
+
+
+def make_moto_server(host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
+    app = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
+    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+class MotoServer:
+    """In-process server on a background thread; ``port=0`` picks a free port."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = make_moto_server(host, port)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="moto-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> MotoServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    parser.add_argument("--verbose", action="store_true", help="log every request (werkzeug's access log)")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    make_moto_server(args.host, args.port).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
