@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     worker_io_threads: int = Field(default=8, gt=0)
     # Jobs queued but not enqueued for this long (or enqueued and not claimed) are re-driven by reconcile.
     stuck_after_s: int = Field(default=600, gt=0)
+    # ...but an enqueued job is re-driven only once the jobs queue is empty, or after this long behind a backlog.
+    backlog_grace_s: int = Field(default=6 * 3600, gt=0)
     retention_days: int = Field(default=30, gt=0)
 
     metrics_namespace: str = "Segscale"

@@ -7,7 +7,9 @@ leaves a job that nothing will ever pick up. The job table knows: this pass find
    claims), then they are re-enqueued;
 2. QUEUED jobs never enqueued (no ``enqueued_at``) whose last change is older than ``stuck_after_s``, and
    QUEUED jobs enqueued longer ago than ``stuck_after_s`` and still not claimed: re-enqueued, or FAILED once
-   they were enqueued ``max_attempts + 1`` times without a claim;
+   they were enqueued ``max_attempts + 1`` times without a claim. An enqueued job may simply be waiting behind
+   other messages, so while the jobs queue holds messages these are left alone until ``backlog_grace_s``:
+   re-driving them would add duplicates to the backlog and fail healthy jobs of a long queue;
 3. AWAITING_UPLOAD jobs older than the presigned URL expiry plus ``stuck_after_s``: FAILED.
 
 Every write is a compare-and-set on the job (``mark_redrive_unsent``, ``mark_enqueued(expected_enqueued_at=)``,
@@ -50,6 +52,8 @@ class ReconcileReport:
         default_factory=lambda: {"gave_up": [], "never_picked_up": [], "upload_never_completed": []}
     )
     lost_races: int = 0  # another writer (worker, API, a second reconciler) changed the job first
+    queue_backlog: int | None = None  # messages in the jobs queue when checked (None: not needed or unreadable)
+    waiting_behind_backlog: int = 0  # enqueued jobs left alone because the queue still holds messages
     messages_sent: int = 0
     send_failed: list[str] = field(default_factory=list)  # marked but not sent: re-driven after stuck_after_s
     truncated: bool = False  # stopped at max_jobs or max_scan; run again
@@ -119,6 +123,23 @@ class _Pass:
             for failure in out.get("Failed", []):
                 self.report.send_failed.extend(group[int(failure["Id"])].job_ids)
 
+    def queue_has_backlog(self) -> bool:
+        """True while the jobs queue holds messages (checked once per pass); unknown counts as a backlog."""
+        if self.report.queue_backlog is None:
+            try:
+                attrs = self.sqs.get_queue_attributes(
+                    QueueUrl=self.settings.queue_url,
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                        "ApproximateNumberOfMessagesDelayed",
+                    ],
+                )["Attributes"]
+            except (BotoCoreError, ClientError):
+                return True
+            self.report.queue_backlog = sum(int(v) for v in attrs.values())
+        return self.report.queue_backlog > 0
+
     # --- the three cases -------------------------------------------------------------------------------
     def expired_leases(self) -> None:
         now = self.report.now_ms
@@ -145,6 +166,13 @@ class _Pass:
             enqueued_at = job.get("enqueued_at")
             if enqueued_at is not None and enqueued_at > now - threshold:
                 continue  # enqueued recently: a worker may still pick it up
+            if (
+                enqueued_at is not None
+                and enqueued_at > now - self.settings.backlog_grace_s * 1000
+                and self.queue_has_backlog()
+            ):
+                self.report.waiting_behind_backlog += 1  # its message may still be in the queue
+                continue
             job_id = job["job_id"]
             enqueues = int(job.get("enqueue_count", 0))
             unclaimed = enqueues - int(job.get("attempts", 0))

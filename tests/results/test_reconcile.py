@@ -101,13 +101,41 @@ def test_never_picked_up_fails_after_max_attempts_plus_one_enqueues(
         report = run(rsettings, store, now)
         assert report.requeued["enqueue_stale"] == [job]
         assert store.get(job)["enqueue_count"] == expected_count  # type: ignore[index]
+        assert drain(rsettings) == [job]  # a pipe took the message, and the task never claimed the job
     now += 61 * S
     report = run(rsettings, store, now)
     assert report.failed["never_picked_up"] == [job] and report.requeued_ids == []
     final = store.get(job)
     assert final is not None and final["status"] == "FAILED"
     assert final["error"] == f"never picked up after {store.max_attempts + 1} enqueues"
-    assert drain(rsettings) == [job] * store.max_attempts
+    assert drain(rsettings) == []
+
+
+def test_enqueued_jobs_wait_while_the_queue_has_a_backlog(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    """A long queue is not a stuck job: no duplicate messages, no healthy job failed as never picked up."""
+    waiting = new_job(store, uuid.uuid4().hex)
+    store.mark_enqueued(waiting)
+    unsent = new_job(store, uuid.uuid4().hex)  # never enqueued: nothing in the queue can carry it
+    sqs = client("sqs", rsettings)
+    sqs.send_message(QueueUrl=rsettings.queue_url, MessageBody=messages.BatchMessage(job_ids=(waiting,)).to_body())
+    now = clock.now + 61 * S
+    first = run(rsettings, store, now)
+    assert first.requeued["never_enqueued"] == [unsent]  # no message can carry it: sent whatever the backlog
+    assert first.requeued["enqueue_stale"] == [] and first.waiting_behind_backlog == 1
+    for _ in range(store.max_attempts + 3):  # long past max attempts at the normal threshold
+        now += 61 * S
+        report = run(rsettings, store, now)
+        assert report.requeued_ids == [] and report.failed["never_picked_up"] == []
+        assert report.waiting_behind_backlog == 2 and report.queue_backlog == 2
+    assert store.get(unsent)["enqueue_count"] == 1  # type: ignore[index]
+    assert store.get(waiting)["status"] == "QUEUED"  # type: ignore[index]
+    # Past the grace period the job is re-driven even behind a backlog.
+    report = run(rsettings, store, store.get(waiting)["enqueued_at"] + rsettings.backlog_grace_s * S + 1)  # type: ignore[index]
+    assert report.requeued["enqueue_stale"] == [waiting]
+    # Once the queue is empty (its message was consumed but never claimed), it is re-driven at once.
+    assert sorted(drain(rsettings)) == sorted([waiting, unsent, waiting])
+    report = run(rsettings, store, now + 61 * S)
+    assert report.queue_backlog == 0 and report.requeued["enqueue_stale"] == [unsent]
 
 
 def test_expired_leases_give_up_after_max_attempts(rsettings: Settings, store: JobStore, clock: Clock) -> None:
