@@ -16,7 +16,7 @@ from constructs import Construct
 from stacks.config import DeployConfig
 from stacks.constructs.grants import AppResources, grant_results
 from stacks.constructs.network import Network
-from stacks.constructs.tasks import hardened_task
+from stacks.constructs.tasks import allow_run_task, hardened_task
 
 RESULTS_CONTAINER = "results"
 RECONCILE_COMMAND = ["reconcile"]
@@ -58,7 +58,6 @@ class ResultsTask(Construct):
             environment=environment,
         )
         grant_results(self.task.task_role, resources)
-        execution_role = self.task.obtain_execution_role()
         public_ip = "ENABLED" if network.assign_public_ip else "DISABLED"
         subnet_ids = network.subnet_ids()
         security_group = network.task_security_group.security_group_id
@@ -71,20 +70,7 @@ class ResultsTask(Construct):
             ),
             description="segscale reconcile schedule: run the results task",
         )
-        self.schedule_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecs:RunTask"],
-                resources=[self.task.task_definition_arn],
-                conditions={"ArnEquals": {"ecs:cluster": network.cluster.cluster_arn}},
-            )
-        )
-        self.schedule_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self.task.task_role.role_arn, execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-            )
-        )
+        allow_run_task(self.schedule_role, self.task, network.cluster)
         self.schedule = scheduler.CfnSchedule(
             self,
             "Reconcile",

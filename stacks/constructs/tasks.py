@@ -7,6 +7,7 @@ from pathlib import Path
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -116,3 +117,25 @@ def hardened_task(
     )
     container.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False))
     return task, container
+
+
+def allow_run_task(role: iam.Role, task: ecs.FargateTaskDefinition, cluster: ecs.ICluster) -> None:
+    """Lets ``role`` (a schedule's or a pipe's) start ``task`` on ``cluster`` only, and hand the task its two roles.
+
+    RunTask alone is not enough: ECS refuses to start a task whose roles the caller may not pass.
+    """
+    execution_role = task.obtain_execution_role()
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["ecs:RunTask"],
+            resources=[task.task_definition_arn],
+            conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["iam:PassRole"],
+            resources=[task.task_role.role_arn, execution_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        )
+    )

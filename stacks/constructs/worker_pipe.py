@@ -15,7 +15,7 @@ from runtime.common.settings import JOB_BATCH_ENV
 from stacks.config import DeployConfig
 from stacks.constructs.grants import AppResources, grant_models, grant_worker
 from stacks.constructs.network import Network
-from stacks.constructs.tasks import hardened_task, log_group
+from stacks.constructs.tasks import allow_run_task, hardened_task, log_group
 
 WORKER_CONTAINER = "worker"
 # The SQS message body, as the pipe's dynamic path; the body is at most 7,000 characters (messages.py) so the
@@ -48,7 +48,6 @@ class WorkerPipe(Construct):
         )
         grant_worker(self.task.task_role, resources)
         grant_models(self.task.task_role, config.models_location)
-        execution_role = self.task.obtain_execution_role()
 
         self.logs = log_group(self, "PipeLogs", config)
         self.role = iam.Role(
@@ -65,20 +64,7 @@ class WorkerPipe(Construct):
                 resources=[resources.queue.queue_arn],
             )
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecs:RunTask"],
-                resources=[self.task.task_definition_arn],
-                conditions={"ArnEquals": {"ecs:cluster": network.cluster.cluster_arn}},
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self.task.task_role.role_arn, execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-            )
-        )
+        allow_run_task(self.role, self.task, network.cluster)
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[self.logs.log_group_arn]
