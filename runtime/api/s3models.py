@@ -19,20 +19,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.common.cards import (
-    MAX_CARD_BYTES,
-    CardError,
-    ModelCard,
-    file_problem,
-    is_model_name,
-    mask_problem,
-    parse_card,
-)
+from runtime.common.cards import CardError, ModelCard, file_problem, is_model_name, mask_problem, parse_card
+from runtime.common.s3cards import is_missing, read_card_bytes
 from runtime.common.s3uri import S3Prefix, S3UriError, parse_s3_prefix
 
 log = logging.getLogger("segscale.api.models")
 
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 S3_ERRORS = (ClientError, BotoCoreError, ConnectionError, TimeoutError)
 RETRY_AFTER_FAILURE_S = 10.0  # a failed read is retried sooner than the normal cache time, but not per request
 
@@ -152,15 +144,12 @@ class S3Cards:
 
     def _parse(self, bucket: str, key: str, name: str, where: str) -> tuple[ModelCard | None, str | None]:
         try:
-            obj = self._s3.get_object(Bucket=bucket, Key=key)
+            return parse_card(
+                read_card_bytes(self._s3, bucket, key, where=where), source=f"{where}card.json", folder=name
+            ), None
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:  # deleted since the listing
+            if is_missing(exc):  # deleted since the listing
                 return None, f"{where}card.json is missing"
             raise
-        if int(obj.get("ContentLength", 0)) > MAX_CARD_BYTES:
-            obj["Body"].close()
-            return None, f"{where}card.json is over {MAX_CARD_BYTES} bytes; a card is a small JSON file"
-        try:
-            return parse_card(obj["Body"].read(), source=f"{where}card.json", folder=name), None
         except CardError as exc:
             return None, str(exc)

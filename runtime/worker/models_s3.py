@@ -16,27 +16,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.common.cards import (
-    MAX_CARD_BYTES,
-    CardError,
-    ModelCard,
-    file_problem,
-    is_model_name,
-    mask_problem,
-    parse_card,
-)
+from runtime.common.cards import CardError, ModelCard, file_problem, is_model_name, mask_problem, parse_card
+from runtime.common.s3cards import is_missing, read_card_bytes
 from runtime.common.s3uri import S3Prefix, S3UriError, parse_s3_prefix
 from runtime.common.settings import Settings
 from runtime.worker.models import ModelRegistry
 
 log = logging.getLogger(__name__)
 
-_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 CHUNK = 1 << 20
-
-
-def _is_missing(exc: ClientError) -> bool:
-    return str(exc.response.get("Error", {}).get("Code", "")) in _MISSING
 
 
 def _folders(s3: Any, where: S3Prefix) -> dict[str, set[str]]:
@@ -100,11 +88,7 @@ class _Loader:
 
     def read_card(self, name: str, where: str) -> bytes:
         """The card's bytes, refused unread when the object is too big to be a card."""
-        obj = self.s3.get_object(Bucket=self.where.bucket, Key=f"{self.where.prefix}{name}/card.json")
-        if int(obj.get("ContentLength", 0)) > MAX_CARD_BYTES:
-            obj["Body"].close()
-            raise CardError(f"{where}card.json is over {MAX_CARD_BYTES} bytes; a card is a small JSON file")
-        return bytes(obj["Body"].read())
+        return read_card_bytes(self.s3, self.where.bucket, f"{self.where.prefix}{name}/card.json", where=where)
 
     def load_file(self, card: ModelCard, files: set[str]) -> None:
         """Download the weights (``file_problem`` has checked the name) and check them against the card."""
@@ -143,7 +127,7 @@ def add_s3_models(registry: ModelRegistry, s3: Any, uri: str, *, tmp_root: Path 
         try:
             loader.load(name, files)
         except ClientError as exc:
-            if _is_missing(exc):  # deleted between listing and download
+            if is_missing(exc):  # deleted between listing and download
                 loader.broken(name, f"{where.uri(name)}/ changed while it was read: {exc}")
             else:
                 registry.unavailable[name] = f"{where.uri(name)}/: {exc}"
