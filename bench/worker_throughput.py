@@ -148,7 +148,6 @@ def run(*, quick: bool = False) -> list[Figure]:
     from moto.server import ThreadedMotoServer
 
     from local.resources import create_resources
-    from runtime.common.settings import Settings
     from runtime.worker.batch import run_batch
     from runtime.worker.models import ModelRegistry
 
@@ -167,13 +166,7 @@ def run(*, quick: bool = False) -> list[Figure]:
     server.start()
     try:
         resources = create_resources(f"http://127.0.0.1:{port}", prefix=f"bench{uuid.uuid4().hex[:8]}")
-        settings = Settings(
-            endpoint_url=resources.endpoint_url,
-            region=resources.region,
-            bucket=resources.bucket,
-            table=resources.table,
-            queue_url=resources.queue_url,
-        )
+        settings = resources.settings()
         registry = ModelRegistry(settings.models_dir)
         registry.get(MODEL)  # both measurements start with the model loaded
         bare_s = bare_loop(photos, settings, registry)

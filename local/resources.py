@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import boto3
 
 from runtime.common import schema
+from runtime.common.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,17 @@ class LocalResources:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": self.region,
         }
+
+    def settings(self, **fields: Any) -> Settings:
+        """Settings pointed at these resources, plus ``fields``: what tests and benchmarks run the code with."""
+        return Settings(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            bucket=self.bucket,
+            table=self.table,
+            queue_url=self.queue_url,
+            **fields,
+        )
 
 
 def create_resources(endpoint_url: str, *, prefix: str = "segscale", region: str = "us-east-1") -> LocalResources:

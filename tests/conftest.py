@@ -47,14 +47,7 @@ def resources(moto_endpoint: str) -> LocalResources:
 
 @pytest.fixture()
 def settings(resources: LocalResources) -> Settings:
-    return Settings(
-        endpoint_url=resources.endpoint_url,
-        region=resources.region,
-        bucket=resources.bucket,
-        table=resources.table,
-        queue_url=resources.queue_url,
-        api_key="test-key",
-    )
+    return resources.settings(api_key="test-key")
 
 
 @pytest.fixture()

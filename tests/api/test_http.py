@@ -26,12 +26,7 @@ LIMIT = 256 * 1024
 @pytest.fixture(scope="module")
 def server_settings(moto_endpoint: str, models_dir) -> Settings:  # type: ignore[no-untyped-def]
     r = create_resources(moto_endpoint, prefix=f"h{uuid.uuid4().hex[:12]}")
-    return Settings(
-        endpoint_url=r.endpoint_url,
-        region=r.region,
-        bucket=r.bucket,
-        table=r.table,
-        queue_url=r.queue_url,
+    return r.settings(
         api_key=API_KEY,
         models_dir=models_dir,
         max_upload_bytes=LIMIT,

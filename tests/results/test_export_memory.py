@@ -111,14 +111,7 @@ def _write_jobs(settings: Settings, batch: str, count: int) -> None:
 def _export_peak(endpoint: str, models_dir: Path, out_dir: Path, count: int) -> tuple[int, ExportSummary]:
     """Write ``count`` jobs into a fresh table, export them, return the peak traced memory growth."""
     res = create_resources(endpoint, prefix=f"m{uuid.uuid4().hex[:8]}")
-    settings = Settings(
-        endpoint_url=res.endpoint_url,
-        region=res.region,
-        bucket=res.bucket,
-        table=res.table,
-        queue_url=res.queue_url,
-        models_dir=models_dir,
-    )
+    settings = res.settings(models_dir=models_dir)
     batch = uuid.uuid4().hex
     _write_jobs(settings, batch, count)
     store = JobStore.from_settings(settings)

@@ -53,12 +53,4 @@ def s3(worker_settings: Settings) -> Any:
 def serial_settings(moto_endpoint: str, models_dir: Path) -> Settings:
     """Fresh resources for races between workers (the shared moto server makes conditional writes atomic)."""
     res = create_resources(moto_endpoint, prefix=f"t{uuid.uuid4().hex[:12]}")
-    return Settings(
-        endpoint_url=res.endpoint_url,
-        region=res.region,
-        bucket=res.bucket,
-        table=res.table,
-        queue_url=res.queue_url,
-        models_dir=models_dir,
-        worker_io_threads=4,
-    )
+    return res.settings(models_dir=models_dir, worker_io_threads=4)

@@ -40,14 +40,7 @@ CASES: dict[str, tuple[str, Any]] = {
 @pytest.fixture(scope="module")
 def outcome(moto_endpoint: str) -> tuple[dict[str, dict[str, Any]], Settings]:
     resources = create_resources(moto_endpoint, prefix=f"t{uuid.uuid4().hex[:12]}")
-    settings = Settings(
-        endpoint_url=resources.endpoint_url,
-        region=resources.region,
-        bucket=resources.bucket,
-        table=resources.table,
-        queue_url=resources.queue_url,
-        models_dir=DEFAULT_MODELS_DIR,
-    )
+    settings = resources.settings(models_dir=DEFAULT_MODELS_DIR)
     store = JobStore.from_settings(settings)
     s3 = client("s3", settings)
     ids = {
