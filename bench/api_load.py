@@ -19,7 +19,6 @@ import json
 import logging
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from bench.figures import Figure
+from local.procs import free_port
 
 BENCH = "api_load"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,12 +46,6 @@ CONCURRENCY = (1, 8, 32)
 FULL_REQUESTS = {1: 60, 8: 160, 32: 320}
 QUICK_REQUESTS = {1: 3, 8: 8, 32: 32}
 UVICORN = [sys.executable, "-m", "uvicorn", "runtime.api.main:app", "--host", "127.0.0.1", "--no-access-log"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_photos(count: int = 6) -> list[bytes]:
@@ -107,7 +101,7 @@ def _stack(*, own_process: bool) -> Iterator[tuple[str, str, dict[str, str]]]:
     env)."""
     from local.resources import create_resources
 
-    moto_port = _free_port()
+    moto_port = free_port()
     if own_process:
         ctx = multiprocessing.get_context("spawn")
         stop: Any = ctx.Event()
@@ -136,7 +130,7 @@ def _stack(*, own_process: bool) -> Iterator[tuple[str, str, dict[str, str]]]:
                 "SEGSCALE_API_KEY": API_KEY,
                 "SEGSCALE_MODELS_DIR": str(_models_dir(Path(tmp) / "models")),
             }
-            port = _free_port()
+            port = free_port()
             proc = subprocess.Popen(
                 [*UVICORN, "--port", str(port)],
                 cwd=REPO_ROOT,

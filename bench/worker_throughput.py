@@ -147,6 +147,7 @@ def run(*, quick: bool = False) -> list[Figure]:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     from moto.server import ThreadedMotoServer
 
+    from local.procs import free_port
     from local.resources import create_resources
     from runtime.worker.batch import run_batch
     from runtime.worker.models import ModelRegistry
@@ -157,11 +158,7 @@ def run(*, quick: bool = False) -> list[Figure]:
     megapixels = float(np.mean([_pixels(p) for p in photos])) / 1e6
     cores = _cores()
 
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -89,13 +89,11 @@ class ThreadedUvicorn:
     whole request body before the app runs, so only a real server proves an oversized upload is cut short."""
 
     def __init__(self, app: Any) -> None:
-        import socket
-
         import uvicorn
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        from local.procs import free_port
+
+        self.port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
 

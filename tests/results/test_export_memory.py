@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
+from local.procs import free_port
 from local.resources import create_resources
 from runtime.common import schema
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore, serialize
 from runtime.common.settings import Settings
 from runtime.results.export import ExportSummary, export_jobs
-from tests.conftest import free_port
 
 JOBS = 20_000
 PART_SIZE = 256 * 1024
