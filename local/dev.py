@@ -82,35 +82,45 @@ def _output(log_dir: Path | None, name: str, default: int | None) -> IO[Any] | i
     return (log_dir / name).open("ab")
 
 
-def start_moto(port: int, *, log_dir: Path | None, timeout_s: float) -> subprocess.Popen[bytes]:
-    out = _output(log_dir, "moto.log", subprocess.DEVNULL)
-    proc = spawn([sys.executable, "-m", "local.motoserver", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
+def _start_ready(
+    argv: list[str],
+    ready_url: str,
+    *,
+    what: str,
+    out: IO[Any] | int | None,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a server and wait until ``ready_url`` answers; one that never does is stopped, not left behind."""
+    proc = spawn(argv, env=env, stdout=out, stderr=out)
     try:
-        wait_until(
-            lambda: proc.poll() is None and http_ok(f"http://127.0.0.1:{port}/moto-api/"),
-            timeout_s=timeout_s,
-            what=f"the moto server on port {port}",
-        )
+        wait_until(lambda: proc.poll() is None and http_ok(ready_url), timeout_s=timeout_s, what=what)
     except TimeoutError:
         stop(proc)
         raise
     return proc
+
+
+def start_moto(port: int, *, log_dir: Path | None, timeout_s: float) -> subprocess.Popen[bytes]:
+    return _start_ready(
+        [sys.executable, "-m", "local.motoserver", "-H", "127.0.0.1", "-p", str(port)],
+        f"http://127.0.0.1:{port}/moto-api/",
+        what=f"the moto server on port {port}",
+        out=_output(log_dir, "moto.log", subprocess.DEVNULL),
+        timeout_s=timeout_s,
+    )
 
 
 def start_api(port: int, env: Mapping[str, str], *, log_dir: Path | None, timeout_s: float) -> subprocess.Popen[bytes]:
-    out = _output(log_dir, "api.log", None)
     argv = [sys.executable, "-m", "uvicorn", "runtime.api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    proc = spawn([*argv, "--no-access-log", "--log-level", "warning"], env=env, stdout=out, stderr=out)
-    try:
-        wait_until(
-            lambda: proc.poll() is None and http_ok(f"http://127.0.0.1:{port}/healthz"),
-            timeout_s=timeout_s,
-            what=f"the API on port {port} (see its log)",
-        )
-    except TimeoutError:
-        stop(proc)
-        raise
-    return proc
+    return _start_ready(
+        [*argv, "--no-access-log", "--log-level", "warning"],
+        f"http://127.0.0.1:{port}/healthz",
+        what=f"the API on port {port} (see its log)",
+        out=_output(log_dir, "api.log", None),
+        timeout_s=timeout_s,
+        env=env,
+    )
 
 
 class LocalStack:
