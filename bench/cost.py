@@ -448,6 +448,10 @@ def render(inputs: CostInputs) -> str:
         f"Measured inputs: {inputs.images_per_s_per_vcpu:.3g} images/s per vCPU and {inputs.process_start_s:.3g} s "
         f"process start to first result, from {inputs.measured_from}.",
         "",
+        "Worker speed depends on photo size: the worker benchmark's photos are 1 to 2 MP (its notes in "
+        "bench/results/latest.md); a 12 MP phone photo takes about 4 times as long (profile in docs/performance.md), "
+        "which raises the compute column but not the requests.",
+        "",
         "## Cost per 1,000 images, traffic steady over 24 hours",
         "",
         *_rows(inputs),
