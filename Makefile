@@ -43,8 +43,9 @@ format: $(PY_STAMP)
 synth: install  ## synthesize the CloudFormation templates into cdk.out/ (no AWS credentials needed)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth --quiet
 
-bench: install  ## run the benchmarks, write bench/results/latest.json and print the table
+bench: install  ## run the benchmarks, write bench/results/latest.{json,md}, print the table, regenerate docs/cost.md
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.cost --write docs/cost.md
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .segscale .pytest_cache .ruff_cache
