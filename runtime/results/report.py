@@ -162,6 +162,7 @@ def render_html(batch_id: str, stats: _Stats, *, generated_at_ms: int) -> str:
     counts = [[s, stats.counts.get(str(s), 0)] for s in JobStatus]
     slowest = [[f, j, f"{ms:.0f}"] for ms, j, f in sorted(stats.slowest, reverse=True)]
     reasons = [[n, c, r] for (c, r), n in stats.reasons.most_common(MAX_REASONS)]
+    failures = _table(["jobs", "class", "reason"], reasons) if reasons else "<p>No job failed.</p>"
     figures = []
     for item in stats.gallery:
         caption = "; ".join(
@@ -191,7 +192,7 @@ def render_html(batch_id: str, stats: _Stats, *, generated_at_ms: int) -> str:
         f"<h2>Status</h2>{_table(['status', 'jobs'], counts)}"
         f"<h2>Area per class</h2>{_histograms(stats)}"
         f"<h2>Slowest images</h2>{_table(['file', 'job id', 'total ms'], slowest)}"
-        f"<h2>Failure reasons</h2>{_table(['jobs', 'class', 'reason'], reasons)}"
+        f"<h2>Failure reasons</h2>{failures}"
         f'<h2>Gallery</h2>{note}<div class="gallery">{"".join(figures)}</div>'
         "</body></html>\n"
     )

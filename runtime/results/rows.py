@@ -36,7 +36,8 @@ BASE_COLUMNS: tuple[str, ...] = (
     "turnaround_ms",
 )
 CLASS_FIELDS: tuple[str, ...] = ("pixels", "fraction", "components", "area_mm2")
-TIMING_FIELDS: tuple[str, ...] = ("download", "decode", "inference", "postprocess", "upload", "total")
+# The stages the worker times (runtime/worker/process.py writes result.timings_ms with these keys).
+TIMING_FIELDS: tuple[str, ...] = ("download", "decode", "preprocess", "inference", "postprocess", "upload", "total")
 TAIL_COLUMNS: tuple[str, ...] = ("error_class", "error", "extra")
 
 

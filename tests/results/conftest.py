@@ -78,6 +78,7 @@ def person_result(pixels: int, *, mm_per_pixel: float | None = None, total_ms: f
         "timings_ms": {
             "download": 1.5,
             "decode": 2.0,
+            "preprocess": 3.0,
             "inference": 40.0,
             "postprocess": 4.0,
             "upload": 6.0,

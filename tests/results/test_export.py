@@ -16,6 +16,7 @@ import pytest
 from runtime.common.aws import client
 from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.settings import Settings
+from runtime.results import rows
 from runtime.results.export import export_jobs
 from runtime.results.rows import RowFormat, card_classes
 from tests.results.conftest import Clock, new_job, person_result
@@ -49,7 +50,7 @@ def expected_csv_rows(batch: str, ok: str, bad: str, running: str) -> list[dict[
     empty_classes = {
         f"{c}_{f}": "" for c in ("person", "text") for f in ("pixels", "fraction", "components", "area_mm2")
     }
-    no_timings = {f"{t}_ms": "" for t in ("download", "decode", "inference", "postprocess", "upload", "total")}
+    no_timings = {f"{t}_ms": "" for t in rows.TIMING_FIELDS}
     common = {"batch_id": batch, "image_format": "JPEG", "width": "64", "height": "48", "mm_per_pixel": ""}
     return [
         {
@@ -75,6 +76,7 @@ def expected_csv_rows(batch: str, ok: str, bad: str, running: str) -> list[dict[
             "person_area_mm2": "25",  # DynamoDB numbers: 25.0 comes back as 25
             "download_ms": "1.5",
             "decode_ms": "2",
+            "preprocess_ms": "3",
             "inference_ms": "40",
             "postprocess_ms": "4",
             "upload_ms": "6",

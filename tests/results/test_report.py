@@ -127,6 +127,7 @@ def test_missing_overlay_and_gallery_cap(rsettings: Settings, store: JobStore, c
     missing = [a for t, a in page.tags if t == "div" and a.get("class") == "missing"]
     assert [a["data-job-id"] for a in missing] == [shown]
     assert "Showing 1 of 4 succeeded images; the export lists every job." in page.text
+    assert "No job failed." in page.text  # an empty failure table would read as a rendering error
     assert summary.gallery == 0 and summary.gallery_missing == 1
 
 
