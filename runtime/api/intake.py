@@ -4,6 +4,10 @@ All or nothing: one bad file refuses the request before anything is written. If 
 the answer is 503 and what was written is undone as far as possible: no job ever points to a missing object
 (objects are written first), jobs already created are marked FAILED so they are never processed, and objects
 without a job are deleted.
+
+A request may name its ``batch_id`` (so one upload session of many requests makes one batch). Its unaccepted jobs
+are then deleted with their objects instead of left FAILED, since they would count as failures of the client's
+batch.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from runtime.api.multipart import IncomingFile, ParsedForm
 from runtime.api.problems import ApiProblem
 from runtime.api.schemas import Accepted, AcceptedJob
 from runtime.api.services import Services
-from runtime.api.validation import file_problem, parse_mm_per_pixel, refuse_files
+from runtime.api.validation import file_problem, parse_batch_id, parse_mm_per_pixel, refuse_files
 from runtime.common import imageinfo, keys
 from runtime.common.jobs import JobStatus, NewJob
 
@@ -50,13 +54,16 @@ def storage_unavailable(what: str, exc: Exception) -> ApiProblem:
     )
 
 
-def fingerprint(form: ParsedForm, model: str, mm_per_pixel: float | None) -> str:
-    """Identifies the request's content, independent of the multipart boundary a client happens to choose."""
-    doc = {
+def fingerprint(form: ParsedForm, model: str, mm_per_pixel: float | None, batch_id: str | None = None) -> str:
+    """Identifies the request's content, independent of the multipart boundary a client happens to choose.
+    ``batch_id`` is included only when given, so fingerprints recorded before it existed still match."""
+    doc: dict[str, object] = {
         "model": model,
         "mm_per_pixel": mm_per_pixel,
         "files": [[f.file_name, f.size, f.digest.hexdigest()] for f in form.files],
     }
+    if batch_id is not None:
+        doc["batch_id"] = batch_id
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -126,8 +133,14 @@ def _delete_objects(services: Services, object_keys: list[str]) -> None:
             log.warning("could not delete an unaccepted upload", extra={"event": "cleanup_failed", "key": key})
 
 
-def _abandon_jobs(services: Services, job_ids: list[str], reason: str, error_class: str) -> None:
-    """Jobs written for a request that was not accepted: FAILED, so no worker or reconciler runs them."""
+def _abandon_jobs(
+    services: Services, job_ids: list[str], reason: str, error_class: str, *, keys_by_job: dict[str, str] | None = None
+) -> None:
+    """Jobs written for a request that was not accepted: FAILED, so no worker or reconciler runs them. With
+    ``keys_by_job`` (a client-chosen batch) they are deleted instead, then their objects (job first, so no job
+    ever points to a missing object); one that cannot be deleted is failed as before."""
+    if keys_by_job is not None:
+        job_ids = _discard_jobs(services, job_ids, keys_by_job)
     for job_id in job_ids:
         try:
             services.store.fail(job_id, reason, error_class=error_class, from_status=JobStatus.QUEUED)
@@ -135,7 +148,25 @@ def _abandon_jobs(services: Services, job_ids: list[str], reason: str, error_cla
             log.warning("could not abandon a job", extra={"event": "cleanup_failed", "job_ids": [job_id]})
 
 
-def _create_jobs(services: Services, items: list[Checked], batch_id: str, model: str, mm: float | None) -> None:
+def _discard_jobs(services: Services, job_ids: list[str], keys_by_job: dict[str, str]) -> list[str]:
+    """Deletes the jobs and their objects; returns the ids it could not delete."""
+    left: list[str] = []
+    deleted: list[str] = []
+    for job_id in job_ids:
+        try:
+            if services.store.discard(job_id, from_status=JobStatus.QUEUED):
+                deleted.append(job_id)
+                continue
+        except STORAGE_ERRORS:
+            log.warning("could not discard a job", extra={"event": "cleanup_failed", "job_ids": [job_id]})
+        left.append(job_id)
+    _delete_objects(services, [keys_by_job[j] for j in deleted])
+    return left
+
+
+def _create_jobs(
+    services: Services, items: list[Checked], batch_id: str, model: str, mm: float | None, *, shared: bool
+) -> None:
     def create(c: Checked) -> None:
         services.store.create(
             NewJob(
@@ -155,7 +186,13 @@ def _create_jobs(services: Services, items: list[Checked], batch_id: str, model:
     created, error = _each(create, items)
     if error is not None:
         created_ids = {c.job_id for c in created}
-        _abandon_jobs(services, sorted(created_ids), "the upload request failed before it was accepted", "not_accepted")
+        _abandon_jobs(
+            services,
+            sorted(created_ids),
+            "the upload request failed before it was accepted",
+            "not_accepted",
+            keys_by_job={c.job_id: c.key for c in items} if shared else None,
+        )
         _delete_objects(services, [c.key for c in items if c.job_id not in created_ids])
         raise storage_unavailable("DynamoDB", error) from error
 
@@ -175,7 +212,8 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
         raise ApiProblem(422, "no_file", "no file: send one or more multipart parts named 'file'")
     model = services.resolve_model(form.fields.get("model"))
     mm = parse_mm_per_pixel(form.fields.get("mm_per_pixel"))
-    fp = fingerprint(form, model, mm)
+    chosen_batch = parse_batch_id(form.fields.get("batch_id"))
+    fp = fingerprint(form, model, mm, chosen_batch)
     if idempotency_key is not None:
         try:
             record = services.store.get_idempotency(idempotency_key)
@@ -184,10 +222,10 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
         if record is not None:
             return _replay(record, fp)
 
-    batch_id = uuid.uuid4().hex
+    batch_id = chosen_batch or uuid.uuid4().hex
     items = _check_files(form, settings.max_pixels, batch_id)
     _put_objects(services, items, batch_id)
-    _create_jobs(services, items, batch_id, model, mm)
+    _create_jobs(services, items, batch_id, model, mm, shared=chosen_batch is not None)
     body = Accepted(
         batch_id=batch_id,
         jobs=[
@@ -197,14 +235,19 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
     ).model_dump()
     job_ids = [c.job_id for c in items]
     if idempotency_key is not None:
-        body = _record_idempotency(services, idempotency_key, fp, body, job_ids)
-        if body["batch_id"] != batch_id:
-            return body  # a concurrent twin won; our jobs were abandoned
+        keys_by_job = {c.job_id: c.key for c in items} if chosen_batch is not None else None
+        ours = body
+        body = _record_idempotency(services, idempotency_key, fp, body, job_ids, keys_by_job)
+        if body is not ours:
+            return body  # a concurrent twin won (same batch id or not); our jobs were abandoned
     services.batcher.add(job_ids)
     return body
 
 
-def _record_idempotency(services: Services, key: str, fp: str, body: dict, job_ids: list[str]) -> dict:
+def _record_idempotency(
+    services: Services, key: str, fp: str, body: dict, job_ids: list[str], keys_by_job: dict[str, str] | None
+) -> dict:
+    """Returns ``body`` itself when this request's answer was recorded, else the twin's recorded answer."""
     try:
         stored = services.store.put_idempotency(
             key, fingerprint=fp, response=json.dumps(body), ttl_s=services.settings.idempotency_ttl_s
@@ -213,9 +256,21 @@ def _record_idempotency(services: Services, key: str, fp: str, body: dict, job_i
             return body
         record = services.store.get_idempotency(key)
     except STORAGE_ERRORS as exc:
-        _abandon_jobs(services, job_ids, "the upload request failed before it was accepted", "not_accepted")
+        _abandon_jobs(
+            services,
+            job_ids,
+            "the upload request failed before it was accepted",
+            "not_accepted",
+            keys_by_job=keys_by_job,
+        )
         raise storage_unavailable("DynamoDB", exc) from exc
-    _abandon_jobs(services, job_ids, "duplicate of a concurrent request with the same Idempotency-Key", "duplicate")
+    _abandon_jobs(
+        services,
+        job_ids,
+        "duplicate of a concurrent request with the same Idempotency-Key",
+        "duplicate",
+        keys_by_job=keys_by_job,
+    )
     if record is None:  # the twin's record expired in between: vanishingly rare; the client may retry
         raise ApiProblem(409, "idempotency_conflict", "a concurrent request with this Idempotency-Key interfered")
     return _replay(record, fp)

@@ -2,7 +2,8 @@
 
 ``create_uploads`` records AWAITING_UPLOAD jobs and signs one S3 PUT per file. ``submit`` checks each object
 (exists, size, header probe of the first bytes) and only then moves the jobs to QUEUED. A submit with a missing or
-bad object changes nothing, so the client can re-upload and submit again while the URLs are valid.
+bad object changes nothing, so the client can re-upload and submit again while the URLs are valid. Requests that
+name the same ``batch_id`` add to one batch; its submit checks and queues every file still awaiting upload in it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def create_uploads(services: Services, req: UploadRequest) -> dict:
         raise refuse_files(too_big)
     model = services.resolve_model(req.model)
     mm = parse_mm_per_pixel(req.mm_per_pixel)
-    batch_id = uuid.uuid4().hex
+    batch_id = req.batch_id or uuid.uuid4().hex  # the schema already checked a client-chosen id's shape
     jobs = []
     try:
         for f in req.files:

@@ -37,6 +37,11 @@ class UploadRequest(BaseModel):
     files: list[UploadFileSpec] = Field(min_length=1)
     model: str | None = None
     mm_per_pixel: float | None = None
+    batch_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="join this batch (32 lowercase hex, chosen by the client); default: a new batch",
+    )
 
     @field_validator("mm_per_pixel")
     @classmethod

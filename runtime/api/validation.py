@@ -59,5 +59,17 @@ def check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
+def parse_batch_id(raw: str | None) -> str | None:
+    """A client-chosen batch id lets many requests fill one batch; the same shape as the ids the API makes, so
+    it can never reach an S3 key or a DynamoDB key in any other form."""
+    if raw is None:
+        return None
+    if not is_id(raw):
+        raise ApiProblem(
+            422, "invalid_batch_id", f"batch_id must be 32 lowercase hex (e.g. uuid4().hex), got {raw[:40]!r}"
+        )
+    return raw
+
+
 def is_id(value: str) -> bool:
     return bool(_ID.fullmatch(value))

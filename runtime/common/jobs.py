@@ -348,6 +348,23 @@ class JobStore:
             is not None
         )
 
+    def discard(self, job_id: str, *, from_status: JobStatus) -> bool:
+        """Delete a job the API never accepted, if it is still in ``from_status``. Used where a FAILED leftover
+        would be wrong: in a batch the client fills over several requests, it would count as a failed image."""
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key={schema.TABLE_PARTITION_KEY: {"S": job_pk(job_id)}},
+                ConditionExpression="#status = :from",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":from": {"S": str(from_status)}},
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
     def fail(
         self,
         job_id: str,
