@@ -93,8 +93,11 @@ class ApiClient:
         idempotency_key: str,
         model: str | None = None,
         mm_per_pixel: float | None = None,
+        batch_id: str | None = None,
     ) -> dict[str, Any]:
         data: dict[str, str] = {}
+        if batch_id:
+            data["batch_id"] = batch_id
         if model:
             data["model"] = model
         if mm_per_pixel is not None:

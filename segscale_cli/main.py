@@ -1,12 +1,14 @@
 """``segscale upload | wait | results | status``: send images, follow them, and collect the measurements.
 
-``upload`` prints one batch id per line on stdout (progress and errors go to stderr), so the commands compose:
+``upload`` sends every file of one command into one batch (an id it chooses, or ``--batch``) and prints that batch
+id on stdout, one id per line (progress and errors go to stderr), so the commands compose:
 ``segscale wait $(segscale upload photos/)``.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 import uuid
@@ -24,6 +26,7 @@ from segscale_cli.table import write_csv
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 TERMINAL = ("SUCCEEDED", "FAILED")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+BATCH_ID = re.compile(r"^[0-9a-f]{32}$")  # the API's id shape; it refuses anything else with a 422
 
 
 def collect_files(paths: Sequence[Path]) -> list[Path]:
@@ -59,6 +62,7 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace) -> int:
         _err("no image files found (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
         return EXIT_USAGE
     groups = [files[i : i + args.files_per_request] for i in range(0, len(files), args.files_per_request)]
+    batch_id = args.batch or uuid.uuid4().hex  # one batch for the whole command, however many requests
 
     def send(group: list[Path]) -> dict[str, Any]:
         # One key per request, kept across its retries: a retry after a lost answer never makes new jobs.
@@ -68,6 +72,7 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace) -> int:
             idempotency_key=key,
             model=args.model,
             mm_per_pixel=args.mm_per_pixel,
+            batch_id=batch_id,
         )
 
     batch_ids: dict[int, str] = {}
@@ -84,12 +89,13 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace) -> int:
             except (ApiError, OSError) as exc:
                 failures.extend(f"{p}: {exc}" for p in group)
             bar.update(len(group))
-    for i in sorted(batch_ids):
-        print(batch_ids[i], flush=True)
+    for answered in dict.fromkeys(batch_ids[i] for i in sorted(batch_ids)):  # one id, unless the API chose others
+        print(answered, flush=True)
     for line in failures:
         _err(f"not uploaded: {line}")
     uploaded = len(files) - len(failures)
-    print(f"uploaded {uploaded} of {len(files)} file(s) in {len(batch_ids)} batch(es)", file=sys.stderr)
+    where = ", ".join(dict.fromkeys(batch_ids.values())) or "no batch"
+    print(f"uploaded {uploaded} of {len(files)} file(s) in {len(groups)} request(s) to batch {where}", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
 
 
@@ -186,7 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("upload", parents=[common], help="upload image files or folders; prints batch ids")
     up.add_argument("paths", nargs="+", type=Path)
     up.add_argument("--concurrency", type=int, default=4)
-    up.add_argument("--files-per-request", type=int, default=1, help="images per request (one batch each)")
+    up.add_argument("--files-per-request", type=int, default=1, help="images per HTTP request")
+    up.add_argument(
+        "--batch", default=None, metavar="BATCH", help="add to this existing batch (default: a new batch per command)"
+    )
     up.add_argument("--model", default=None)
     up.add_argument("--mm-per-pixel", type=float, default=None)
     up.add_argument("--retries", type=int, default=5)
@@ -209,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "upload" and (args.concurrency < 1 or args.files_per_request < 1 or args.retries < 0):
         _err("--concurrency and --files-per-request must be at least 1, --retries at least 0")
+        return EXIT_USAGE
+    if args.command == "upload" and args.batch is not None and not BATCH_ID.fullmatch(args.batch):
+        _err(f"--batch must be a batch id (32 lowercase hex characters), got {args.batch!r}")
         return EXIT_USAGE
     try:
         target = resolve(args.endpoint, args.api_key)

@@ -1,4 +1,5 @@
-"""The CLI's pieces that need no server: where it sends requests, which files it picks, the CSV, the retries.
+"""The CLI's pieces that need no worker: where it sends requests, which files it picks, the CSV, the retries, and
+that one upload command makes one batch (against the real API on a socket, over the moto server).
 
 The retry test uses httpx's in-memory transport as the *server*; the client code under test is real.
 """
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runtime.api.main import create_app
+from runtime.common.settings import Settings
 from segscale_cli.client import ApiClient, ApiError
 from segscale_cli.config import ConfigError, resolve
 from segscale_cli.main import collect_files, main
@@ -133,3 +136,33 @@ def test_retries_give_up_after_the_limit() -> None:
     with pytest.raises(ApiError, match="after 3 attempt"):
         _client(server, retries=2).job("j")
     assert len(calls) == 3
+
+
+def test_a_folder_upload_makes_one_batch(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.api.conftest import write_card
+    from tests.api.helpers import API_KEY, ThreadedUvicorn, image_bytes
+
+    write_card(tmp_path / "models", "person")
+    app = create_app(settings.model_copy(update={"models_dir": tmp_path / "models", "batch_window_s": 0.0}))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        (photos / f"p{i}.png").write_bytes(image_bytes("PNG", (16, 12), seed=i))
+    with ThreadedUvicorn(app) as server:
+        target = ["--endpoint", f"http://127.0.0.1:{server.port}", "--api-key", API_KEY, "--no-progress"]
+        # 5 files, 2 per request: 3 requests, one batch id printed.
+        assert main(["upload", *target, "--files-per-request", "2", "--concurrency", "3", str(photos)]) == 0
+        out, err = capsys.readouterr()
+        lines = out.splitlines()
+        assert len(lines) == 1 and len(lines[0]) == 32 and "3 request(s)" in err, (out, err)
+        batch = lines[0]
+        # --batch adds to it; a malformed one is refused before any request.
+        assert main(["upload", *target, "--batch", batch, str(photos / "p0.png")]) == 0
+        assert capsys.readouterr().out.split() == [batch]
+        assert main(["upload", *target, "--batch", "not-a-batch", str(photos)]) == 2
+        with ApiClient(target[1], API_KEY) as api:
+            page = api.batch_page(batch)
+    assert page["total"] == 6 and page["counts"]["QUEUED"] == 6
+    assert sorted(j["file_name"] for j in page["jobs"]) == ["p0.png", "p0.png", "p1.png", "p2.png", "p3.png", "p4.png"]

@@ -31,6 +31,12 @@ _MULTIPART_BODY = {
                         },
                         "model": {"type": "string", "description": "model name (GET /v1/models); default from config"},
                         "mm_per_pixel": {"type": "number", "exclusiveMinimum": 0, "description": "calibration"},
+                        "batch_id": {
+                            "type": "string",
+                            "pattern": "^[0-9a-f]{32}$",
+                            "description": "add the jobs to this batch (chosen by the client, e.g. uuid4().hex, and "
+                            "sent with every request of an upload session); default: a new batch per request",
+                        },
                     },
                 }
             }
@@ -46,7 +52,7 @@ _MULTIPART_BODY = {
     summary="Upload images for segmentation",
     description="Each image is stored in S3 and recorded as a QUEUED job before the 202 is sent. "
     "All or nothing: one bad file refuses the whole request. With `Idempotency-Key`, a retry returns the "
-    "first answer.",
+    "first answer. With `batch_id`, the jobs join that batch, so many requests can fill one batch.",
     openapi_extra=_MULTIPART_BODY,
     responses=problem_responses(400, 401, 409, 413, 415, 422, 503),
 )
