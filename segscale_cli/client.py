@@ -19,9 +19,29 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 class ApiError(RuntimeError):
     """The API refused a request (or kept failing); ``status`` is the last HTTP status, 0 for no answer."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, file_errors: dict[int, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        # For a refused multi-file upload: the index of each refused file in the request, with its reason.
+        self.file_errors = file_errors or {}
+
+
+def _file_errors(response: httpx.Response) -> dict[int, str]:
+    """The per-file ``errors`` of a problem body (the API refuses a whole request for one bad file)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return {}
+    return {
+        int(
+            e["index"]
+        ): f"HTTP {e.get('status', response.status_code)}: {e.get('detail') or e.get('type') or 'refused'}"
+        for e in errors
+        if isinstance(e, dict) and isinstance(e.get("index"), int)
+    }
 
 
 def _problem(response: httpx.Response) -> str:
@@ -82,7 +102,9 @@ class ApiClient:
                 continue
             if response.is_success:
                 return response.json()
-            raise ApiError(f"HTTP {response.status_code}: {_problem(response)}", response.status_code)
+            raise ApiError(
+                f"HTTP {response.status_code}: {_problem(response)}", response.status_code, _file_errors(response)
+            )
         raise ApiError(f"{method} {path} failed after {attempts} attempt(s): {last}", status)
 
     # --- the endpoints the CLI uses ---------------------------------------------------------------------

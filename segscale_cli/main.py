@@ -64,16 +64,33 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace) -> int:
     groups = [files[i : i + args.files_per_request] for i in range(0, len(files), args.files_per_request)]
     batch_id = args.batch or uuid.uuid4().hex  # one batch for the whole command, however many requests
 
-    def send(group: list[Path]) -> dict[str, Any]:
-        # One key per request, kept across its retries: a retry after a lost answer never makes new jobs.
-        key = uuid.uuid4().hex
-        return api.upload(
-            [(p.name, p.read_bytes()) for p in group],
-            idempotency_key=key,
-            model=args.model,
-            mm_per_pixel=args.mm_per_pixel,
-            batch_id=batch_id,
-        )
+    def send(group: list[Path]) -> tuple[dict[str, Any] | None, list[str]]:
+        """Upload a group; files the API refuses by name are dropped and the rest sent again.
+
+        The API stores nothing when one file of a request is bad, so one corrupt photo would otherwise cost the
+        whole group. Returns the answer for the files that were accepted (None if none were) and the refusals.
+        """
+        refused: list[str] = []
+        while group:
+            # One key per request, kept across its retries: a retry after a lost answer never makes new jobs.
+            key = uuid.uuid4().hex
+            try:
+                answer = api.upload(
+                    [(p.name, p.read_bytes()) for p in group],
+                    idempotency_key=key,
+                    model=args.model,
+                    mm_per_pixel=args.mm_per_pixel,
+                    batch_id=batch_id,
+                )
+            except ApiError as exc:
+                bad = {i: reason for i, reason in exc.file_errors.items() if 0 <= i < len(group)}
+                if not bad or len(group) == 1:
+                    raise
+                refused.extend(f"{group[i]}: {reason}" for i, reason in sorted(bad.items()))
+                group = [p for i, p in enumerate(group) if i not in bad]
+                continue
+            return answer, refused
+        return None, refused
 
     batch_ids: dict[int, str] = {}
     failures: list[str] = []
@@ -85,9 +102,13 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace) -> int:
         for future in as_completed(futures):
             i, group = futures[future]
             try:
-                batch_ids[i] = future.result()["batch_id"]
+                answer, refused = future.result()
             except (ApiError, OSError) as exc:
                 failures.extend(f"{p}: {exc}" for p in group)
+            else:
+                failures.extend(refused)
+                if answer is not None:
+                    batch_ids[i] = answer["batch_id"]
             bar.update(len(group))
     for answered in dict.fromkeys(batch_ids[i] for i in sorted(batch_ids)):  # one id, unless the API chose others
         print(answered, flush=True)

@@ -166,3 +166,29 @@ def test_a_folder_upload_makes_one_batch(
             page = api.batch_page(batch)
     assert page["total"] == 6 and page["counts"]["QUEUED"] == 6
     assert sorted(j["file_name"] for j in page["jobs"]) == ["p0.png", "p0.png", "p1.png", "p2.png", "p3.png", "p4.png"]
+
+
+def test_one_bad_file_does_not_cost_the_rest_of_its_request(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API refuses a whole request for one bad file; the CLI names that file and sends the others again."""
+    from tests.api.conftest import write_card
+    from tests.api.helpers import API_KEY, ThreadedUvicorn, image_bytes
+
+    write_card(tmp_path / "models", "person")
+    app = create_app(settings.model_copy(update={"models_dir": tmp_path / "models", "batch_window_s": 0.0}))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        (photos / f"p{i}.png").write_bytes(image_bytes("PNG", (16, 12), seed=i))
+    (photos / "fake.jpg").write_text("<html>not an image</html>")
+    (photos / "empty.png").write_bytes(b"")
+    with ThreadedUvicorn(app) as server:
+        target = ["--endpoint", f"http://127.0.0.1:{server.port}", "--api-key", API_KEY, "--no-progress"]
+        assert main(["upload", *target, "--files-per-request", "10", str(photos)]) == 1  # some files refused
+        out, err = capsys.readouterr()
+        batch = out.split()[0]
+        assert "fake.jpg: HTTP 415" in err and "empty.png" in err and "uploaded 4 of 6" in err, err
+        with ApiClient(target[1], API_KEY) as api:
+            page = api.batch_page(batch)
+    assert sorted(j["file_name"] for j in page["jobs"]) == ["p0.png", "p1.png", "p2.png", "p3.png"]
