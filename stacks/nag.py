@@ -84,7 +84,8 @@ def _acknowledge_pipeline(p: PipelineStack, config: DeployConfig) -> None:
         p.api_key.node.default_child,
         "SMG4",
         "The API key is a static shared secret handed to clients; automatic rotation would break every client. "
-        "Rotate it by hand (docs/deploy.md) and redeploy the API.",
+        "Rotate it by hand (docs/deploy.md): Fargate tasks read it at start, so restart the API service; the "
+        "Lambda API re-reads it when a presented key does not match.",
     )
     tasks = {"worker": p.worker.task, "results": p.results.task}
     if p.api_service is not None:
