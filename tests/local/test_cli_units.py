@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -138,57 +140,61 @@ def test_retries_give_up_after_the_limit() -> None:
     assert len(calls) == 3
 
 
-def test_a_folder_upload_makes_one_batch(
-    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture()
+def live_api(settings: Settings, tmp_path: Path) -> Iterator[list[str]]:
+    """The real API on a socket over the moto server; yields the CLI's ``--endpoint/--api-key`` arguments."""
     from tests.api.conftest import write_card
-    from tests.api.helpers import API_KEY, ThreadedUvicorn, image_bytes
+    from tests.api.helpers import API_KEY, ThreadedUvicorn
 
     write_card(tmp_path / "models", "person")
     app = create_app(settings.model_copy(update={"models_dir": tmp_path / "models", "batch_window_s": 0.0}))
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(5):
-        (photos / f"p{i}.png").write_bytes(image_bytes("PNG", (16, 12), seed=i))
     with ThreadedUvicorn(app) as server:
-        target = ["--endpoint", f"http://127.0.0.1:{server.port}", "--api-key", API_KEY, "--no-progress"]
-        # 5 files, 2 per request: 3 requests, one batch id printed.
-        assert main(["upload", *target, "--files-per-request", "2", "--concurrency", "3", str(photos)]) == 0
-        out, err = capsys.readouterr()
-        lines = out.splitlines()
-        assert len(lines) == 1 and len(lines[0]) == 32 and "3 request(s)" in err, (out, err)
-        batch = lines[0]
-        # --batch adds to it; a malformed one is refused before any request.
-        assert main(["upload", *target, "--batch", batch, str(photos / "p0.png")]) == 0
-        assert capsys.readouterr().out.split() == [batch]
-        assert main(["upload", *target, "--batch", "not-a-batch", str(photos)]) == 2
-        with ApiClient(target[1], API_KEY) as api:
-            page = api.batch_page(batch)
+        yield ["--endpoint", f"http://127.0.0.1:{server.port}", "--api-key", API_KEY, "--no-progress"]
+
+
+def _photos(folder: Path, count: int) -> Path:
+    from tests.api.helpers import image_bytes
+
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"p{i}.png").write_bytes(image_bytes("PNG", (16, 12), seed=i))
+    return folder
+
+
+def _batch_files(target: list[str], batch: str) -> tuple[dict[str, Any], list[str]]:
+    with ApiClient(target[1], target[3]) as api:
+        page = api.batch_page(batch)
+    return page, sorted(j["file_name"] for j in page["jobs"])
+
+
+def test_a_folder_upload_makes_one_batch(
+    live_api: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = _photos(tmp_path / "photos", 5)
+    # 5 files, 2 per request: 3 requests, one batch id printed.
+    assert main(["upload", *live_api, "--files-per-request", "2", "--concurrency", "3", str(photos)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 1 and len(lines[0]) == 32 and "3 request(s)" in err, (out, err)
+    batch = lines[0]
+    # --batch adds to it; a malformed one is refused before any request.
+    assert main(["upload", *live_api, "--batch", batch, str(photos / "p0.png")]) == 0
+    assert capsys.readouterr().out.split() == [batch]
+    assert main(["upload", *live_api, "--batch", "not-a-batch", str(photos)]) == 2
+    page, names = _batch_files(live_api, batch)
     assert page["total"] == 6 and page["counts"]["QUEUED"] == 6
-    assert sorted(j["file_name"] for j in page["jobs"]) == ["p0.png", "p0.png", "p1.png", "p2.png", "p3.png", "p4.png"]
+    assert names == ["p0.png", "p0.png", "p1.png", "p2.png", "p3.png", "p4.png"]
 
 
 def test_one_bad_file_does_not_cost_the_rest_of_its_request(
-    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    live_api: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The API refuses a whole request for one bad file; the CLI names that file and sends the others again."""
-    from tests.api.conftest import write_card
-    from tests.api.helpers import API_KEY, ThreadedUvicorn, image_bytes
-
-    write_card(tmp_path / "models", "person")
-    app = create_app(settings.model_copy(update={"models_dir": tmp_path / "models", "batch_window_s": 0.0}))
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(4):
-        (photos / f"p{i}.png").write_bytes(image_bytes("PNG", (16, 12), seed=i))
+    photos = _photos(tmp_path / "photos", 4)
     (photos / "fake.jpg").write_text("<html>not an image</html>")
     (photos / "empty.png").write_bytes(b"")
-    with ThreadedUvicorn(app) as server:
-        target = ["--endpoint", f"http://127.0.0.1:{server.port}", "--api-key", API_KEY, "--no-progress"]
-        assert main(["upload", *target, "--files-per-request", "10", str(photos)]) == 1  # some files refused
-        out, err = capsys.readouterr()
-        batch = out.split()[0]
-        assert "fake.jpg: HTTP 415" in err and "empty.png" in err and "uploaded 4 of 6" in err, err
-        with ApiClient(target[1], API_KEY) as api:
-            page = api.batch_page(batch)
-    assert sorted(j["file_name"] for j in page["jobs"]) == ["p0.png", "p1.png", "p2.png", "p3.png"]
+    assert main(["upload", *live_api, "--files-per-request", "10", str(photos)]) == 1  # some files refused
+    out, err = capsys.readouterr()
+    assert "fake.jpg: HTTP 415" in err and "empty.png" in err and "uploaded 4 of 6" in err, err
+    _, names = _batch_files(live_api, out.split()[0])
+    assert names == ["p0.png", "p1.png", "p2.png", "p3.png"]
