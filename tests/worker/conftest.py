@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local.resources import create_resources
 from runtime.common.aws import client
 from runtime.common.settings import Settings
 from tests.worker.helpers import write_card
@@ -47,10 +45,3 @@ def worker_settings(settings: Settings, models_dir: Path) -> Settings:
 @pytest.fixture()
 def s3(worker_settings: Settings) -> Any:
     return client("s3", worker_settings)
-
-
-@pytest.fixture()
-def serial_settings(moto_endpoint: str, models_dir: Path) -> Settings:
-    """Fresh resources for races between workers (the shared moto server makes conditional writes atomic)."""
-    res = create_resources(moto_endpoint, prefix=f"t{uuid.uuid4().hex[:12]}")
-    return res.settings(models_dir=models_dir, worker_io_threads=4)

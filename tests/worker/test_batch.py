@@ -119,10 +119,10 @@ def test_bad_images_fail_cleanly_and_the_batch_completes(
     assert all(d[metrics.IMAGES_FAILED] == 1 for d in emf_lines(out.getvalue()) if metrics.IMAGES_FAILED in d)
 
 
-def test_duplicate_delivery_yields_one_result_per_job(serial_settings: Settings, models_dir: Path) -> None:
-    store = JobStore.from_settings(serial_settings)
-    s3 = client("s3", serial_settings)
-    ids = [submit(store, s3, serial_settings, encode(red_square(64, (i, i, 16, 16))), model="red") for i in range(12)]
+def test_duplicate_delivery_yields_one_result_per_job(worker_settings: Settings, models_dir: Path) -> None:
+    store = JobStore.from_settings(worker_settings)
+    s3 = client("s3", worker_settings)
+    ids = [submit(store, s3, worker_settings, encode(red_square(64, (i, i, 16, 16))), model="red") for i in range(12)]
     reports: list[Any] = []
     barrier = threading.Barrier(2)
 
@@ -130,7 +130,7 @@ def test_duplicate_delivery_yields_one_result_per_job(serial_settings: Settings,
         registry = ModelRegistry(models_dir, threads=1)  # each delivery is its own worker task
         barrier.wait()  # both start claiming the same ids at the same moment
         reports.append(
-            run_batch(serial_settings, ids, registry=registry, worker_id=worker, metrics_stream=io.StringIO())
+            run_batch(worker_settings, ids, registry=registry, worker_id=worker, metrics_stream=io.StringIO())
         )
 
     threads = [threading.Thread(target=deliver, args=(f"w{n}",)) for n in range(2)]
