@@ -5,7 +5,7 @@ with this file and with bench/results/latest.json). Every input is in ``CostInpu
 the measured worker speed and start time come from the latest benchmark run when there is one.
 
 The model is deliberately small: arrivals are steady within the active hours of a day, the API's micro-batcher
-closes a batch when it is full or its window ends, one batch is one message is one Fargate task (DESIGN D2), and
+closes a batch when it is full or its window ends, one batch is one message is one Fargate task (D2), and
 a task is billed from image pull to exit with Fargate's one-minute minimum.
 """
 

@@ -1,6 +1,6 @@
 """Where the worker's time goes on real-size photos: ``python -m bench.profile_worker [--images N] [--size WxH]``.
 
-Micro-optimisations belong where a profile shows the time (issue 7), so this prints both a per-stage breakdown
+Micro-optimisations belong where a profile shows the time, so this prints both a per-stage breakdown
 (decode, preprocess, inference, postprocess, PNG rendering) and cProfile's top functions for the in-memory path
 the worker runs per image. It is not a benchmark module (the harness does not run it) and writes nothing.
 """

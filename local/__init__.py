@@ -1,1 +1,1 @@
-"""The local stack (DESIGN D6): moto server, resource bootstrap, pipe and scheduler emulators."""
+"""The local stack (docs/architecture.md D6): moto server, resource bootstrap, pipe and scheduler emulators."""

@@ -1,4 +1,4 @@
-"""``make dev``: the whole pipeline on this machine, with the same code that runs in AWS (DESIGN D6).
+"""``make dev``: the whole pipeline on this machine, with the same code that runs in AWS (docs/architecture.md D6).
 
 It starts a moto server (S3, SQS, DynamoDB) on a free loopback port, creates the resources from the shared
 schema, starts the API (uvicorn), the pipe emulator and the scheduler emulator, then prints how to use it and

@@ -2,7 +2,7 @@
 
 moto checks a ``ConditionExpression`` and applies the write as two steps without a lock, so two concurrent
 conditional updates of one item can both "win" (two workers claiming one job: seen 17 times in 200 tries).
-Every invariant of the job table (DESIGN D7c) rests on those writes being atomic, so the local stack, the tests
+Every invariant of the job table (D7c) rests on those writes being atomic, so the local stack, the tests
 and the benchmarks all run this server: DynamoDB requests are served one at a time, everything else (S3, SQS long
 polls) concurrently, as before.
 

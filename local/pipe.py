@@ -1,9 +1,9 @@
-"""The pipe emulator: what the EventBridge Pipe does in AWS, for the local stack (DESIGN D2, D6).
+"""The pipe emulator: what the EventBridge Pipe does in AWS, for the local stack (docs/architecture.md D2, D6).
 
 Like the real pipe it receives one message at a time, starts one worker per message with the body in
 ``JOB_BATCH``, and deletes the message as soon as the worker has *started*, not when it finishes. So a worker
 that crashes loses its message, exactly as a Fargate task would, and only the job table plus the reconciler
-bring its jobs home (DESIGN D1). Keeping that semantics locally is what lets the fault tests mean something.
+bring its jobs home (D1). Keeping that semantics locally is what lets the fault tests mean something.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The scheduler emulator: what EventBridge Scheduler does for the reconcile task in AWS (DESIGN D6).
+"""The scheduler emulator: what EventBridge Scheduler does for the reconcile task in AWS (docs/architecture.md D6).
 
 It calls an action every ``interval_s`` seconds. The default action is the reconciler itself, called as a
 library in this process (``runtime.results.reconcile.reconcile_once``), which is the same code the scheduled

@@ -1,1 +1,1 @@
-"""The CDK app's stacks, constructs and configuration (issue 2)."""
+"""The CDK app's stacks, constructs and configuration."""

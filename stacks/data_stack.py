@@ -1,4 +1,4 @@
-"""The stateful stack (DESIGN D4): bucket, job table, queues. Retained in prod so compute can come and go."""
+"""The stateful stack (D4): bucket, job table, queues. Retained in prod so compute can come and go."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The named exports through which the pipeline stack uses the data stack's resources (DESIGN D4).
+"""The named exports through which the pipeline stack uses the data stack's resources (docs/architecture.md D4).
 
 Fixed export names make the interface between the two stacks explicit and stable: CDK's generated names change
 with construct paths, and an export that is in use cannot be changed. They also make the cdk-nag findings on

@@ -1,4 +1,4 @@
-"""The stateless stack (DESIGN D4): network, API, worker pipe, results schedule, monitoring.
+"""The stateless stack (docs/architecture.md D4): network, API, worker pipe, results schedule, monitoring.
 
 It can be destroyed and redeployed without touching the data stack's bucket, table and queues.
 """

@@ -1,4 +1,4 @@
-"""The micro-batcher (DESIGN D3): many single-image requests share one SQS message, so one worker task start
+"""The micro-batcher (D3): many single-image requests share one SQS message, so one worker task start
 serves many jobs.
 
 Job ids wait in a buffer until ``max_jobs`` are there (size flush) or ``window_s`` has passed since the first one

@@ -1,4 +1,4 @@
-"""``POST /v1/images``: check every file, then image to S3, then job to DynamoDB, then the 202 (DESIGN D7a).
+"""``POST /v1/images``: check every file, then image to S3, then job to DynamoDB, then the 202 (D7a).
 
 All or nothing: one bad file refuses the request before anything is written. If S3 or DynamoDB fails part way,
 the answer is 503 and what was written is undone as far as possible: no job ever points to a missing object

@@ -1,4 +1,4 @@
-"""Model cards (DESIGN D5): a model is a file plus a JSON card, and processing code reads only the card.
+"""Model cards (docs/architecture.md D5): a model is a file plus a JSON card, and processing code reads only the card.
 
 A models folder holds one sub-folder per model: ``<name>/card.json`` (+ ``model.onnx`` for ONNX models).
 The API reads the cards (for ``GET /v1/models`` and to refuse unknown models); the worker loads the models.

@@ -1,9 +1,9 @@
-"""The job table: DynamoDB is the source of truth for every job (DESIGN D1).
+"""The job table: DynamoDB is the source of truth for every job (docs/architecture.md D1).
 
 Every state change is one conditional update, so two workers, two reconcilers or a retried request can race
-and still leave exactly one outcome (DESIGN D7c). Times are epoch milliseconds (``int``).
+and still leave exactly one outcome (docs/architecture.md D7c). Times are epoch milliseconds (``int``).
 
-State machine (DESIGN section 3)::
+State machine (the job state machine, docs/architecture.md)::
 
     AWAITING_UPLOAD --submit--> QUEUED --claim--> RUNNING --complete--> SUCCEEDED
                                   ^                  |  \\--fail (permanent)--> FAILED
@@ -265,7 +265,7 @@ class JobStore:
         """Record that a message with this job was sent (or is about to be sent, for the reconciler).
 
         With ``expected_enqueued_at`` this is a compare-and-set: of two reconcilers re-driving the same job
-        only one wins, so a job is never enqueued twice by them (issue 5).
+        only one wins, so a job is never enqueued twice by them.
         """
         if expected_enqueued_at is None:
             condition = "#status = :queued"

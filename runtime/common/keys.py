@@ -1,5 +1,5 @@
 """Deterministic S3 keys. The same job always maps to the same keys, so processing a job twice overwrites
-rather than duplicates (DESIGN D7c). User-supplied file names never enter a key."""
+rather than duplicates (docs/architecture.md D7c). User-supplied file names never enter a key."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The SQS message that carries a batch of job ids from the API (or the reconciler) to a worker task.
 
 The EventBridge Pipe hands the body to the worker as the ``JOB_BATCH`` container-override variable, and
-RunTask caps all overrides at 8,192 characters (DESIGN D2). So a message holds job ids only, never job data:
+RunTask caps all overrides at 8,192 characters (D2). So a message holds job ids only, never job data:
 the worker reads everything else from DynamoDB.
 """
 

@@ -1,7 +1,7 @@
 """Names of the custom CloudWatch metrics the worker emits (embedded metric format on stdout).
 
 The monitoring construct imports these same constants for the dashboard and alarms, and a test checks that
-every custom metric on the dashboard is one the worker really emits (issue 2).
+every custom metric on the dashboard is one the worker really emits.
 """
 
 from __future__ import annotations

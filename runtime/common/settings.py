@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     api_key_secret_arn: str | None = None
     auth_enabled: bool = True
 
-    # API limits and micro-batching (DESIGN D3).
+    # API limits and micro-batching (docs/architecture.md D3).
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     max_pixels: int = Field(default=64_000_000, gt=0)
     max_files_per_request: int = Field(default=50, gt=0)
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     presign_expiry_s: int = Field(default=900, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
 
-    # Models (DESIGN D5).
+    # Models (docs/architecture.md D5).
     default_model: str = "person"
     models_dir: Path = DEFAULT_MODELS_DIR
     # Optional extra models, e.g. "s3://bucket/models/": fetched by the worker at start (docs/models.md).
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # How long the API keeps the S3 cards before reading the prefix again (a new S3 model is usable after this).
     models_s3_cache_s: float = Field(default=60.0, ge=0)
 
-    # Job state machine (DESIGN section 3).
+    # Job state machine (the job state machine, docs/architecture.md).
     lease_seconds: int = Field(default=300, gt=0)
     max_attempts: int = Field(default=3, gt=0)
     worker_io_threads: int = Field(default=8, gt=0)
@@ -79,5 +79,5 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-# The variable the pipe (and the local pipe emulator) fills with the SQS message body (DESIGN D2).
+# The variable the pipe (and the local pipe emulator) fills with the SQS message body (docs/architecture.md D2).
 JOB_BATCH_ENV = "JOB_BATCH"

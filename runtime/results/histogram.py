@@ -1,4 +1,4 @@
-"""A small bar histogram drawn with Pillow, so the results image needs no plotting library (issue 5)."""
+"""A small bar histogram drawn with Pillow, so the results image needs no plotting library."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Re-drive stuck jobs, or fail them after max attempts (DESIGN D1, D7b).
+"""Re-drive stuck jobs, or fail them after max attempts (docs/architecture.md D1, D7b).
 
 The pipe deletes a message as soon as RunTask answers, so a worker that dies, or a message that was never sent,
 leaves a job that nothing will ever pick up. The job table knows: this pass finds

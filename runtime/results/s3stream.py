@@ -1,4 +1,4 @@
-"""Stream text to S3 as it is produced, so an export of 100,000 jobs never sits in memory (issue 5).
+"""Stream text to S3 as it is produced, so an export of 100,000 jobs never sits in memory.
 
 Rows are buffered only up to one multipart part; each full part is uploaded and dropped. An export that stays
 smaller than one part is sent with a single ``PutObject``. If the writer is left by an exception the multipart

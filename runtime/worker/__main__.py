@@ -1,4 +1,4 @@
-"""``python -m runtime.worker``: what the worker container runs once per batch message (DESIGN D2).
+"""``python -m runtime.worker``: what the worker container runs once per batch message (docs/architecture.md D2).
 
 Exit 0 when every job of the batch is terminal, released or someone else's (also on SIGTERM, after releasing
 and re-enqueuing), and for a malformed message (nothing to retry). Exit 1 only when a job may still be held

@@ -1,4 +1,4 @@
-"""Process one batch message: claim, download, infer, upload, record, and never lose a job (DESIGN D1, section 3).
+"""Process one batch message: claim, download, infer, upload, record, and never lose a job (D1, job state machine).
 
 Pipeline: an I/O thread pool claims jobs and downloads + decodes their images a few jobs ahead, the calling
 thread runs inference one image at a time (one onnxruntime session per model uses all cores), and the pool
@@ -379,7 +379,7 @@ class BatchRunner:
             self._record("unresolved", held.job_id)
 
     def _requeue(self) -> None:
-        """Send released and never-claimed jobs in a new message: the pipe deleted ours already (DESIGN D1)."""
+        """Send released and never-claimed jobs in a new message: the pipe deleted ours already (D1)."""
         candidates = list(dict.fromkeys([*self.report.released, *self.report.unclaimed]))
         if not candidates:
             return
@@ -394,7 +394,7 @@ class BatchRunner:
                 for job_id in message.job_ids:
                     self.store.mark_enqueued(job_id)
                     self.report.requeued.append(job_id)
-        except Exception:  # still QUEUED in DynamoDB: the reconciler re-drives them (DESIGN D1)
+        except Exception:  # still QUEUED in DynamoDB: the reconciler re-drives them (docs/architecture.md D1)
             log.exception("re-enqueue failed; reconcile will re-drive the released jobs")
 
 

@@ -1,7 +1,7 @@
 """Model registry: cards are read at start, each model is loaded once per process, the first time it is used.
 
 Every model, deep or classical, is a ``Processor``: RGB in, label map out. The batch code never knows which
-kind it is talking to, and nothing here branches on a model's name (DESIGN D5).
+kind it is talking to, and nothing here branches on a model's name (docs/architecture.md D5).
 """
 
 from __future__ import annotations

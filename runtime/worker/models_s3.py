@@ -1,6 +1,6 @@
 """Extra models from an S3 prefix (``SEGSCALE_MODELS_S3_URI``), fetched once when a worker process starts.
 
-DESIGN D5 bakes models into the image because run-time downloads make a container depend on S3 and slow to
+docs/architecture.md D5 bakes models into the image because run-time downloads make a container depend on S3 and slow to
 start; this is the opt-in escape hatch for users' own models, so the default model stays baked in and a baked
 model always wins a name clash. Every failure here is confined to the model it concerns: the worker keeps
 processing jobs for the other models, and a job for a broken S3 model fails with the reason.

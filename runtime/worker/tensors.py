@@ -1,6 +1,6 @@
 """Card-driven pre- and post-processing: the only place that turns pixels into tensors and back.
 
-Everything here is read from ``InputSpec``/``OutputSpec`` (DESIGN D5); there is deliberately no branch on a
+Everything here is read from ``InputSpec``/``OutputSpec`` (D5); there is deliberately no branch on a
 model's name, so a new model is a new card, not new code.
 """
 

@@ -1,6 +1,6 @@
 """The results task (export, report, reconcile) and the schedule that runs reconcile every N minutes.
 
-Reconcile is what makes the job table, not the queue, the guarantee of delivery (DESIGN D1): it re-drives jobs
+Reconcile is what makes the job table, not the queue, the guarantee of delivery (D1): it re-drives jobs
 that were never enqueued or whose lease expired, and fails them after the maximum number of attempts.
 """
 

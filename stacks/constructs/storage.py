@@ -1,4 +1,4 @@
-"""The image bucket and the job table: the state DESIGN D1 and D4 say must outlive any compute deployment."""
+"""The image bucket and the job table: the state D1 and D4 say must outlive any compute deployment."""
 
 from __future__ import annotations
 

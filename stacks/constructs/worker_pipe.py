@@ -43,7 +43,8 @@ class WorkerPipe(Construct):
             cpu=config.worker_cpu,
             memory_mib=config.worker_memory_mib,
             environment=environment,
-            # Spot gives two minutes' notice; the worker releases or finishes its jobs within that (DESIGN 3).
+            # Spot gives two minutes' notice; the worker releases or finishes its jobs within that
+            # (the job state machine, docs/architecture.md).
             stop_timeout=Duration.seconds(120),
         )
         grant_worker(self.task.task_role, resources)
@@ -84,7 +85,7 @@ class WorkerPipe(Construct):
             self,
             "Pipe",
             name=self.pipe_name,
-            description="One worker task per batch message (segscale DESIGN D2)",
+            description="One worker task per batch message (segscale architecture D2)",
             role_arn=self.role.role_arn,
             source=resources.queue.queue_arn,
             source_parameters=pipes.CfnPipe.PipeSourceParametersProperty(

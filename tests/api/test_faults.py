@@ -1,4 +1,4 @@
-"""DESIGN D7a with real failures: image to S3, then job to DynamoDB, then 202, then SQS. No orphan job (a job
+"""D7a with real failures: image to S3, then job to DynamoDB, then 202, then SQS. No orphan job (a job
 whose object is missing), no lost job (a 202 whose job is not in DynamoDB), 503 when storage fails."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from bench.child import run_module
 from bench.harness import EXPECTED_MODULES, dotted, module_exists
 from bench.report import render_table
 
-# Figures each module promises to compare with a baseline measured in the same run (issues 3, 4, 6 and 7).
+# Figures each module promises to compare with a baseline measured in the same run.
 PROMISED_BASELINES = {"worker_throughput": 1, "e2e_local": 1}
 # Modules whose quick run starts the whole local stack: too slow for `make test-fast`.
 SLOW = {"e2e_local"}

@@ -1,4 +1,4 @@
-"""Fine-grained assertions on the wiring that matters (issue 2's acceptance list), read from the templates."""
+"""Fine-grained assertions on the wiring that matters (the deployment's acceptance list), read from the templates."""
 
 from __future__ import annotations
 

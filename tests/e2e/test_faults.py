@@ -1,4 +1,4 @@
-"""Fault injection on the real local stack (DESIGN D7b, D7c): kill workers and the API, and every accepted job
+"""Fault injection on the real local stack (D7b, D7c): kill workers and the API, and every accepted job
 still ends with exactly one result. A short lease and stuck threshold make the healing take seconds, not minutes."""
 
 from __future__ import annotations

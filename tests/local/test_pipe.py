@@ -98,7 +98,7 @@ def test_never_more_than_max_workers_at_once(settings: Settings, resources: Loca
 def test_a_crashed_worker_loses_its_message_like_the_real_pipe(
     settings: Settings, resources: LocalResources, tmp_path: Path
 ) -> None:
-    """Delete-on-launch: a worker that dies is not retried by the pipe (the reconciler's job, DESIGN D1)."""
+    """Delete-on-launch: a worker that dies is not retried by the pipe (the reconciler's job, D1)."""
     sqs = client("sqs", settings)
     sqs.send_message(QueueUrl=resources.queue_url, MessageBody=BatchMessage(job_ids=("a" * 32,)).to_body())
     pipe = _pipe(settings, resources, tmp_path, env={"EXIT": "3"}).start()

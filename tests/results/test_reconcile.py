@@ -1,5 +1,5 @@
 """The reconciler against a real moto server: every stuck case heals, healthy jobs are left alone, attempts are
-bounded, and two passes at once never enqueue a job twice (DESIGN D1, D7b)."""
+bounded, and two passes at once never enqueue a job twice (docs/architecture.md D1, D7b)."""
 
 from __future__ import annotations
 
