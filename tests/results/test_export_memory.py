@@ -63,7 +63,11 @@ def own_moto() -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # a loaded machine: do not turn a passed test into an error
+            proc.kill()
+            proc.wait()
 
 
 def _job_item(batch: str, i: int) -> dict[str, Any]:
