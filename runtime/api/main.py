@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 
 from runtime.api import problems, reqlog
 from runtime.api.deps import require_api_key
-from runtime.api.routers import batches, images, jobs, meta, uploads
+from runtime.api.routers import batches, exports, images, jobs, limits, meta, uploads
 from runtime.api.services import Services, build_services
 from runtime.common.settings import Settings, get_settings
 
@@ -55,7 +55,15 @@ def create_app(settings: Settings | None = None, *, s3: Any = None, dynamodb: An
     app.state.services = services
     problems.install(app)
     auth = [Depends(require_api_key)]
-    for router in (images.router, uploads.router, jobs.router, batches.router, meta.router):
+    for router in (
+        images.router,
+        uploads.router,
+        jobs.router,
+        batches.router,
+        exports.router,
+        meta.router,
+        limits.router,
+    ):
         app.include_router(router, dependencies=auth)
     app.include_router(meta.health_router)
     app.add_middleware(reqlog.RequestLogMiddleware)

@@ -43,3 +43,8 @@ def report_prefix(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.=-]{1,128}", name):
         raise ValueError(f"bad report name {name!r}")
     return f"{REPORTS_PREFIX}{name}/"
+
+
+def report_html_key(batch_id: str) -> str:
+    """The batch's HTML report, written by the results task and linked by the API."""
+    return report_prefix(_check_id(batch_id, "batch_id")) + "report.html"

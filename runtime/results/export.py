@@ -56,7 +56,9 @@ def jobs_in_range(
         yield from store.iter_status(status, updated_from=since_ms, updated_to=until_ms, page_size=page_size)
 
 
-class _RowWriter:
+class RowWriter:
+    """CSV or JSON Lines rows on any text stream (the S3 export, and the API's CSV of a batch)."""
+
     def __init__(self, stream: IO[str] | S3TextStream, fmt: Format, columns: Iterable[str]) -> None:
         self.fmt = fmt
         self.stream = stream
@@ -114,7 +116,7 @@ def export_jobs(
     with S3TextStream(
         s3, settings.bucket, key, content_type=CONTENT_TYPES[fmt], part_size=part_size, tee=out
     ) as stream:
-        writer = _RowWriter(stream, fmt, row_format.columns)
+        writer = RowWriter(stream, fmt, row_format.columns)
         for job in jobs:
             writer.write(row_format.row(job))
             counts[str(job.get("status"))] += 1

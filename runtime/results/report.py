@@ -210,7 +210,7 @@ def build_report(
 ) -> ReportSummary:
     """Read the batch once, fetch the gallery thumbnails in parallel, write the HTML to S3 (and ``out_path``)."""
     try:
-        key = keys.report_prefix(batch_id) + "report.html"
+        key = keys.report_html_key(batch_id)
     except ValueError as exc:
         raise ValueError(f"{batch_id!r} is not a batch id we could have issued") from exc
     store = store or JobStore.from_settings(settings)

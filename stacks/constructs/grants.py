@@ -79,9 +79,16 @@ def grant_models(role: iam.IGrantable, location: tuple[str, str] | None) -> None
 
 
 def grant_api(role: iam.IGrantable, r: AppResources) -> None:
-    """Uploads in (direct put, presigned PUT, probe, clean-up of a failed intake), results out (presigned GET)."""
+    """Uploads in (direct put, presigned PUT, probe, clean-up of a failed intake); results and reports out."""
     _s3(role, r, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], keys.UPLOADS_PREFIX)
-    _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX)
+    _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX, keys.REPORTS_PREFIX)  # presigned GETs
+    # Whether a batch's HTML report exists: a listing of its one key (a HEAD of a missing key is 403 without it).
+    iam.Grant.add_to_principal(
+        grantee=role,
+        actions=["s3:ListBucket"],
+        resource_arns=[r.bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{keys.REPORTS_PREFIX}*"]}},
+    )
     _table(role, r)
     _send(role, r)
 

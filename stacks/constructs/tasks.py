@@ -20,7 +20,7 @@ _ALWAYS_EXCLUDED = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
 # Each image's build context is runtime/; leaving out the other services keeps one service's edit from
 # changing (and rebuilding) every image.
 EXCLUDES: dict[str, list[str]] = {
-    "api": ["worker", "results", "models/**/*.onnx"],
+    "api": ["worker", "models/**/*.onnx"],  # results: the API serves a batch's CSV with the export's code
     "worker": ["api", "results"],
     "results": ["api", "worker", "models/**/*.onnx"],
 }

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import Response
 
 from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api.links import link_responses, presigned_get
 from runtime.api.problems import ApiProblem, problem_responses
 from runtime.api.schemas import JobView
 from runtime.api.services import Services
 from runtime.api.validation import is_id
 
 router = APIRouter(tags=["jobs"])
-RESULT_URL_EXPIRY_S = 300
 
 
 def _job(services: Services, job_id: str) -> dict:
@@ -34,20 +34,14 @@ def get_job(request: Request, job_id: str, services: ServicesDep) -> JobView:
 @router.get(
     "/v1/jobs/{job_id}/{kind}",
     status_code=307,
-    response_class=RedirectResponse,
-    responses={307: {"description": "Redirect to a presigned S3 URL, valid for 5 minutes."}}
-    | problem_responses(401, 404, 422, 503),
+    response_model=None,
+    responses=link_responses("mask or overlay") | problem_responses(401, 404, 422, 503),
 )
-def get_result_file(
-    request: Request, job_id: str, kind: Literal["mask", "overlay"], services: ServicesDep
-) -> RedirectResponse:
-    """The mask or overlay PNG of a finished job."""
+def get_result_file(request: Request, job_id: str, kind: Literal["mask", "overlay"], services: ServicesDep) -> Response:
+    """The mask or overlay image of a finished job (a redirect, or its link as JSON)."""
     add_job_ids(request, [job_id] if is_id(job_id) else [])
     item = _job(services, job_id)
     key = item.get(f"{kind}_key")
     if not key:
         raise ApiProblem(404, f"no_{kind}", f"job {job_id} has no {kind} (status {item['status']})")
-    url = services.presigner.generate_presigned_url(
-        "get_object", Params={"Bucket": services.settings.bucket, "Key": key}, ExpiresIn=RESULT_URL_EXPIRY_S
-    )
-    return RedirectResponse(url, status_code=307)
+    return presigned_get(request, services, key)
