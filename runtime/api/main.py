@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from runtime.api import problems, reqlog
+from runtime.api import console, problems, reqlog
 from runtime.api.deps import require_api_key
 from runtime.api.routers import batches, exports, images, jobs, limits, meta, uploads
 from runtime.api.services import Services, build_services
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, *, s3: Any = None, dynamodb: An
     ):
         app.include_router(router, dependencies=auth)
     app.include_router(meta.health_router)
+    app.include_router(console.router)  # the web console at /: static files, no key needed to load them
     app.add_middleware(reqlog.RequestLogMiddleware)
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     return app
