@@ -9,7 +9,7 @@ export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: install dev test test-fast lint format synth bench clean
+.PHONY: install browser dev test test-fast lint format synth bench clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,24 @@ $(NODE_STAMP): package.json package-lock.json
 
 install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and node_modules from the pinned files
 
+# Headless Chromium for the web console's browser tests (tests/browser): Debian's package, driven by Playwright
+# (pinned in requirements-dev.txt) through its executable path, so nothing is downloaded but the package. Installed
+# when missing and we are root; otherwise the browser tests skip and say why (and fail under CI=true).
+BROWSER_PACKAGES := chromium fonts-dejavu-core
+browser:  ## install the system Chromium for the browser tests when it is missing (needs root and apt-get)
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $(BROWSER_PACKAGES) (Debian packages) for the browser tests ..."; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; } || \
+	  echo "warning: could not install chromium: the browser tests will skip (and fail under CI=true)"; \
+	else echo "note: chromium is missing and cannot be installed here (needs root and apt-get):" \
+	  "the browser tests will skip (and fail under CI=true)"; fi
+
 dev: install  ## run the whole pipeline locally (moto server, API, pipe and scheduler emulators)
 	$(BIN)/python -m local.dev
 
-test: install lint  ## lint, then every test (unit, API, worker, CDK, end-to-end)
+test: install lint browser  ## lint, then every test (unit, API, worker, CDK, end-to-end, browser)
 	$(BIN)/python -m pytest
 
 test-fast: install  ## everything but the slow tests

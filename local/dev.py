@@ -281,6 +281,7 @@ def banner(stack: LocalStack, state_path: Path, photo: Path) -> str:
     return f"""
 segscale is running locally.
 
+  console    {url}/   (open it in a browser and paste the API key)
   API        {url}   (docs: {url}/docs)
   API key    {key}
   state      {state_path}   (endpoint, key, bucket, table, queue as JSON)

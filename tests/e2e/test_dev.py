@@ -30,6 +30,10 @@ def test_make_dev_curl_example_then_clean_stop(tmp_path: Path) -> None:
         info = json.loads((state / "dev.json").read_text())
         printed = (tmp_path / "dev.out").read_text()
         assert info["api_key"] in printed and f"curl -s -F file=@{state / 'sample.jpg'}" in printed
+        # The web console's URL is printed, and it serves the page (no key needed to load it).
+        assert f"console    {info['endpoint']}/ " in printed
+        page = httpx.get(info["endpoint"] + "/", timeout=10)
+        assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
 
         # The curl example: multipart upload of the sample portrait, then the job's status URL.
         headers = {"X-Api-Key": info["api_key"]}
