@@ -73,7 +73,7 @@ def _default_policy(role: IRole) -> IConstruct:
 
 # Which S3 prefixes each container's grant covers (stacks/constructs/grants.py).
 OBJECT_PREFIXES: dict[str, tuple[str, ...]] = {
-    "api": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX),
+    "api": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX, keys.REPORTS_PREFIX),
     "worker": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX),
     "results": (keys.RESULTS_PREFIX, keys.REPORTS_PREFIX),
 }
