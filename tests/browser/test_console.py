@@ -111,13 +111,21 @@ def test_upload_watch_inspect_and_export(console: Watched, stack: LocalStack, ph
     page = console.page
     enter_key(page, stack.api_key)
     expect(page.locator("#model option:checked")).to_have_attribute("value", "person")
-    page.locator("#file-input").set_input_files(list(photos.values()))
+    # The photos through the file picker, then the hostile file dropped onto the page.
+    page.locator("#file-input").set_input_files([p for name, p in photos.items() if name != HOSTILE_NAME])
+    hostile_bytes = photos[HOSTILE_NAME].read_bytes()
+    dropped = page.evaluate_handle(
+        "([name, text]) => { const dt = new DataTransfer();"
+        " dt.items.add(new File([text], name, {type: 'image/jpeg'})); return dt; }",
+        [HOSTILE_NAME, hostile_bytes.decode()],
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
 
     # The hostile file: refused with the API's own words, its name shown as text, nothing injected.
     rejected = page.locator(".file.rejected")
     expect(rejected).to_have_count(1)
     expect(rejected.locator(".name")).to_have_text(HOSTILE_NAME)
-    expect(rejected.locator(".reason")).to_have_text(api_reason(stack, HOSTILE_NAME, photos[HOSTILE_NAME].read_bytes()))
+    expect(rejected.locator(".reason")).to_have_text(api_reason(stack, HOSTILE_NAME, hostile_bytes))
     assert page.locator('img[src="x"]').count() == 0 and console.dialogs == []
 
     # The five photos: live progress until all succeeded, each with its overlay and measurements in the gallery.
@@ -204,7 +212,9 @@ def test_the_policy_holds_in_the_browser(console: Watched, stack: LocalStack) ->
 
 
 @pytest.mark.parametrize("console", [{"viewport": {"width": 375, "height": 740}, "is_mobile": True}], indirect=True)
-def test_phone_width_and_keyboard_only(console: Watched, stack: LocalStack, photos: dict[str, Path]) -> None:
+def test_phone_width_keyboard_only_and_a_folder(
+    console: Watched, stack: LocalStack, photos: dict[str, Path], tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     page = console.page
@@ -216,7 +226,15 @@ def test_phone_width_and_keyboard_only(console: Watched, stack: LocalStack, phot
     page.reload()  # the key is kept for this tab (sessionStorage): no need to type it again
     expect(page.locator("#key-status")).to_contain_text("Key accepted")
 
-    page.locator("#file-input").set_input_files([photos["astronaut.png"]])
+    # A folder: only its images are sent (not the notes, not the hidden file).
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "astronaut.png").write_bytes(photos["astronaut.png"].read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.jpg").write_bytes(photos["rocket.jpg"].read_bytes())
+    page.locator("#folder-input").set_input_files(folder)
+    expect(page.locator("#export-status")).to_contain_text("2 file(s) of the folder skipped")
+    expect(page.locator(".file .name")).to_have_text(["astronaut.png"])
     expect(page.locator("#batch-counts")).to_contain_text("1 of 1 finished: 1 succeeded", timeout=FINISH_TIMEOUT_MS)
     card = page.locator("#gallery .card")
     card.focus()

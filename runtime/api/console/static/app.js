@@ -292,7 +292,9 @@
       return;
     }
     if (!state.batchId) startBatch();
-    if (skipped) setStatus(ui.exportStatus, `${skipped} file(s) in the folder are not images and were skipped.`);
+    if (skipped) {
+      setStatus(ui.exportStatus, `${skipped} file(s) of the folder skipped: not images by their names, or hidden.`);
+    }
     for (const { file } of chosen) {
       const item = newItem(file);
       const refusal = localRefusal(file);
