@@ -144,3 +144,15 @@ def test_report_link_once_the_results_task_wrote_it(api: TestClient, api_setting
     assert page.status_code == 200 and "a.jpg" in page.text and "<html" in page.text
     redirect = api.get(f"/v1/batches/{batch_id}/report", follow_redirects=False)
     assert redirect.status_code == 307 and httpx.get(redirect.headers["location"]).text == page.text
+
+
+def test_openapi_documents_both_answers_of_the_link_routes(api: TestClient) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+    for path in ("/v1/jobs/{job_id}/{kind}", "/v1/batches/{batch_id}/report"):
+        responses = paths[path]["get"]["responses"]
+        assert "content" not in responses["307"] or not responses["307"]["content"]
+        schema = responses["200"]["content"]["application/json"]["schema"]
+        assert {"url", "expires_in_s", "content_type"} <= set(schema["properties"])
+    csv_answers = paths["/v1/batches/{batch_id}/jobs.csv"]["get"]["responses"]
+    assert "text/csv" in csv_answers["200"]["content"]
+    assert set(csv_answers["404"]["content"]) == {"application/problem+json"}

@@ -14,7 +14,7 @@ from itertools import chain
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from runtime.api.deps import ServicesDep, add_job_ids
 from runtime.api.links import link_responses, presigned_get
@@ -45,7 +45,7 @@ def _csv_chunks(jobs: Iterator[dict[str, Any]], row_format: RowFormat) -> Iterat
     "/v1/batches/{batch_id}/jobs.csv",
     response_class=StreamingResponse,
     responses={200: {"description": "one row per job (docs/results.md columns)", "content": {"text/csv": {}}}}
-    | problem_responses(401, 404, 503),
+    | problem_responses(401, 404, 422, 503),
 )
 def batch_csv(request: Request, batch_id: str, services: ServicesDep) -> StreamingResponse:
     """Every job of the batch as CSV, in upload order: the results task's export columns, streamed."""
@@ -67,8 +67,8 @@ def batch_csv(request: Request, batch_id: str, services: ServicesDep) -> Streami
 @router.get(
     "/v1/batches/{batch_id}/report",
     status_code=307,
-    response_model=None,
-    responses=link_responses("HTML report") | problem_responses(401, 404, 503),
+    response_class=RedirectResponse,  # what the docs show; with Accept: application/json it is a JSONResponse
+    responses=link_responses("HTML report") | problem_responses(401, 404, 422, 503),
 )
 def batch_report(request: Request, batch_id: str, services: ServicesDep) -> Response:
     """The batch's HTML report, once the results task has written it (``report --batch``)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from runtime.api.deps import ServicesDep, add_job_ids
 from runtime.api.links import link_responses, presigned_get
@@ -34,7 +34,7 @@ def get_job(request: Request, job_id: str, services: ServicesDep) -> JobView:
 @router.get(
     "/v1/jobs/{job_id}/{kind}",
     status_code=307,
-    response_model=None,
+    response_class=RedirectResponse,  # what the docs show; with Accept: application/json it is a JSONResponse
     responses=link_responses("mask or overlay") | problem_responses(401, 404, 422, 503),
 )
 def get_result_file(request: Request, job_id: str, kind: Literal["mask", "overlay"], services: ServicesDep) -> Response:
