@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import socket
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+
+from runtime.common import logs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PR_SET_PDEATHSIG = 1
@@ -103,7 +104,7 @@ def http_ok(url: str) -> bool:
 
 
 def log_event(stream: IO[str] | None, event: str, **fields: Any) -> None:
-    """One JSON line per event, so the local stack's output can be grepped and parsed like CloudWatch logs."""
+    """One JSON line per event, in the containers' log format (runtime/common/logs.py), plus ``event``."""
     out = stream if stream is not None else sys.stdout
-    out.write(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str) + "\n")
+    out.write(logs.line("segscale.local", event, event=event, **fields) + "\n")
     out.flush()

@@ -17,6 +17,7 @@ from runtime.api import console, problems, reqlog
 from runtime.api.deps import require_api_key
 from runtime.api.routers import batches, exports, images, jobs, limits, meta, uploads
 from runtime.api.services import Services, build_services
+from runtime.common import logs
 from runtime.common.settings import Settings, get_settings
 
 API_VERSION = "1.0.0"
@@ -37,7 +38,7 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None, *, s3: Any = None, dynamodb: Any = None, sqs: Any = None) -> FastAPI:
     settings = settings or get_settings()
-    reqlog.configure(settings.log_level)
+    logs.configure(settings.log_level)
     services: Services = build_services(settings, s3=s3, dynamodb=dynamodb, sqs=sqs)
 
     @asynccontextmanager

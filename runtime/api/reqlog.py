@@ -1,47 +1,19 @@
-"""Structured JSON logs: one line per request (request id, method, path, status, ms, job ids), never bodies.
+"""One log line per request (request id, method, path, status, ms, job ids), never bodies; the JSON format is
+runtime/common/logs.py's, like every other process's.
 
 A pure ASGI middleware (not ``BaseHTTPMiddleware``) so request bodies keep streaming to the route untouched.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 import time
 import uuid
 from typing import Any
 
 log = logging.getLogger("segscale.api.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        doc.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
-
-
-def configure(level: str) -> None:
-    """JSON lines on stdout for the ``segscale`` loggers (CloudWatch Logs picks them up as they are)."""
-    root = logging.getLogger("segscale")
-    if not any(getattr(h, "_segscale", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonFormatter())
-        handler._segscale = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-        root.propagate = False
-    root.setLevel(level.upper())
 
 
 def _request_id(scope: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -16,7 +17,10 @@ from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.common import logs
 from runtime.common.settings import Settings, get_settings
+
+log = logging.getLogger("runtime.results")
 
 
 def parse_time_ms(text: str) -> int:
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
+        logs.configure(settings.log_level)
         if args.command == "export":
             result, stream = _export(args, settings)
         elif args.command == "report":
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             result = reconcile_once(settings, max_jobs=args.max_jobs, max_scan=args.max_scan).to_dict()
             stream = sys.stdout
     except (ValueError, LookupError, OSError, BotoCoreError, ClientError) as exc:
-        print(f"{args.command}: {exc}", file=sys.stderr)
+        log.error("%s: %s", args.command, exc)
         return 1
     print(json.dumps(result, sort_keys=True), file=stream)
     return 0

@@ -14,17 +14,14 @@ import sys
 import threading
 from types import FrameType
 
+from runtime.common import logs
 from runtime.common.messages import BadMessage, decode
 from runtime.common.settings import JOB_BATCH_ENV, Settings
 
 
 def main() -> int:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,  # stdout carries the EMF metric documents only
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(settings.log_level)  # JSON lines on stderr: stdout carries the EMF metric documents only
     log = logging.getLogger("runtime.worker")
     stop = threading.Event()
 

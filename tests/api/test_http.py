@@ -16,7 +16,7 @@ import pytest
 
 from local.resources import create_resources
 from runtime.api.main import create_app
-from runtime.api.reqlog import JsonFormatter
+from runtime.common.logs import JsonLines as JsonFormatter
 from runtime.common.settings import Settings
 from tests.api.helpers import API_KEY, AUTH, ThreadedUvicorn, image_bytes, post_images
 
