@@ -73,6 +73,7 @@ class OnnxProcessor:
     def __init__(self, card: ModelCard, model_path: Path, *, threads: int | None = None) -> None:
         import onnxruntime as ort
 
+        ort.disable_telemetry_events()  # no usage events from our tasks (the image keeps its store unwritable too)
         if card.input is None or card.output is None:  # guaranteed by the card validator
             raise ModelError(f"model {card.name!r}: card has no input/output section")
         self.card = card

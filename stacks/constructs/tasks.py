@@ -16,7 +16,6 @@ from stacks.config import DeployConfig
 from stacks.constructs.network import retention
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
-_ALWAYS_EXCLUDED = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
 # Each image's build context is runtime/; leaving out the other services keeps one service's edit from
 # changing (and rebuilding) every image.
 EXCLUDES: dict[str, list[str]] = {
@@ -40,9 +39,15 @@ def image_asset(
     )
 
 
+def common_excludes() -> list[str]:
+    """What no build context needs: ``runtime/.dockerignore``, which ``docker build`` reads as well as CDK."""
+    lines = (RUNTIME_DIR / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def asset_excludes(service: str) -> list[str]:
     """What ``service``'s image build context leaves out (caches, other services, weights it does not use)."""
-    return [*_ALWAYS_EXCLUDED, *EXCLUDES[service]]
+    return [*common_excludes(), *EXCLUDES[service]]
 
 
 def runtime_environment(

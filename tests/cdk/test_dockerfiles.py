@@ -19,7 +19,7 @@ pytestmark = pytest.mark.cdk
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 RUNTIME = ROOT / "runtime"
-DOCKERFILES = sorted(RUNTIME.glob("*/Dockerfile*"))
+DOCKERFILES = sorted(p for p in RUNTIME.glob("*/Dockerfile*") if p.suffix != ".dockerignore")
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
@@ -75,7 +75,7 @@ def test_asset_excludes_keep_what_the_dockerfile_copies(service: str) -> None:
         for source in _copied_sources(dockerfile):
             for file in [RUNTIME / source] if (RUNTIME / source).is_file() else (RUNTIME / source).rglob("*"):
                 rel = str(file.relative_to(RUNTIME))
-                if file.is_file() and not file.name.endswith((".pyc", ".onnx")):
+                if file.is_file() and not file.name.endswith((".pyc", ".onnx", ".dockerignore")):
                     assert not any(
                         fnmatch.fnmatch(rel, pattern) or rel.startswith(pattern.rstrip("/") + "/")
                         for pattern in excludes
