@@ -14,12 +14,26 @@ from local.resources import LocalResources, create_resources
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
+from tests.contract import recording
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("CDK_DISABLE_CLI_TELEMETRY", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record every AWS call the containers' code makes in this run, for the least-privilege contract test."""
+    recording.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    recording.finish()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    recording.contract_tests_last(items)
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,20 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from runtime.common import awscalls
 from runtime.common.settings import Settings
 
 _CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32)
 
+if awscalls.enabled():  # only under the contract tests (SEGSCALE_AWS_CALL_LOG); never set in AWS
+    awscalls.install()
+
 
 def client(service: str, settings: Settings) -> Any:
+    awscalls.note_settings(settings)
     return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url, config=_CONFIG)
 
 
 def resource(service: str, settings: Settings) -> Any:
+    awscalls.note_settings(settings)
     return boto3.resource(service, region_name=settings.region, endpoint_url=settings.endpoint_url, config=_CONFIG)

@@ -107,17 +107,19 @@ def synthesize(outdir: Path, overrides: dict[str, Any]) -> Synth:
 SynthFn = Callable[[str], Synth]
 
 
+_SYNTHESIZED: dict[str, Synth] = {}  # per process: the CDK and the contract tests share one synthesis per variant
+
+
+def synthesized(variant: str, tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    if variant not in _SYNTHESIZED:
+        _SYNTHESIZED[variant] = synthesize(tmp_path_factory.mktemp(f"cdk-{variant}"), VARIANTS[variant])
+    return _SYNTHESIZED[variant]
+
+
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> SynthFn:
     """``synth("dev")``: the variant's synthesis, done at most once per session."""
-    cache: dict[str, Synth] = {}
-
-    def get(variant: str) -> Synth:
-        if variant not in cache:
-            cache[variant] = synthesize(tmp_path_factory.mktemp(f"cdk-{variant}"), VARIANTS[variant])
-        return cache[variant]
-
-    return get
+    return lambda variant: synthesized(variant, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
