@@ -1,8 +1,10 @@
 """Least-privilege grants per container: each role gets only the S3 prefixes and the API calls its code makes.
 
 Written as explicit statements rather than CDK's ``grant_read``/``grant_read_write`` helpers, which add
-wildcard actions (``s3:GetObject*``, ``s3:List*``, ``s3:DeleteObject*``) and ``index/*``. If runtime code starts
-making a new call (say ``delete_item``), add the action here; AWS answers AccessDenied until then.
+wildcard actions (``s3:GetObject*``, ``s3:List*``, ``s3:DeleteObject*``) and ``index/*``. The contract test
+(tests/contract) records every AWS call the containers make in the test run and evaluates it against these
+statements as synthesized: a new call without its grant fails ``make test`` with the statement to add here, and a
+grant no call needs is reported.
 """
 
 from __future__ import annotations
@@ -13,20 +15,29 @@ from aws_cdk import Aws
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 
 from runtime.common import keys, schema
 
-# The JobStore's calls: get_item, batch_get_item, put_item, update_item (all conditional), query on both indexes.
-TABLE_ACTIONS = [
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:Query",
-    "dynamodb:DescribeTable",
-]
+# The job table actions of each container: the JobStore methods its code calls (tests/contract proves each is
+# needed by a recorded call and that none is missing). Conditional writes need no ConditionCheckItem; nobody scans.
+API_TABLE_ACTIONS = (
+    "dynamodb:GetItem",  # a job, an idempotency record
+    "dynamodb:PutItem",  # create, put_idempotency
+    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued
+    "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch
+    "dynamodb:Query",  # a batch's page and counts (by_batch)
+)
+WORKER_TABLE_ACTIONS = (
+    "dynamodb:GetItem",  # why a job was skipped
+    "dynamodb:BatchGetItem",  # which released jobs to re-enqueue
+    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued
+)
+RESULTS_TABLE_ACTIONS = (
+    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent
+    "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status)
+)
 
 
 @dataclass(frozen=True)
@@ -47,15 +58,19 @@ def _s3(role: iam.IGrantable, r: AppResources, actions: list[str], *prefixes: st
     iam.Grant.add_to_principal(grantee=role, actions=actions, resource_arns=[_objects(r, p) for p in prefixes])
 
 
-def _table(role: iam.IGrantable, r: AppResources) -> None:
-    arns = [r.table.table_arn] + [f"{r.table.table_arn}/index/{g['name']}" for g in schema.GLOBAL_SECONDARY_INDEXES]
-    iam.Grant.add_to_principal(grantee=role, actions=TABLE_ACTIONS, resource_arns=arns)
+def _table(role: iam.IGrantable, r: AppResources, actions: tuple[str, ...], *indexes: str) -> None:
+    """Item actions on the table; Query also on the named indexes (a Query names its index, not the table)."""
+    item_actions = [a for a in actions if a != "dynamodb:Query"]
+    arns = [r.table.table_arn]
+    if "dynamodb:Query" in actions:
+        index_arns = [f"{r.table.table_arn}/index/{name}" for name in indexes]
+        iam.Grant.add_to_principal(grantee=role, actions=["dynamodb:Query"], resource_arns=index_arns)
+    if item_actions:
+        iam.Grant.add_to_principal(grantee=role, actions=item_actions, resource_arns=arns)
 
 
-def _send(role: iam.IGrantable, r: AppResources) -> None:
-    iam.Grant.add_to_principal(
-        grantee=role, actions=["sqs:SendMessage", "sqs:GetQueueAttributes"], resource_arns=[r.queue.queue_arn]
-    )
+def _send(role: iam.IGrantable, r: AppResources, *extra: str) -> None:
+    iam.Grant.add_to_principal(grantee=role, actions=["sqs:SendMessage", *extra], resource_arns=[r.queue.queue_arn])
 
 
 def models_object_arn(bucket: str, prefix: str) -> str:
@@ -89,7 +104,7 @@ def grant_api(role: iam.IGrantable, r: AppResources) -> None:
         resource_arns=[r.bucket.bucket_arn],
         conditions={"StringLike": {"s3:prefix": [f"{keys.REPORTS_PREFIX}*"]}},
     )
-    _table(role, r)
+    _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX)
     _send(role, r)
 
 
@@ -97,13 +112,21 @@ def grant_worker(role: iam.IGrantable, r: AppResources) -> None:
     """Reads uploads, writes masks and overlays, updates jobs, re-enqueues jobs it releases on SIGTERM."""
     _s3(role, r, ["s3:GetObject"], keys.UPLOADS_PREFIX)
     _s3(role, r, ["s3:PutObject"], keys.RESULTS_PREFIX)
-    _table(role, r)
+    _table(role, r, WORKER_TABLE_ACTIONS)
     _send(role, r)
 
 
 def grant_results(role: iam.IGrantable, r: AppResources) -> None:
-    """Reads overlays for reports, writes reports (multipart for big exports), re-drives stuck jobs."""
+    """Reads overlays for reports, writes reports (multipart for big exports), re-drives stuck jobs (and reads
+    the queue's depth to tell a backlog from a lost message)."""
     _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX)
     _s3(role, r, ["s3:PutObject", "s3:AbortMultipartUpload"], keys.REPORTS_PREFIX)
-    _table(role, r)
-    _send(role, r)
+    _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX)
+    _send(role, r, "sqs:GetQueueAttributes")
+
+
+def grant_secret_value(role: iam.IGrantable, secret: secretsmanager.ISecret) -> None:
+    """Read one secret's value: ``GetSecretValue`` only (``grant_read`` adds ``DescribeSecret``: no code calls it)."""
+    iam.Grant.add_to_principal(
+        grantee=role, actions=["secretsmanager:GetSecretValue"], resource_arns=[secret.secret_arn]
+    )

@@ -18,9 +18,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from runtime.common.settings import env_name
+from stacks.assets import RUNTIME_DIR, asset_excludes
 from stacks.config import DeployConfig
-from stacks.constructs.grants import AppResources, grant_api, grant_models
-from stacks.constructs.tasks import RUNTIME_DIR, asset_excludes, log_group
+from stacks.constructs.grants import AppResources, grant_api, grant_models, grant_secret_value
+from stacks.constructs.tasks import log_group
 
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 HANDLER = "runtime.api.lambda_handler.handler"
@@ -85,7 +86,7 @@ class LambdaApi(Construct):
             description="segscale API (FastAPI through Mangum)",
         )
         grant_api(self.function, resources)
-        api_key.grant_read(self.function)
+        grant_secret_value(self.function, api_key)
         grant_models(self.function, config.models_location)
         # Auth is the API's own X-Api-Key check, as on the ALB.
         self.function_url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.NONE)
