@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -12,17 +10,9 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from runtime.common.settings import env_name
+from stacks.assets import RUNTIME_DIR, asset_excludes
 from stacks.config import DeployConfig
 from stacks.constructs.network import retention
-
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
-# Each image's build context is runtime/; leaving out the other services keeps one service's edit from
-# changing (and rebuilding) every image.
-EXCLUDES: dict[str, list[str]] = {
-    "api": ["worker", "models/**/*.onnx"],  # results: the API serves a batch's CSV with the export's code
-    "worker": ["api", "results"],
-    "results": ["api", "worker", "models/**/*.onnx"],
-}
 
 
 def image_asset(
@@ -37,17 +27,6 @@ def image_asset(
         exclude=asset_excludes(service),
         platform=ecr_assets.Platform.LINUX_AMD64,
     )
-
-
-def common_excludes() -> list[str]:
-    """What no build context needs: ``runtime/.dockerignore``, which ``docker build`` reads as well as CDK."""
-    lines = (RUNTIME_DIR / ".dockerignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def asset_excludes(service: str) -> list[str]:
-    """What ``service``'s image build context leaves out (caches, other services, weights it does not use)."""
-    return [*common_excludes(), *EXCLUDES[service]]
 
 
 def runtime_environment(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.constructs import tasks
+from stacks import assets
 from tests.cdk.conftest import ROOT
 
 pytestmark = pytest.mark.cdk
@@ -68,9 +68,9 @@ def _copied_sources(path: Path) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("service", sorted(tasks.EXCLUDES))
+@pytest.mark.parametrize("service", sorted(assets.EXCLUDES))
 def test_asset_excludes_keep_what_the_dockerfile_copies(service: str) -> None:
-    excludes = tasks.asset_excludes(service)
+    excludes = assets.asset_excludes(service)
     for dockerfile in RUNTIME.glob(f"{service}/Dockerfile*"):
         for source in _copied_sources(dockerfile):
             for file in [RUNTIME / source] if (RUNTIME / source).is_file() else (RUNTIME / source).rglob("*"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.constructs import tasks
+from stacks import assets
 from tests.images.images import (
     AMAZON_LINUX_2_PYTHON_311,
     BASES,
@@ -73,7 +73,7 @@ def _ignore_lines(path: Path) -> list[str]:
 
 def test_dockerignore_is_the_cdk_common_excludes() -> None:
     """CDK reads runtime/.dockerignore and adds each service's excludes; a plain docker build reads the same file."""
-    assert tasks.common_excludes() == _ignore_lines(RUNTIME / ".dockerignore")
+    assert assets.common_excludes() == _ignore_lines(RUNTIME / ".dockerignore")
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=ids)
@@ -81,7 +81,7 @@ def test_dockerfile_ignore_matches_the_asset(image: Image) -> None:
     """``<Dockerfile>.dockerignore`` (what BuildKit uses for that Dockerfile) leaves out what the CDK asset does."""
     own = image.dockerfile.with_name(image.dockerfile.name + ".dockerignore")
     assert own.is_file(), f"add {own.relative_to(ROOT)}"
-    assert sorted(_ignore_lines(own)) == sorted(tasks.asset_excludes(image.service))
+    assert sorted(_ignore_lines(own)) == sorted(assets.asset_excludes(image.service))
 
 
 # --- wheels for each base image (PyPI) -------------------------------------------------------------------------
