@@ -9,7 +9,7 @@ export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: install browser dev test test-fast lint format synth bench clean
+.PHONY: install browser dev test test-fast lint format synth bench images clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ synth: install  ## synthesize the CloudFormation templates into cdk.out/ (no AWS
 bench: install  ## run the benchmarks, write bench/results/latest.{json,md}, print the table, regenerate docs/cost.md
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.cost --write docs/cost.md
+
+images: install  ## optional: build the API, worker and results images with buildah and run each on a read-only root (docs/deploy.md)
+	$(BIN)/python -m tools.images
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .segscale .pytest_cache .ruff_cache
