@@ -36,6 +36,7 @@ STORAGE = ["--storage-driver", "vfs"]
 BASE = "python:3.11.7-slim-bookworm"
 BASE_PACKAGES = "python3,python3-venv,python3-pip,python-is-python3,ca-certificates,passwd,findutils"
 SERVICES = ("worker", "results", "api")
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,11 @@ def build(service: str) -> Built:
     dockerfile = RUNTIME / service / "Dockerfile"
     tag = f"localhost/segscale-{service}:local"
     started = time.monotonic()
+    # This machine's CA bundle, for the build only (a TLS-inspecting proxy may sit between pip and PyPI); the image
+    # keeps its own certificates.
+    certs = ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"] if Path(HOST_CA_BUNDLE).is_file() else []
     buildah(
-        "bud", "--isolation", "chroot", "--pull=never", "--layers=false",
+        "bud", "--isolation", "chroot", "--pull=never", "--layers=false", *certs,
         "--ignorefile", str(dockerfile.with_name("Dockerfile.dockerignore")),
         "-f", str(dockerfile), "-t", tag, str(RUNTIME),
         capture=False,
