@@ -26,7 +26,8 @@ from typing import IO, Any
 
 KEYS = ("time", "level", "logger", "message")
 ID_KEYS = ("request_id", "job_id", "batch_id")
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# color_message: uvicorn's terminal-coloured copy of the message.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 _bound: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("segscale_log_ids", default=None)
 
 
