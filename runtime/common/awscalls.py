@@ -7,11 +7,12 @@ becomes one JSON line in that file, with the container whose code made it, the o
 name its resource. The contract test turns those lines into IAM requests and evaluates them against the roles CDK
 synthesizes. Off (the default, and always in AWS), nothing is installed and nothing is written.
 
-Which container made a call is read from the Python stack: the innermost frame in ``runtime.<service>`` (api,
-worker, results). Calls made only by shared code, the local emulators or test code are the test harness's and are
-not written. Which deployed resource a name stands for is resolved later from the ``Settings`` each process noted
-(``note_settings``): the bucket, table or queue a call names is the value of one setting, and CDK sets that same
-setting on the container.
+Which container made a call is read from the Python stack: the outermost frame in ``runtime.<service>`` (api,
+worker, results), the entry point's package even when it runs another package's code. Calls made only by shared
+code, the local emulators or test code are the test harness's and are not written. Which deployed resource a name
+stands for comes from the ``Settings`` on the call's stack (``note_settings`` writes each configuration once):
+the bucket, table or queue a call names is the value of one setting, and CDK sets that same setting on the
+container.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _settings_near(frame: Any, settings_type: type) -> Iterator[Any]:
 
 
 def scan_stack() -> tuple[str | None, list[Any]]:
-    """The container whose code is running (the innermost ``runtime.<container>`` frame) and the settings on
+    """The container whose code is running (the outermost ``runtime.<container>`` frame) and the settings on
     the stack: the resource names a call uses come from them, even when a test built the client itself."""
     from runtime.common.settings import Settings
 
@@ -90,8 +91,8 @@ def scan_stack() -> tuple[str | None, list[Any]]:
         module = frame.f_globals.get("__name__", "")
         if module.startswith("runtime."):
             part = module.split(".")[1]
-            if container is None and part in CONTAINERS:
-                container = part
+            if part in CONTAINERS:
+                container = part  # the outermost wins: the API runs the results export's code for a batch's CSV
             settings.update((id(found), found) for found in _settings_near(frame, Settings))
         frame = frame.f_back  # type: ignore[assignment]
     return container, list(settings.values())

@@ -66,6 +66,17 @@ def test_calls_without_a_configuration_on_their_stack_are_not_guessed(log: Path,
     assert [n.target for n in needs(call, rec)] == [None]
 
 
+def test_the_entry_points_container_owns_the_call(log: Path, settings: Settings) -> None:
+    """The API serves a batch's CSV with the results export's code: its calls are the API's."""
+    results: dict[str, Any] = {"__name__": "runtime.results.probe", "client": client}
+    exec("def export(settings):\n    client('s3', settings).list_objects_v2(Bucket=settings.bucket)\n", results)
+    api: dict[str, Any] = {"__name__": "runtime.api.probe", "export": results["export"]}
+    exec("def route(settings):\n    export(settings)\n", api)
+    api["route"](settings)
+    (call,) = Recording.load([log]).calls
+    assert call.container == "api"
+
+
 def test_nothing_is_recorded_when_off(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(awscalls.LOG_ENV, raising=False)
     worker_touch(settings, "results/b/mask.png")
