@@ -506,6 +506,28 @@ class JobStore:
                 return
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
+    def count_status(self, status: JobStatus, *, updated_to: int, cap: int = 10_000) -> int:
+        """How many jobs are in ``status`` with ``updated_at <= updated_to``, counted up to ``cap`` (then ``cap``).
+
+        A COUNT query on the status index: no items cross the network, and ``cap`` bounds the pages read.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": schema.BY_STATUS_INDEX,
+            "KeyConditionExpression": "#status = :s AND updated_at <= :b",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":s": {"S": str(status)}, ":b": {"N": str(updated_to)}},
+            "Select": "COUNT",
+        }
+        count = 0
+        while count < cap:
+            out = self.client.query(**kwargs)
+            count += int(out.get("Count", 0))
+            if not out.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return min(count, cap)
+
     def batch_counts(self, batch_id: str) -> dict[str, int]:
         counts = {str(s): 0 for s in JobStatus}
         cursor: dict[str, Any] | None = None
