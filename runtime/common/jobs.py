@@ -242,8 +242,21 @@ class JobStore:
         return found
 
     # --- transitions ---------------------------------------------------------------------------------
-    def submit_uploaded(self, job_id: str, *, size_bytes: int, image_format: str, width: int, height: int) -> bool:
-        """AWAITING_UPLOAD -> QUEUED once the API has checked the presigned upload."""
+    def submit_uploaded(
+        self,
+        job_id: str,
+        *,
+        size_bytes: int,
+        image_format: str,
+        width: int,
+        height: int,
+        input_etag: str | None = None,
+    ) -> bool:
+        """AWAITING_UPLOAD -> QUEUED once the API has checked the presigned upload.
+
+        ``input_etag`` pins the object that was checked: the worker reads with ``IfMatch``, so an object replaced
+        through a still-valid presigned URL fails the job instead of being processed unchecked.
+        """
         return (
             self._update(
                 job_id,
@@ -254,6 +267,7 @@ class JobStore:
                     "image_format": image_format,
                     "width": width,
                     "height": height,
+                    "input_etag": input_etag,
                 },
                 "#status = :expected",
                 {":expected": "AWAITING_UPLOAD"},

@@ -11,6 +11,7 @@ import json
 import uuid
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -113,3 +114,10 @@ class ThreadedUvicorn:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def presigned_post(job: dict[str, Any], data: bytes) -> httpx.Response:
+    """What a client does with one job of ``POST /v1/uploads``: a form POST of its fields, then the file."""
+    return httpx.post(
+        job["upload_url"], data=job["fields"], files={"file": ("upload", data, "application/octet-stream")}
+    )
