@@ -64,7 +64,8 @@ class RowWriter:
         self.fmt = fmt
         self.stream = stream
         if fmt == "csv":
-            self.csv = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\n")  # type: ignore[arg-type]
+            # RFC 4180 line ends: with them the writer also quotes a cell holding a bare CR, which "\n" would not.
+            self.csv = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\r\n")  # type: ignore[arg-type]
             self.csv.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
