@@ -52,14 +52,15 @@ class MonitoredResults:
     cluster: ecs.ICluster
 
 
-def results_metric(name: str, period: Duration, statistic: str = "Maximum") -> cw.Metric:
-    """A metric the results task emits (``runtime.results``) with the ``Service=results`` dimension."""
-    if metrics.SERVICE_OF.get(name) != metrics.RESULTS_SERVICE:
-        raise KeyError(f"{name!r} is not a metric the results task emits (runtime.common.metrics.SERVICE_OF)")
+def custom_metric(name: str, statistic: str = "Sum", period: Duration = PERIOD) -> cw.Metric:
+    """One of our EMF metrics, with the ``Service`` dimension of the service that emits it (``metrics.SERVICE_OF``)."""
+    service = metrics.SERVICE_OF.get(name)
+    if service is None:
+        raise KeyError(f"{name!r} is not a metric our code emits (runtime.common.metrics.SERVICE_OF)")
     return cw.Metric(
         namespace=metrics.NAMESPACE,
         metric_name=name,
-        dimensions_map={metrics.SERVICE_DIMENSION: metrics.RESULTS_SERVICE},
+        dimensions_map={metrics.SERVICE_DIMENSION: service},
         statistic=statistic,
         period=period,
     )
@@ -69,13 +70,7 @@ def worker_metric(name: str, statistic: str = "Sum") -> cw.Metric:
     """A metric the worker emits through ``runtime.common.metrics.emit`` with the ``Service=worker`` dimension."""
     if metrics.SERVICE_OF.get(name) != metrics.WORKER_SERVICE:
         raise KeyError(f"{name!r} is not a metric the worker emits (runtime.common.metrics.SERVICE_OF)")
-    return cw.Metric(
-        namespace=metrics.NAMESPACE,
-        metric_name=name,
-        dimensions_map={metrics.SERVICE_DIMENSION: metrics.WORKER_SERVICE},
-        statistic=statistic,
-        period=PERIOD,
-    )
+    return custom_metric(name, statistic)
 
 
 def pipe_metric(pipe_name: str, name: str) -> cw.Metric:
@@ -300,42 +295,48 @@ class Monitoring(Construct):
         """Alarms on what keeps every accepted job moving (D1): the reconcile schedule and what reconcile finds."""
         # One reconcile pass per interval emits one data point; two intervals always hold at least one.
         period = Duration.minutes(min(2 * config.reconcile_interval_minutes, 1440))
-        stuck = results_metric(metrics.JOBS_QUEUED_TOO_LONG, period)
+        stuck = custom_metric(metrics.JOBS_QUEUED_TOO_LONG, "Maximum", period)
         target_errors = results.schedule_group.metric_target_errors(period=PERIOD, statistic="Sum")
         dropped = results.schedule_group.metric_dropped(period=PERIOD, statistic="Sum")
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Jobs QUEUED longer than stuck_after_s (reconcile)", left=[stuck], width=12),
             cw.GraphWidget(title="Reconcile schedule: errors / dropped", left=[target_errors, dropped], width=12),
         )
+        failures = cw.MathExpression(
+            expression="errors + dropped",
+            using_metrics={"errors": target_errors, "dropped": dropped},
+            label="reconcile schedule failures",
+            period=PERIOD,
+        )
         return [
-            cw.Alarm(
-                self,
+            self._any_alarm(
                 "ReconcileScheduleFailures",
-                alarm_description="The reconcile schedule could not start the results task (RunTask failed or the "
-                "invocation was dropped): stuck jobs are not being re-driven",
-                metric=cw.MathExpression(
-                    expression="errors + dropped",
-                    using_metrics={"errors": target_errors, "dropped": dropped},
-                    label="reconcile schedule failures",
-                    period=PERIOD,
-                ),
-                threshold=0,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                "The reconcile schedule could not start the results task (RunTask failed or the invocation was "
+                "dropped): stuck jobs are not being re-driven",
+                failures,
+                above=0,
             ),
-            cw.Alarm(
-                self,
+            self._any_alarm(
                 "StuckJobs",
-                alarm_description=f"At least {config.alarm_stuck_jobs} job(s) waited in QUEUED longer than the "
-                "reconciler's stuck_after_s: workers are not picking jobs up",
-                metric=stuck,
-                threshold=config.alarm_stuck_jobs,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                f"At least {config.alarm_stuck_jobs} job(s) waited in QUEUED longer than the reconciler's "
+                "stuck_after_s: workers are not picking jobs up",
+                stuck,
+                above=config.alarm_stuck_jobs - 1,
             ),
         ]
+
+    def _any_alarm(self, construct_id: str, description: str, metric: cw.IMetric, *, above: float) -> cw.Alarm:
+        """An alarm on one period above ``above``; no data (nothing happened) is not a breach."""
+        return cw.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=above,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
 
     def _notify_results_task_failures(self, config: DeployConfig, results: MonitoredResults) -> events.Rule:
         """Every results task (reconcile, export, report) that stops with a non-zero exit or never starts is
