@@ -37,6 +37,13 @@ class JobStatus(StrEnum):
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 
+
+def is_crash_suspect(job: dict[str, Any]) -> bool:
+    """A worker vanished while processing this job before: process it alone, so if it is what kills workers,
+    no other job is in flight (and charged an attempt) when it does."""
+    return int(job.get("lost_leases", 0)) > 0
+
+
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 
@@ -419,20 +426,26 @@ class JobStore:
     def release(self, job_id: str, worker_id: str | None, reason: str) -> JobStatus | None:
         """RUNNING -> QUEUED (not yet re-enqueued), or FAILED when attempts are used up.
 
-        ``worker_id=None`` is the reconciler releasing an expired lease. Returns the new status, or None if
-        the job was not ours to release.
+        ``worker_id=None`` is the reconciler releasing an expired lease: the worker that held the job vanished
+        while processing it (a worker claims a job only when it starts processing it, so this attempt was the
+        job's own). That also counts in ``lost_leases``, which makes the next worker process the job on its own
+        (``is_crash_suspect``), so a job that crashes workers cannot take other jobs' attempts with it.
+        Returns the new status, or None if the job was not ours to release.
         """
         now = self.clock()
         if worker_id is None:
             owner_cond, owner_vals = "lease_expires_at < :now", {":now": now}
+            lost = {"lost_leases": 1}
         else:
             owner_cond, owner_vals = "lease_owner = :me", {":me": worker_id}
+            lost = None
         failed = self._update(
             job_id,
             {"status": "FAILED", "updated_at": now, "finished_at": now, "error_class": "gave_up"},
             f"#status = :running AND {owner_cond} AND attempts >= :max",
             {":running": "RUNNING", ":max": self.max_attempts, **owner_vals},
             remove=("lease_owner", "lease_expires_at"),
+            add=lost,
         )
         if failed is not None:
             attempts = failed.get("attempts", self.max_attempts)
@@ -449,6 +462,7 @@ class JobStore:
             f"#status = :running AND {owner_cond}",
             {":running": "RUNNING", **owner_vals},
             remove=("lease_owner", "lease_expires_at", "enqueued_at"),
+            add=lost,
         )
         return JobStatus.QUEUED if queued is not None else None
 

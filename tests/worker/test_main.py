@@ -43,7 +43,7 @@ def test_malformed_message_exits_zero(resources: LocalResources, models_dir: Pat
     assert proc.returncode == 0 and "job_ids must be" in proc.stderr
 
 
-def test_sigterm_mid_batch_releases_requeues_and_exits_zero(
+def test_sigterm_mid_batch_hands_the_rest_back_and_exits_zero(
     resources: LocalResources, settings: Settings, store: JobStore, models_dir: Path
 ) -> None:
     s3 = client("s3", settings)
@@ -93,4 +93,5 @@ def test_sigterm_mid_batch_releases_requeues_and_exits_zero(
     assert sent == set(back)
     processed = [d for d in emf_lines(out) if "ImagesProcessed" in d]
     assert len(processed) == len(done)
-    assert "releasing the rest" in err
+    assert "handing the rest back" in err
+    assert all(jobs[j]["attempts"] == 0 for j in back)  # never claimed: handing them back cost nothing
