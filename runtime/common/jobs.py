@@ -6,9 +6,14 @@ and still leave exactly one outcome (docs/architecture.md D7c). Times are epoch 
 State machine (the job state machine, docs/architecture.md)::
 
     AWAITING_UPLOAD --submit--> QUEUED --claim--> RUNNING --complete--> SUCCEEDED
-                                  ^                  |  \\--fail (permanent)--> FAILED
-                                  +---release / lease expired, attempts < max--+
-                                                     \\--attempts >= max--> FAILED
+                                  ^   |              |  \\--fail (permanent)--> FAILED
+                                  |   |              |
+                                  +---|--release / lease expired, attempts < max--+
+                                      |              \\--attempts >= max--> FAILED
+                                      \\--older than job_max_age_s (reconcile)--> FAILED (expired)
+
+A claim is an attempt: a worker claims a job only when it starts processing it (runtime/worker/batch.py), so
+only a job's own attempts can fail it.
 """
 
 from __future__ import annotations
@@ -312,7 +317,8 @@ class JobStore:
         )
 
     def claim(self, job_id: str, worker_id: str) -> dict[str, Any] | None:
-        """QUEUED -> RUNNING with a lease for ``worker_id``; None if someone else has it or it is done."""
+        """QUEUED -> RUNNING with a lease for ``worker_id``, counting an attempt; None if someone else has it or it
+        is done. Call it when processing starts, not before (a claim held idle would be charged like a real try)."""
         now = self.clock()
         return self._update(
             job_id,
@@ -534,27 +540,35 @@ class JobStore:
                 return
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
-    def count_status(self, status: JobStatus, *, updated_to: int, cap: int = 10_000) -> int:
-        """How many jobs are in ``status`` with ``updated_at <= updated_to``, counted up to ``cap`` (then ``cap``).
-
-        A COUNT query on the status index: no items cross the network, and ``cap`` bounds the pages read.
+    def count_status(
+        self, status: JobStatus, *, updated_to: int, updated_from: int | None = None, cap: int | None = 10_000
+    ) -> int:
+        """How many jobs are in ``status`` with ``updated_at`` in [``updated_from``, ``updated_to``] (no lower bound
+        when None), counted up to ``cap`` (then ``cap``; None: exactly). A terminal job's ``updated_at`` is the
+        moment it finished. A COUNT query on the status index: no items cross the network, and ``cap`` bounds the
+        pages read.
         """
+        if updated_from is None:
+            condition, values = "#status = :s AND updated_at <= :b", {":b": {"N": str(updated_to)}}
+        else:
+            condition = "#status = :s AND updated_at BETWEEN :a AND :b"
+            values = {":a": {"N": str(updated_from)}, ":b": {"N": str(updated_to)}}
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": schema.BY_STATUS_INDEX,
-            "KeyConditionExpression": "#status = :s AND updated_at <= :b",
+            "KeyConditionExpression": condition,
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":s": {"S": str(status)}, ":b": {"N": str(updated_to)}},
+            "ExpressionAttributeValues": {":s": {"S": str(status)}, **values},
             "Select": "COUNT",
         }
         count = 0
-        while count < cap:
+        while cap is None or count < cap:
             out = self.client.query(**kwargs)
             count += int(out.get("Count", 0))
             if not out.get("LastEvaluatedKey"):
                 break
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-        return min(count, cap)
+        return count if cap is None else min(count, cap)
 
     def batch_counts(self, batch_id: str) -> dict[str, int]:
         counts = {str(s): 0 for s in JobStatus}

@@ -16,6 +16,8 @@ IDEMPOTENCY_PK_PREFIX = "idem#"
 # fleet's scale decisions. Neither has ``batch_id`` or ``status``, so the sparse indexes never see them.
 WORKER_SLOT_PK_PREFIX = "slot#"
 FLEET_SCALER_PK = "fleet#scaler"
+# How far reconcile has counted finished jobs for the JobsSucceeded / JobsFailed metrics.
+METRICS_WATERMARK_PK = "fleet#counted"
 TTL_ATTRIBUTE = "expires_at"  # epoch seconds; set on idempotency records only
 
 BY_BATCH_INDEX = "by_batch"  # batch_id (S) + created_at (N): batch status and export
