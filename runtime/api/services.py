@@ -17,10 +17,12 @@ from runtime.api.apikey import ApiKeyCheck
 from runtime.api.batcher import MicroBatcher
 from runtime.api.problems import ApiProblem
 from runtime.api.s3models import S3Cards, S3Listing
+from runtime.common import metrics
 from runtime.common.aws import client
 from runtime.common.cards import CardError, ModelCard, load_cards
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
+from runtime.common.workers import Waker
 
 
 @dataclass
@@ -75,13 +77,16 @@ class Services:
 
 
 def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, sqs: Any = None) -> Services:
-    store = JobStore.from_settings(settings, dynamodb or client("dynamodb", settings))
+    dynamodb = dynamodb or client("dynamodb", settings)
+    sqs = sqs or client("sqs", settings)
+    store = JobStore.from_settings(settings, dynamodb)
     batcher = MicroBatcher(
-        sqs or client("sqs", settings),
+        sqs,
         settings.queue_url,
         max_jobs=settings.batch_max_jobs,
         window_s=settings.batch_window_s,
         mark_enqueued=store.mark_enqueued,
+        waker=Waker.from_settings(settings, by="api", service=metrics.API_SERVICE, sqs=sqs, dynamodb=dynamodb),
     )
     presigner = boto3.client(
         "s3",
