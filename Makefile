@@ -48,8 +48,8 @@ browser:  ## install the system Chromium for the browser tests when it is missin
 	else echo "note: chromium is missing and cannot be installed here (needs root and apt-get):" \
 	  "the browser tests will skip (and fail under CI=true)"; fi
 
-dev: install  ## run the whole pipeline locally (moto server, API, pipe and scheduler emulators)
-	$(BIN)/python -m local.dev
+dev: install  ## run the whole pipeline locally (moto server, API, pipe and scheduler emulators); WORKERS=N sets max_workers
+	$(BIN)/python -m local.dev $(if $(WORKERS),--workers $(WORKERS))
 
 test: install lint browser  ## lint, then every test (unit, API, worker, CDK, end-to-end, browser)
 	$(BIN)/python -m pytest

@@ -6,6 +6,7 @@ Tests build the app with their own clients (e.g. a boto3 client wrapped to fail 
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +87,10 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
         max_jobs=settings.batch_max_jobs,
         window_s=settings.batch_window_s,
         mark_enqueued=store.mark_enqueued,
-        waker=Waker.from_settings(settings, by="api", service=metrics.API_SERVICE, sqs=sqs, dynamodb=dynamodb),
+        # Wake metrics go to stderr as EMF, apart from the JSON request log on stdout (CloudWatch reads both).
+        waker=Waker.from_settings(
+            settings, by="api", service=metrics.API_SERVICE, sqs=sqs, dynamodb=dynamodb, metrics_stream=sys.stderr
+        ),
     )
     presigner = boto3.client(
         "s3",

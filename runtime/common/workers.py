@@ -45,7 +45,7 @@ EXITING = "exiting"
 LIVE_STATES = frozenset({WAKING, RUNNING})
 # An exiting slot stays taken this long after its worker's last poll, so the process is gone before a new task
 # can hold the slot (the bound is on processes, not on bookkeeping).
-EXIT_GRACE_S = 5.0
+EXIT_GRACE_S = 10.0
 AWS_ERRORS = (BotoCoreError, ClientError)
 
 

@@ -161,7 +161,7 @@ class Drainer:
         self,
         settings: Settings,
         *,
-        registry: ModelRegistry,
+        registry: ModelRegistry | Callable[[], ModelRegistry],
         store: JobStore,
         s3: Any,
         sqs: Any,
@@ -173,7 +173,8 @@ class Drainer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.registry = registry
+        # A registry, or how to build one: models are loaded only once the task holds a slot.
+        self._registry = registry
         self.store = store
         self.s3 = s3
         self.sqs = sqs
@@ -188,6 +189,17 @@ class Drainer:
         self._jobs_per_message = 0.0
         self._next_scale_check = 0.0
         self._handed_back = False  # the last batch gave jobs back to the queue
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if not isinstance(self._registry, ModelRegistry):
+            self._registry = self._registry()
+        return self._registry
+
+    def close_models(self) -> None:
+        """Remove models this task downloaded (if it loaded any)."""
+        if isinstance(self._registry, ModelRegistry):
+            self._registry.close()
 
     # --- slot -----------------------------------------------------------------------------------------------
     def _take_slot(self, wake: WakeMessage | None) -> int | None:
@@ -422,8 +434,6 @@ def drain(
     s3 = client("s3", settings)
     sqs = client("sqs", settings)
     dynamodb = client("dynamodb", settings)
-    own_registry = registry is None
-    registry = registry or build_registry(settings, s3)
     slots = WorkerSlots.from_settings(settings, dynamodb)
     waker = Waker(
         slots,
@@ -436,7 +446,7 @@ def drain(
     )
     drainer = Drainer(
         settings,
-        registry=registry,
+        registry=registry or (lambda: build_registry(settings, s3)),
         store=JobStore.from_settings(settings, dynamodb),
         s3=s3,
         sqs=sqs,
@@ -448,5 +458,5 @@ def drain(
     try:
         return drainer.run(wake)
     finally:
-        if own_registry:
-            registry.close()
+        if registry is None:
+            drainer.close_models()
