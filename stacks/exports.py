@@ -26,6 +26,12 @@ KEYS = (
     "dlq-name",
     "dlq-arn",
     "dlq-url",
+    "wake-queue-name",
+    "wake-queue-arn",
+    "wake-queue-url",
+    "wake-dlq-name",
+    "wake-dlq-arn",
+    "wake-dlq-url",
 )
 
 
@@ -46,6 +52,12 @@ def export_resources(scope: Construct, config: DeployConfig, r: AppResources) ->
         "dlq-name": r.dlq.queue_name,
         "dlq-arn": r.dlq.queue_arn,
         "dlq-url": r.dlq.queue_url,
+        "wake-queue-name": r.wake_queue.queue_name,
+        "wake-queue-arn": r.wake_queue.queue_arn,
+        "wake-queue-url": r.wake_queue.queue_url,
+        "wake-dlq-name": r.wake_dlq.queue_name,
+        "wake-dlq-arn": r.wake_dlq.queue_arn,
+        "wake-dlq-url": r.wake_dlq.queue_url,
     }
     for key in KEYS:
         CfnOutput(scope, f"Export-{key}", value=values[key], export_name=export_name(config, key))
@@ -65,5 +77,19 @@ def import_resources(scope: Construct, config: DeployConfig) -> AppResources:
         ),
         dlq=sqs.Queue.from_queue_attributes(
             scope, "DeadLetters", queue_arn=imp("dlq-arn"), queue_url=imp("dlq-url"), queue_name=imp("dlq-name")
+        ),
+        wake_queue=sqs.Queue.from_queue_attributes(
+            scope,
+            "WakeQueue",
+            queue_arn=imp("wake-queue-arn"),
+            queue_url=imp("wake-queue-url"),
+            queue_name=imp("wake-queue-name"),
+        ),
+        wake_dlq=sqs.Queue.from_queue_attributes(
+            scope,
+            "WakeDeadLetters",
+            queue_arn=imp("wake-dlq-arn"),
+            queue_url=imp("wake-dlq-url"),
+            queue_name=imp("wake-dlq-name"),
         ),
     )

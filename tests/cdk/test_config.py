@@ -70,6 +70,26 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
         {"models_s3_uri": "https://example.com/models"},
         "'https://example.com/models' must look like s3://bucket/prefix/",
     ),
+    ({"max_workers": 0}, "segscale.max_workers: Input should be greater than or equal to 1"),
+    ({"max_workers": 5000}, "segscale.max_workers: Input should be less than or equal to 1000"),
+    (
+        {"max_workers": 250},
+        "max_workers (250) x worker vCPU (2) = 500 vCPU exceeds fargate_vcpu_quota (400): lower max_workers or "
+        "worker_cpu, or raise the Fargate vCPU quota in Service Quotas and set fargate_vcpu_quota to it",
+    ),
+    ({"fargate_vcpu_quota": 0}, "segscale.fargate_vcpu_quota: Input should be greater than or equal to 1"),
+    ({"jobs_per_worker": 0}, "segscale.jobs_per_worker: Input should be greater than or equal to 1"),
+    ({"worker_idle_exit_s": 1}, "segscale.worker_idle_exit_s: Input should be greater than or equal to 5"),
+    ({"worker_idle_exit_s": 7200}, "segscale.worker_idle_exit_s: Input should be less than or equal to 3600"),
+    ({"worker_max_lifetime_s": 60}, "segscale.worker_max_lifetime_s: Input should be greater than or equal to 600"),
+    (
+        {"worker_max_lifetime_s": 900, "worker_idle_exit_s": 600},
+        "worker_max_lifetime_s (900) must be more than twice worker_idle_exit_s (600)",
+    ),
+    (
+        {"alarm_no_worker_minutes": 2, "reconcile_interval_minutes": 5},
+        "alarm_no_worker_minutes (2) must be at least reconcile_interval_minutes (5)",
+    ),
 ]
 
 

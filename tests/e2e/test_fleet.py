@@ -39,7 +39,7 @@ def stack(make_stack: StackFactory, tmp_path_factory: pytest.TempPathFactory) ->
     )
     return make_stack(
         max_workers=MAX_WORKERS,
-        reconcile_interval_s=4.0,
+        reconcile_interval_s=10.0,
         settings={
             "models_dir": str(models),
             "default_model": "blobs",
