@@ -117,8 +117,10 @@ class DeployConfig(BaseModel):
     lambda_reserved_concurrency: int | None = Field(default=50, ge=1)
 
     # --- worker and results ---
-    worker_cpu: int = 2048
-    worker_memory_mib: int = 4096
+    # 1 vCPU / 2 GB: warm workers scale out by tasks, and at low volume one worker is alive all day, so its size
+    # is the bill (docs/cost.md, docs/architecture.md D8). 2 GB holds one 64 MP image while it is processed.
+    worker_cpu: int = 1024
+    worker_memory_mib: int = 2048
     worker_capacity: Literal["FARGATE", "FARGATE_SPOT"] = "FARGATE_SPOT"
     results_cpu: int = 512
     results_memory_mib: int = 1024

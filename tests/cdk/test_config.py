@@ -34,7 +34,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"worker_cpu": 3000}, "worker_cpu (3000) is not a Fargate CPU size"),
     (
         {"worker_memory_mib": 1000},
-        "worker_memory_mib (1000) is not valid with worker_cpu 2048; Fargate allows 4096 to 16384 MiB in steps of 1024",
+        "worker_memory_mib (1000) is not valid with worker_cpu 1024; Fargate allows 2048 to 8192 MiB in steps of 1024",
     ),
     ({"worker_capacity": "SPOT"}, "segscale.worker_capacity: Input should be 'FARGATE' or 'FARGATE_SPOT'"),
     ({"certificate_arn": "arn:aws:iam::123:cert"}, "is not an ACM certificate ARN"),
@@ -73,7 +73,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"max_workers": 0}, "segscale.max_workers: Input should be greater than or equal to 1"),
     ({"max_workers": 5000}, "segscale.max_workers: Input should be less than or equal to 1000"),
     (
-        {"max_workers": 250},
+        {"max_workers": 250, "worker_cpu": 2048, "worker_memory_mib": 4096},
         "max_workers (250) x worker vCPU (2) = 500 vCPU exceeds fargate_vcpu_quota (400): lower max_workers or "
         "worker_cpu, or raise the Fargate vCPU quota in Service Quotas and set fargate_vcpu_quota to it",
     ),
