@@ -153,8 +153,11 @@ class JobStore:
         cond_values: dict[str, Any],
         remove: tuple[str, ...] = (),
         add: dict[str, int] | None = None,
+        returning: bool = True,
     ) -> dict[str, Any] | None:
-        """One conditional update; returns the new item, or None when the condition did not hold."""
+        """One conditional update; returns the new item (``{}`` without ``returning``: most transitions only need
+        to know they happened, and a job with its result is a large item to send back), or None when the condition
+        did not hold."""
         # DynamoDB has no null worth storing: a None value means "this attribute is absent now".
         remove = (*remove, *(k for k, v in set_values.items() if v is None))
         set_values = {k: v for k, v in set_values.items() if v is not None}
@@ -188,13 +191,13 @@ class JobStore:
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=serialize(values),
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if returning else "NONE",
             )
         except ClientError as exc:
             if _is_conditional_failure(exc):
                 return None
             raise
-        return deserialize(out["Attributes"])
+        return deserialize(out["Attributes"]) if returning else {}
 
     # --- create and read -----------------------------------------------------------------------------
     def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED) -> dict[str, Any]:
@@ -283,6 +286,7 @@ class JobStore:
                 },
                 "#status = :expected",
                 {":expected": "AWAITING_UPLOAD"},
+                returning=False,
             )
             is not None
         )
@@ -300,7 +304,10 @@ class JobStore:
             condition = "#status = :queued AND enqueued_at = :old"
             cond = {":queued": "QUEUED", ":old": expected_enqueued_at}
         return (
-            self._update(job_id, {"enqueued_at": self.clock()}, condition, cond, add={"enqueue_count": 1}) is not None
+            self._update(
+                job_id, {"enqueued_at": self.clock()}, condition, cond, add={"enqueue_count": 1}, returning=False
+            )
+            is not None
         )
 
     def mark_redrive_unsent(self, job_id: str) -> bool:
@@ -312,6 +319,7 @@ class JobStore:
                 "#status = :queued AND attribute_not_exists(enqueued_at)",
                 {":queued": "QUEUED"},
                 add={"enqueue_count": 1},
+                returning=False,
             )
             is not None
         )
@@ -342,6 +350,7 @@ class JobStore:
                 {"lease_expires_at": now + self.lease_ms},
                 "#status = :running AND lease_owner = :me",
                 {":running": "RUNNING", ":me": worker_id},
+                returning=False,
             )
             is not None
         )
@@ -371,6 +380,7 @@ class JobStore:
                 "#status = :running AND lease_owner = :me",
                 {":running": "RUNNING", ":me": worker_id},
                 remove=("lease_owner", "lease_expires_at", "error", "error_class"),
+                returning=False,
             )
             is not None
         )
@@ -425,6 +435,7 @@ class JobStore:
                 condition,
                 cond,
                 remove=("lease_owner", "lease_expires_at"),
+                returning=False,
             )
             is not None
         )
@@ -460,6 +471,7 @@ class JobStore:
                 {"error": f"gave up after {attempts} attempts: {reason}"[:1000]},
                 "#status = :failed",
                 {":failed": "FAILED"},
+                returning=False,
             )
             return JobStatus.FAILED
         queued = self._update(
@@ -469,6 +481,7 @@ class JobStore:
             {":running": "RUNNING", **owner_vals},
             remove=("lease_owner", "lease_expires_at", "enqueued_at"),
             add=lost,
+            returning=False,
         )
         return JobStatus.QUEUED if queued is not None else None
 
