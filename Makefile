@@ -12,7 +12,7 @@ export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: install checkov browser dev test test-fast lint format synth bench images clean
+.PHONY: install checkov browser dev test test-fast lint format synth bench soak images clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,9 @@ bench: install  ## run the benchmarks, write bench/results/latest.{json,md}, pri
 
 images: install  ## optional: build the API, worker and results images with buildah and run each on a read-only root (docs/deploy.md)
 	$(BIN)/python -m tools.images
+
+soak: install  ## load test: 10,000 single-image uploads at concurrency 32 through the local stack (many minutes)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .segscale .pytest_cache .ruff_cache
