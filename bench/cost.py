@@ -138,8 +138,28 @@ class CostInputs:
     sm_s3_gets_per_image: float = _doc(1.0, "SageMaker reads the input")
 
 
+class _PerDay:
+    """What an option costs a day, from its cost per 1,000 images."""
+
+    images_per_day: float
+    total_per_1k: float
+
+    @property
+    def per_day(self) -> float:
+        return self.total_per_1k * self.images_per_day / 1000
+
+
+class _ComputeAndRequests(_PerDay):
+    compute_per_1k: float
+    requests_per_1k: float
+
+    @property
+    def total_per_1k(self) -> float:  # type: ignore[override]
+        return self.compute_per_1k + self.requests_per_1k
+
+
 @dataclass(frozen=True)
-class FargateEstimate:
+class FargateEstimate(_ComputeAndRequests):
     capacity: str
     images_per_day: float
     arrival_per_s: float
@@ -153,20 +173,12 @@ class FargateEstimate:
     worst_latency_s: float
 
     @property
-    def total_per_1k(self) -> float:
-        return self.compute_per_1k + self.requests_per_1k
-
-    @property
-    def per_day(self) -> float:
-        return self.total_per_1k * self.images_per_day / 1000
-
-    @property
     def runtask_per_s(self) -> float:
         return self.tasks_per_hour / 3600
 
 
 @dataclass(frozen=True)
-class SageMakerEstimate:
+class SageMakerEstimate(_PerDay):
     mode: str
     images_per_day: float
     instances: int
@@ -177,12 +189,8 @@ class SageMakerEstimate:
     worst_latency_s: float
 
     @property
-    def total_per_1k(self) -> float:
+    def total_per_1k(self) -> float:  # type: ignore[override]
         return self.compute_per_1k + self.data_per_1k + self.requests_per_1k
-
-    @property
-    def per_day(self) -> float:
-        return self.total_per_1k * self.images_per_day / 1000
 
 
 def arrival_per_s(inputs: CostInputs, images_per_day: float) -> float:
@@ -253,7 +261,7 @@ def worker_rate(inputs: CostInputs) -> float:
 
 
 @dataclass(frozen=True)
-class WarmEstimate:
+class WarmEstimate(_ComputeAndRequests):
     capacity: str
     images_per_day: float
     arrival_per_s: float
@@ -266,14 +274,6 @@ class WarmEstimate:
     requests_per_1k: float
     warm_latency_s: float
     cold_latency_s: float
-
-    @property
-    def total_per_1k(self) -> float:
-        return self.compute_per_1k + self.requests_per_1k
-
-    @property
-    def per_day(self) -> float:
-        return self.total_per_1k * self.images_per_day / 1000
 
 
 def warm(inputs: CostInputs, images_per_day: float, capacity: str = "FARGATE") -> WarmEstimate:

@@ -67,29 +67,22 @@ def import_resources(scope: Construct, config: DeployConfig) -> AppResources:
     def imp(key: str) -> str:
         return Fn.import_value(export_name(config, key))
 
+    def queue(construct_id: str, key: str) -> sqs.IQueue:
+        return sqs.Queue.from_queue_attributes(
+            scope,
+            construct_id,
+            queue_arn=imp(f"{key}-arn"),
+            queue_url=imp(f"{key}-url"),
+            queue_name=imp(f"{key}-name"),
+        )
+
     return AppResources(
         bucket=s3.Bucket.from_bucket_attributes(
             scope, "Bucket", bucket_arn=imp("bucket-arn"), bucket_name=imp("bucket-name")
         ),
         table=dynamodb.TableV2.from_table_attributes(scope, "Table", table_name=imp("table-name")),
-        queue=sqs.Queue.from_queue_attributes(
-            scope, "Queue", queue_arn=imp("queue-arn"), queue_url=imp("queue-url"), queue_name=imp("queue-name")
-        ),
-        dlq=sqs.Queue.from_queue_attributes(
-            scope, "DeadLetters", queue_arn=imp("dlq-arn"), queue_url=imp("dlq-url"), queue_name=imp("dlq-name")
-        ),
-        wake_queue=sqs.Queue.from_queue_attributes(
-            scope,
-            "WakeQueue",
-            queue_arn=imp("wake-queue-arn"),
-            queue_url=imp("wake-queue-url"),
-            queue_name=imp("wake-queue-name"),
-        ),
-        wake_dlq=sqs.Queue.from_queue_attributes(
-            scope,
-            "WakeDeadLetters",
-            queue_arn=imp("wake-dlq-arn"),
-            queue_url=imp("wake-dlq-url"),
-            queue_name=imp("wake-dlq-name"),
-        ),
+        queue=queue("Queue", "queue"),
+        dlq=queue("DeadLetters", "dlq"),
+        wake_queue=queue("WakeQueue", "wake-queue"),
+        wake_dlq=queue("WakeDeadLetters", "wake-dlq"),
     )

@@ -106,7 +106,7 @@ class WorkerSlots:
         self.clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Any, dynamodb_client: Any | None = None) -> WorkerSlots:
+    def from_settings(cls, settings: Any, dynamodb_client: Any | None = None, *, clock: Any = now_ms) -> WorkerSlots:
         from runtime.common.aws import client
 
         return cls(
@@ -115,6 +115,7 @@ class WorkerSlots:
             max_workers=settings.max_workers,
             slot_lease_s=settings.worker_slot_lease_s,
             start_timeout_s=settings.worker_start_timeout_s,
+            clock=clock,
         )
 
     # --- reads ---------------------------------------------------------------------------------------------
@@ -142,20 +143,13 @@ class WorkerSlots:
         return sorted((s for s in self.read().values() if s.live(now)), key=lambda s: s.number)
 
     # --- writes --------------------------------------------------------------------------------------------
-    def _put_if_free(self, number: int, state: str, holder: str, lease_ms: int) -> bool:
-        now = self.clock()
+    def _put_unless(self, item: dict[str, Any], taken: str, now: int) -> bool:
+        """Put ``item`` unless it exists and ``taken`` (a condition on ``:now``) holds; False if it was taken."""
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={
-                    schema.TABLE_PARTITION_KEY: {"S": slot_pk(number)},
-                    "slot": {"N": str(number)},
-                    "slot_state": {"S": state},
-                    "holder": {"S": holder},
-                    "lease_ms": {"N": str(now + lease_ms)},
-                    "changed_at": {"N": str(now)},
-                },
-                ConditionExpression="attribute_not_exists(#pk) OR lease_ms < :now",
+                Item=item,
+                ConditionExpression=f"attribute_not_exists(#pk) OR NOT ({taken})",
                 ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
                 ExpressionAttributeValues={":now": {"N": str(now)}},
             )
@@ -164,6 +158,18 @@ class WorkerSlots:
                 return False
             raise
         return True
+
+    def _put_if_free(self, number: int, state: str, holder: str, lease_ms: int) -> bool:
+        now = self.clock()
+        item = {
+            schema.TABLE_PARTITION_KEY: {"S": slot_pk(number)},
+            "slot": {"N": str(number)},
+            "slot_state": {"S": state},
+            "holder": {"S": holder},
+            "lease_ms": {"N": str(now + lease_ms)},
+            "changed_at": {"N": str(now)},
+        }
+        return self._put_unless(item, "lease_ms >= :now", now)
 
     def _update_if_held(
         self, number: int, holder: str, states: frozenset[str], *, state: str, new_holder: str, lease_ms: int
@@ -260,22 +266,11 @@ class WorkerSlots:
         """True for one caller per ``interval_s`` across the fleet: that worker decides whether to wake more, so
         twenty workers seeing the same backlog do not each wake their own (no thundering herd)."""
         now = self.clock()
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item={
-                    schema.TABLE_PARTITION_KEY: {"S": schema.FLEET_SCALER_PK},
-                    "next_turn_ms": {"N": str(now + int(interval_s * 1000))},
-                },
-                ConditionExpression="attribute_not_exists(#pk) OR next_turn_ms <= :now",
-                ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
-                ExpressionAttributeValues={":now": {"N": str(now)}},
-            )
-        except ClientError as exc:
-            if _conditional_failure(exc):
-                return False
-            raise
-        return True
+        item = {
+            schema.TABLE_PARTITION_KEY: {"S": schema.FLEET_SCALER_PK},
+            "next_turn_ms": {"N": str(now + int(interval_s * 1000))},
+        }
+        return self._put_unless(item, "next_turn_ms > :now", now)
 
 
 @dataclass(frozen=True)
@@ -320,12 +315,20 @@ class Waker:
 
     @classmethod
     def from_settings(
-        cls, settings: Any, *, by: str, service: str, sqs: Any = None, dynamodb: Any = None, metrics_stream: Any = None
+        cls,
+        settings: Any,
+        *,
+        by: str,
+        service: str,
+        sqs: Any = None,
+        dynamodb: Any = None,
+        metrics_stream: Any = None,
+        clock: Any = now_ms,
     ) -> Waker:
         from runtime.common.aws import client
 
         return cls(
-            WorkerSlots.from_settings(settings, dynamodb),
+            WorkerSlots.from_settings(settings, dynamodb, clock=clock),
             sqs or client("sqs", settings),
             settings.wake_queue_url,
             by=by,

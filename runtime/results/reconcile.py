@@ -43,7 +43,7 @@ from runtime.common.aws import client
 from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.jobs import now_ms as wall_clock_ms
 from runtime.common.settings import Settings
-from runtime.common.workers import Waker, WorkerSlots
+from runtime.common.workers import Waker
 from runtime.results.stuck import emit_stuck_queued
 
 DEFAULT_MAX_JOBS = 1000
@@ -341,22 +341,14 @@ def reconcile_once(
     work.flush()
     waker = None
     if settings.wake_queue_url:
-        slots = WorkerSlots(
-            base.client,
-            base.table,
-            max_workers=settings.max_workers,
-            slot_lease_s=settings.worker_slot_lease_s,
-            start_timeout_s=settings.worker_start_timeout_s,
-            clock=lambda: now,
-        )
-        waker = Waker(
-            slots,
-            sqs,
-            settings.wake_queue_url,
+        waker = Waker.from_settings(
+            settings,
             by="reconciler",
             service=metrics.RESULTS_SERVICE,
-            namespace=settings.metrics_namespace,
+            sqs=sqs,
+            dynamodb=base.client,
             metrics_stream=out,
+            clock=lambda: now,
         )
     work.keep_a_worker(waker, out)
     if metrics_stream is not None:

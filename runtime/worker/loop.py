@@ -434,15 +434,8 @@ def drain(
     s3 = client("s3", settings)
     sqs = client("sqs", settings)
     dynamodb = client("dynamodb", settings)
-    slots = WorkerSlots.from_settings(settings, dynamodb)
-    waker = Waker(
-        slots,
-        sqs,
-        settings.wake_queue_url,
-        by="worker",
-        service=metrics.WORKER_SERVICE,
-        namespace=settings.metrics_namespace,
-        metrics_stream=metrics_stream,
+    waker = Waker.from_settings(
+        settings, by="worker", service=metrics.WORKER_SERVICE, sqs=sqs, dynamodb=dynamodb, metrics_stream=metrics_stream
     )
     drainer = Drainer(
         settings,
@@ -450,7 +443,7 @@ def drain(
         store=JobStore.from_settings(settings, dynamodb),
         s3=s3,
         sqs=sqs,
-        slots=slots,
+        slots=waker.slots,
         waker=waker,
         stop=stop,
         metrics_stream=metrics_stream,

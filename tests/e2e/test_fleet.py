@@ -16,7 +16,7 @@ from PIL import Image
 from local.dev import LocalStack
 from segscale_cli.client import ApiClient
 from tests.e2e.conftest import StackFactory, job_store, wait_terminal
-from tests.worker.helpers import write_card
+from tests.worker.helpers import write_otsu_card
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -27,16 +27,7 @@ JOBS = 1000
 @pytest.fixture(scope="module")
 def stack(make_stack: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> LocalStack:
     models = tmp_path_factory.mktemp("models")
-    write_card(
-        models,
-        "blobs",
-        runtime="opencv",
-        processor="otsu",
-        file=None,
-        input=None,
-        output=None,
-        classes=[{"id": 1, "name": "object", "color": [0, 255, 0]}],
-    )
+    write_otsu_card(models, "blobs")
     return make_stack(
         max_workers=MAX_WORKERS,
         reconcile_interval_s=10.0,

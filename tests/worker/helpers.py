@@ -60,6 +60,20 @@ def write_card(models_dir: Path, name: str, **overrides: Any) -> Path:
     return folder
 
 
+def write_otsu_card(models_dir: Path, name: str) -> Path:
+    """A classical model (OpenCV Otsu threshold, no weights): the cheapest model there is."""
+    return write_card(
+        models_dir,
+        name,
+        runtime="opencv",
+        processor="otsu",
+        file=None,
+        input=None,
+        output=None,
+        classes=[{"id": 1, "name": "object", "color": [0, 255, 0]}],
+    )
+
+
 def red_square(size: int = 128, box: tuple[int, int, int, int] = (32, 32, 64, 64)) -> np.ndarray:
     """Blue image with one red rectangle (x, y, w, h)."""
     img = np.empty((size, size, 3), dtype=np.uint8)
