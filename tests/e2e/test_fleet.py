@@ -30,13 +30,13 @@ def stack(make_stack: StackFactory, tmp_path_factory: pytest.TempPathFactory) ->
     write_otsu_card(models, "blobs")
     return make_stack(
         max_workers=MAX_WORKERS,
-        reconcile_interval_s=10.0,
+        reconcile_interval_s=15.0,
         settings={
             "models_dir": str(models),
             "default_model": "blobs",
-            "batch_max_jobs": "25",
+            "batch_max_jobs": "50",
             "batch_window_s": "0.2",
-            "jobs_per_worker": "50",
+            "jobs_per_worker": "100",
             "worker_scale_interval_s": "0.5",
             "worker_idle_exit_s": "2",
             "stuck_after_s": "5",  # reconcile looks at every job waiting over 5 s while the burst drains
