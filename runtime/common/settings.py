@@ -64,6 +64,19 @@ class Settings(BaseSettings):
     backlog_grace_s: int = Field(default=6 * 3600, gt=0)
     retention_days: int = Field(default=30, gt=0)
 
+    # Notifications (docs/notifications.md). The EventBridge bus for job and batch events; unset: no events. CDK
+    # gives it to the worker and results task only (the API never sends events).
+    event_bus: str | None = None
+    # The Secrets Manager secret whose value signs webhook deliveries (results task only).
+    webhook_secret_arn: str | None = None
+    # Local mode only: a notify_url may be http:// and on a loopback address (the local webhook receiver).
+    webhook_local_http: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Failed deliveries are retried with exponential backoff for this long after completion, then given up.
+    webhook_retry_s: int = Field(default=24 * 3600, gt=0)
+    # Write the batch's CSV export and HTML report when it completes; the Batch Completed event carries their keys.
+    export_on_completion: bool = True
+
     metrics_namespace: str = "Segscale"
     log_level: str = "INFO"
 

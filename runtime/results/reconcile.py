@@ -58,6 +58,8 @@ class ReconcileReport:
     messages_sent: int = 0
     send_failed: list[str] = field(default_factory=list)  # marked but not sent: re-driven after stuck_after_s
     truncated: bool = False  # stopped at max_jobs or max_scan; run again
+    # Sealed batches recounted and completed, completed batches notified (docs/architecture.md D9).
+    batches: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actions(self) -> int:
@@ -231,6 +233,7 @@ def reconcile_once(
         lease_seconds=base.lease_ms // 1000,
         max_attempts=base.max_attempts,
         clock=lambda: now,
+        on_terminal=base.on_terminal,
     )
     emit_stuck_queued(settings, frozen, now)  # what this pass found, before it acts (the StuckJobs alarm)
     work = _Pass(settings, frozen, sqs or client("sqs", settings), now, max_jobs, max_scan or 10 * max_jobs)
@@ -238,4 +241,19 @@ def reconcile_once(
     work.stale_queued()
     work.abandoned_uploads()
     work.flush()
+    work.report.batches = batch_pass(settings, frozen, now)
     return work.report
+
+
+def batch_pass(settings: Settings, store: JobStore, now: int) -> dict[str, Any]:
+    """Complete sealed batches a lost count held back, then send the notifications that are due."""
+    from runtime.results.notify import notify_due
+    from runtime.results.settle import settle_for
+
+    settled = settle_for(store, now=now, stuck_after_ms=settings.stuck_after_s * 1000)
+    notified = notify_due(settings, jobs=store)
+    return {
+        "recounted": settled.recounted,
+        "completed": settled.completed,
+        "notified": [o.to_dict() for o in notified if o.claimed],
+    }
