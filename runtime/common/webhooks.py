@@ -128,6 +128,17 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"{SIGNATURE_VERSION}={digest}"
 
 
+def verify(
+    secret: str, timestamp: str, signature_header: str, body: bytes, *, now_s: int, tolerance_s: int = 300
+) -> bool:
+    """A receiver's check (the local webhook receiver uses it; docs/notifications.md has the same in plain Python):
+    the signature matches and the timestamp is within ``tolerance_s`` of ``now_s``, so a replay fails."""
+    if not timestamp.isdigit() or abs(now_s - int(timestamp)) > tolerance_s:
+        return False
+    expected = signature(secret, int(timestamp), body)
+    return any(hmac.compare_digest(expected, part.strip()) for part in signature_header.split(","))
+
+
 def signed_headers(secret: str, timestamp: int, body: bytes, event_id: str) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
