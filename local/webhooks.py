@@ -49,6 +49,7 @@ class WebhookReceiver:
         respond: Callable[[int], Reply] | None = None,
         path: Path | None = None,
         log: IO[str] | None = None,
+        port: int = 0,
     ) -> None:
         self.secret = secret
         self.respond = respond or (lambda _n: Reply())
@@ -66,7 +67,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:  # quiet: deliveries are logged as events
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.server.block_on_close = False
         self._thread = threading.Thread(target=self.server.serve_forever, name="webhook-receiver", daemon=True)

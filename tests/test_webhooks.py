@@ -1,0 +1,94 @@
+"""Which webhook URLs are refused (SSRF), and the signature a receiver checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.common.webhooks import UnsafeUrl, check_url, signature, verify
+
+PUBLIC = "93.184.216.34"
+
+
+def resolver(*addresses: str):  # type: ignore[no-untyped-def]
+    return lambda host, port: list(addresses)
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("10.1.2.3", "private"),
+        ("172.16.0.9", "private"),
+        ("192.168.1.1", "private"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.169.254", "link-local"),  # the instance metadata service
+        ("fd00:ec2::254", "private"),  # its IPv6 address
+        ("fe80::1", "link-local"),
+        ("100.100.100.200", "not a public"),  # shared address space (another cloud's metadata)
+        ("::ffff:10.0.0.1", "private"),  # IPv4-mapped
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
+        ("0.0.0.0", "private"),
+        ("224.0.0.1", "not a public"),
+    ],
+)
+def test_urls_resolving_inside_a_network_are_refused(address: str, why: str) -> None:
+    with pytest.raises(UnsafeUrl, match=why):
+        check_url("https://hooks.example.com/x", resolver=resolver(address))
+
+
+def test_one_private_address_among_public_ones_is_enough_to_refuse() -> None:
+    with pytest.raises(UnsafeUrl, match="private"):
+        check_url("https://hooks.example.com/x", resolver=resolver(PUBLIC, "10.0.0.1"))
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://hooks.example.com/x", "https"),
+        ("ftp://hooks.example.com/x", "https"),
+        ("https://user:pw@hooks.example.com/x", "credentials"),
+        ("https://hooks.example.com/x#frag", "fragment"),
+        ("https:///x", "no host"),
+        ("https://hooks.example.com:99999/x", "not a valid URL"),
+        ("https://hooks.example.com/a b", "spaces"),
+        ("https://hooks.example.com/" + "a" * 2100, "longer than"),
+    ],
+)
+def test_malformed_or_plain_http_urls_are_refused(url: str, why: str) -> None:
+    with pytest.raises(UnsafeUrl, match=why):
+        check_url(url, resolver=resolver(PUBLIC))
+
+
+def test_a_name_that_does_not_resolve_is_refused() -> None:
+    def fail(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    with pytest.raises(UnsafeUrl, match="does not resolve"):
+        check_url("https://nowhere.invalid/x", resolver=fail)
+
+
+def test_public_https_passes_and_pins_the_checked_address() -> None:
+    target = check_url("https://hooks.example.com:8443/in?x=1", resolver=resolver(PUBLIC))
+    assert (target.host, target.port, target.path, target.address) == ("hooks.example.com", 8443, "/in?x=1", PUBLIC)
+
+
+def test_local_mode_allows_http_to_loopback_only() -> None:
+    assert check_url("http://127.0.0.1:9/hook", local_http=True).address == "127.0.0.1"
+    with pytest.raises(UnsafeUrl, match="https"):
+        check_url("http://127.0.0.1:9/hook")
+    with pytest.raises(UnsafeUrl, match="loopback"):
+        check_url("https://127.0.0.1:9/hook")
+    with pytest.raises(UnsafeUrl, match="private"):
+        check_url("http://10.0.0.1/hook", local_http=True, resolver=resolver("10.0.0.1"))
+    with pytest.raises(UnsafeUrl, match="https"):
+        check_url("http://hooks.example.com/x", local_http=True, resolver=resolver(PUBLIC))
+
+
+def test_signature_binds_body_and_timestamp() -> None:
+    sig = signature("s3cret", 1_700_000_000, b'{"a":1}')
+    assert sig.startswith("v1=") and len(sig) == 3 + 64
+    assert verify("s3cret", "1700000000", sig, b'{"a":1}', now_s=1_700_000_010)
+    assert not verify("s3cret", "1700000000", sig, b'{"a":2}', now_s=1_700_000_010)  # other body
+    assert not verify("other", "1700000000", sig, b'{"a":1}', now_s=1_700_000_010)  # other secret
+    assert not verify("s3cret", "1700000001", sig, b'{"a":1}', now_s=1_700_000_010)  # other time
+    assert not verify("s3cret", "1700000000", sig, b'{"a":1}', now_s=1_700_000_400)  # too old: a replay
