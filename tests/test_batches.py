@@ -12,7 +12,7 @@ import pytest
 
 from local.events import LocalNotifications, create_notifications
 from runtime.common.aws import client
-from runtime.common.batches import BatchConflict, BatchNotOpen, BatchState, BatchStore, Work
+from runtime.common.batches import BatchConflict, BatchNotOpen, BatchState, BatchStore, Reservation, Work
 from runtime.common.events import EventPublisher
 from runtime.common.jobs import JobStatus, JobStore, NewJob
 from runtime.common.progress import BatchProgress
@@ -71,9 +71,10 @@ def finish(store: JobStore, job_id: str) -> bool:
 
 def test_reserve_counts_and_a_sealed_batch_takes_nothing_more(batches: BatchStore) -> None:
     batch_id = uuid.uuid4().hex
-    assert batches.reserve(batch_id, 3).total == 3
-    assert batches.reserve(batch_id, 2).total == 5
-    batches.unreserve(batch_id, 1)
+    assert batches.reserve(batch_id, 3).created
+    second = batches.reserve(batch_id, 2)
+    assert not second.created and batches.get(batch_id).total == 5  # type: ignore[union-attr]
+    batches.unreserve(Reservation(batch_id, 1, created=False))
     sealed = batches.seal(batch_id, settle_after_ms=SETTLE_MS)
     assert sealed is not None and sealed.state == BatchState.SEALED and sealed.total == 4
     assert batches.seal(batch_id, settle_after_ms=SETTLE_MS) == sealed  # idempotent
@@ -88,7 +89,8 @@ def test_notify_url_and_owner_are_fixed_when_the_batch_is_created(batches: Batch
     created = batches.create(batch_id, notify_url="https://example.com/hook")
     assert created.notify_url == "https://example.com/hook" and created.total == 0
     assert batches.create(batch_id, notify_url="https://example.com/hook") == created  # a retry
-    assert batches.reserve(batch_id, 1).total == 1  # joining without naming a URL is fine
+    batches.reserve(batch_id, 1)  # joining without naming a URL is fine
+    assert batches.get(batch_id).total == 1  # type: ignore[union-attr]
     with pytest.raises(BatchConflict):
         batches.reserve(batch_id, 1, notify_url="https://other.example.com/hook")
     with pytest.raises(BatchConflict):
@@ -100,6 +102,22 @@ def test_notify_url_and_owner_are_fixed_when_the_batch_is_created(batches: Batch
     with pytest.raises(BatchConflict):
         batches.reserve(owned, 1)
     assert batches.get(owned).total == 1  # type: ignore[union-attr]
+
+
+def test_a_refused_request_takes_its_reservation_back(batches: BatchStore) -> None:
+    batch_id = uuid.uuid4().hex
+    first = batches.reserve(batch_id, 2)
+    batches.unreserve(first)  # the request that created the batch was refused: nothing is left
+    assert batches.get(batch_id) is None
+    batches.reserve(batch_id, 1)
+    refused = batches.reserve(batch_id, 2)
+    batches.unreserve(refused)
+    assert batches.get(batch_id).total == 1  # type: ignore[union-attr]
+    lone = uuid.uuid4().hex
+    created = batches.reserve(lone, 2)
+    batches.reserve(lone, 1)  # another request joined before the first was refused: the batch stays
+    batches.unreserve(created)
+    assert batches.get(lone).total == 1  # type: ignore[union-attr]
 
 
 def test_each_job_counts_once_on_the_transition_that_won(store: JobStore, batches: BatchStore) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.api import batchrecord
 from runtime.api.imagecheck import check_image
 from runtime.api.multipart import IncomingFile, ParsedForm
 from runtime.api.problems import ApiProblem
@@ -54,9 +55,12 @@ def storage_unavailable(what: str, exc: Exception) -> ApiProblem:
     )
 
 
-def fingerprint(form: ParsedForm, model: str, mm_per_pixel: float | None, batch_id: str | None = None) -> str:
+def fingerprint(
+    form: ParsedForm, model: str, mm_per_pixel: float | None, batch_id: str | None = None, **batch_fields: object
+) -> str:
     """Identifies the request's content, independent of the multipart boundary a client happens to choose.
-    ``batch_id`` is included only when given, so fingerprints recorded before it existed still match."""
+    ``batch_id`` and the batch fields (``notify_url``, ``seal``) are included only when given, so fingerprints
+    recorded before they existed still match."""
     doc: dict[str, object] = {
         "model": model,
         "mm_per_pixel": mm_per_pixel,
@@ -64,6 +68,7 @@ def fingerprint(form: ParsedForm, model: str, mm_per_pixel: float | None, batch_
     }
     if batch_id is not None:
         doc["batch_id"] = batch_id
+    doc.update({k: v for k, v in batch_fields.items() if v})
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -213,7 +218,9 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
     model = services.resolve_model(form.fields.get("model"))
     mm = parse_mm_per_pixel(form.fields.get("mm_per_pixel"))
     chosen_batch = parse_batch_id(form.fields.get("batch_id"))
-    fp = fingerprint(form, model, mm, chosen_batch)
+    notify_url = batchrecord.check_notify_url(services, form.fields.get("notify_url"))
+    seal = batchrecord.parse_seal(form.fields.get("seal"))
+    fp = fingerprint(form, model, mm, chosen_batch, notify_url=notify_url, seal=seal)
     if idempotency_key is not None:
         try:
             record = services.store.get_idempotency(idempotency_key)
@@ -224,8 +231,13 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
 
     batch_id = chosen_batch or uuid.uuid4().hex
     items = _check_files(form, settings.max_pixels, batch_id)
-    _put_objects(services, items, batch_id)
-    _create_jobs(services, items, batch_id, model, mm, shared=chosen_batch is not None)
+    reservation = batchrecord.reserve(services, batch_id, len(items), notify_url)
+    try:
+        _put_objects(services, items, batch_id)
+        _create_jobs(services, items, batch_id, model, mm, shared=chosen_batch is not None)
+    except BaseException:
+        batchrecord.release(services, reservation)
+        raise
     body = Accepted(
         batch_id=batch_id,
         jobs=[
@@ -237,10 +249,17 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
     if idempotency_key is not None:
         keys_by_job = {c.job_id: c.key for c in items} if chosen_batch is not None else None
         ours = body
-        body = _record_idempotency(services, idempotency_key, fp, body, job_ids, keys_by_job)
-        if body is not ours:
-            return body  # a concurrent twin won (same batch id or not); our jobs were abandoned
+        try:
+            body = _record_idempotency(services, idempotency_key, fp, body, job_ids, keys_by_job)
+        except BaseException:  # storage failed: our jobs were abandoned
+            batchrecord.release(services, reservation)
+            raise
+        if body is not ours:  # a concurrent twin won (same batch id or not); our jobs were abandoned
+            batchrecord.release(services, reservation)
+            return body
     services.batcher.add(job_ids)
+    if seal:
+        body["sealed"] = batchrecord.seal_after_accepting(services, batch_id)
     return body
 
 

@@ -22,6 +22,11 @@ class Accepted(BaseModel):
 
     batch_id: str
     jobs: list[AcceptedJob]
+    sealed: bool = Field(
+        default=False,
+        description="true when this request sealed the batch (`seal=true`); if it asked and this is false, the "
+        "seal could not be recorded: call POST /v1/batches/{id}/seal",
+    )
 
 
 class UploadFileSpec(BaseModel):
@@ -41,6 +46,11 @@ class UploadRequest(BaseModel):
         default=None,
         pattern=r"^[0-9a-f]{32}$",
         description="join this batch (32 lowercase hex, chosen by the client); default: a new batch",
+    )
+    notify_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="a new batch's webhook: https, public addresses only (docs/notifications.md)",
     )
 
     @field_validator("mm_per_pixel")
@@ -122,12 +132,73 @@ class JobView(BaseModel):
         )
 
 
+class CreateBatch(BaseModel):
+    """Body of ``POST /v1/batches``."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{32}$", description="the id to give it (32 lowercase hex); default: a new one"
+    )
+    notify_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="webhook called when the batch completes: https, public addresses only (docs/notifications.md)",
+    )
+
+
+class WebhookAttemptView(BaseModel):
+    n: int = Field(description="1 for the first attempt")
+    at: int = Field(description="epoch ms")
+    ok: bool
+    status: int | None = Field(description="the receiver's HTTP status; null when it did not answer")
+    error: str | None = Field(description="why the attempt failed")
+    ms: int = Field(description="how long the attempt took")
+
+
+class WebhookView(BaseModel):
+    state: str = Field(description="pending, delivered or gave_up")
+    attempt_count: int
+    next_attempt_at: int | None = None
+    last_attempt_at: int | None = None
+    delivered_at: int | None = None
+    attempts: list[WebhookAttemptView] = Field(description="the last 50 attempts, oldest first")
+
+    @classmethod
+    def from_record(cls, webhook: dict[str, Any] | None) -> WebhookView | None:
+        if not webhook:
+            return None
+        return cls.model_validate({"attempt_count": 0, "attempts": [], **webhook})
+
+
+class BatchProgressView(BaseModel):
+    """The batch record's counters: jobs accepted into the batch, and how many of them finished."""
+
+    total: int
+    done: int
+    succeeded: int
+    failed: int
+
+
 class BatchView(BaseModel):
     batch_id: str
-    total: int
-    counts: dict[str, int]
+    total: int = Field(description="jobs of the batch in the job table")
+    counts: dict[str, int] = Field(description="those jobs by status")
     jobs: list[JobView]
     next_cursor: str | None
+    state: str | None = Field(
+        default=None, description="OPEN, SEALED or COMPLETED (null: a batch made before batches had a lifecycle)"
+    )
+    sealed: bool = False
+    completed: bool = False
+    opened_at: int | None = None
+    sealed_at: int | None = None
+    completed_at: int | None = None
+    progress: BatchProgressView | None = None
+    notify_url: str | None = None
+    event_id: str | None = Field(default=None, description="the Batch Completed event's id (webhooks carry it too)")
+    export_key: str | None = Field(default=None, description="S3 key of the CSV export written on completion")
+    report_key: str | None = Field(default=None, description="S3 key of the HTML report written on completion")
+    webhook: WebhookView | None = Field(default=None, description="the webhook's delivery, with every attempt")
 
 
 class S3ModelsView(BaseModel):

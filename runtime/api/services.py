@@ -18,6 +18,7 @@ from runtime.api.batcher import MicroBatcher
 from runtime.api.problems import ApiProblem
 from runtime.api.s3models import S3Cards, S3Listing
 from runtime.common.aws import client
+from runtime.common.batches import BatchStore
 from runtime.common.cards import CardError, ModelCard, load_cards
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
@@ -30,6 +31,7 @@ class Services:
     presigner: Any  # an S3 client that signs with SigV4 (the only signature S3 accepts everywhere)
     store: JobStore
     batcher: MicroBatcher
+    batches: BatchStore
     _cards: dict[str, ModelCard] | None = None
     _cards_lock: threading.Lock = field(default_factory=threading.Lock)
     s3_cards: S3Cards | None = None  # set when ``models_s3_uri`` is configured
@@ -75,7 +77,10 @@ class Services:
 
 
 def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, sqs: Any = None) -> Services:
-    store = JobStore.from_settings(settings, dynamodb or client("dynamodb", settings))
+    ddb = dynamodb or client("dynamodb", settings)
+    # The API makes a job terminal only when it refuses the request that wrote it; such a job never counts in its
+    # batch (runtime/api/batchrecord.py takes the request's reservation back), and the API sends no events.
+    store = JobStore.from_settings(settings, ddb, on_terminal=lambda job: None)
     batcher = MicroBatcher(
         sqs or client("sqs", settings),
         settings.queue_url,
@@ -93,4 +98,12 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
     s3_cards = None
     if settings.models_s3_uri:
         s3_cards = S3Cards(s3, settings.models_s3_uri, ttl_s=settings.models_s3_cache_s)
-    return Services(settings=settings, s3=s3, presigner=presigner, store=store, batcher=batcher, s3_cards=s3_cards)
+    return Services(
+        settings=settings,
+        s3=s3,
+        presigner=presigner,
+        store=store,
+        batcher=batcher,
+        batches=BatchStore(ddb, settings.table),
+        s3_cards=s3_cards,
+    )

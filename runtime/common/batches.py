@@ -72,6 +72,15 @@ class BatchConflict(BatchError):
     """The request names a notify_url or owner other than the batch's own."""
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """Jobs counted into a batch by ``reserve`` before they were written; ``created``: the batch is new."""
+
+    batch_id: str
+    jobs: int
+    created: bool
+
+
 def batch_pk(batch_id: str) -> str:
     return schema.BATCH_PK_PREFIX + batch_id
 
@@ -155,11 +164,24 @@ class BatchStore:
         names: dict[str, str] | None = None,
     ) -> Batch | None:
         """One (conditional) update; the new record, or None when the condition did not hold."""
+        item = self._update_item(batch_id, expression, values, condition=condition, names=names, returns="ALL_NEW")
+        return None if item is None else Batch.from_item(item)
+
+    def _update_item(
+        self,
+        batch_id: str,
+        expression: str,
+        values: dict[str, Any],
+        *,
+        condition: str | None,
+        names: dict[str, str] | None,
+        returns: str,
+    ) -> dict[str, Any] | None:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "Key": _key(batch_id),
             "UpdateExpression": expression,
-            "ReturnValues": "ALL_NEW",
+            "ReturnValues": returns,
         }
         if values:
             kwargs["ExpressionAttributeValues"] = serialize(values)
@@ -173,7 +195,7 @@ class BatchStore:
             if _conditional_failed(exc):
                 return None
             raise
-        return Batch.from_item(deserialize(out["Attributes"]))
+        return deserialize(out.get("Attributes", {}))
 
     def get(self, batch_id: str) -> Batch | None:
         out = self.client.get_item(TableName=self.table, Key=_key(batch_id), ConsistentRead=True)
@@ -184,7 +206,10 @@ class BatchStore:
     def create(self, batch_id: str, *, notify_url: str | None = None, owner: str | None = None) -> Batch:
         """A new, empty OPEN batch. The same call again (same notify_url and owner, still open) returns the
         existing record, so a client may retry; anything else raises ``BatchConflict`` or ``BatchNotOpen``."""
-        return self.reserve(batch_id, 0, notify_url=notify_url, owner=owner, strict_url=True)
+        self.reserve(batch_id, 0, notify_url=notify_url, owner=owner, strict_url=True)
+        batch = self.get(batch_id)
+        assert batch is not None  # batch records are never deleted once they hold anything
+        return batch
 
     def reserve(
         self,
@@ -194,7 +219,7 @@ class BatchStore:
         notify_url: str | None = None,
         owner: str | None = None,
         strict_url: bool = False,
-    ) -> Batch:
+    ) -> Reservation:
         """Count ``jobs`` new jobs into an OPEN batch, creating it if needed (before the jobs are written).
 
         A request that names no notify_url joins the batch whatever its URL; one that names a URL must match the
@@ -224,22 +249,38 @@ class BatchStore:
         else:
             condition += " AND attribute_not_exists(#owner)"
         condition += ")"
-        batch = self._update(
+        old = self._update_item(
             batch_id,
             "SET " + ", ".join(sets),
             values,
             condition=condition,
             names={"#total": "total", "#owner": "owner"},
+            returns="ALL_OLD",
         )
-        if batch is not None:
-            return batch
+        if old is not None:
+            return Reservation(batch_id, jobs, created=not old)
         current = self.get(batch_id)
         if current is not None and current.state != BatchState.OPEN:
             raise BatchNotOpen(f"batch {batch_id} is {current.state.lower()}: it takes no more images", current)
         raise BatchConflict(f"batch {batch_id} was created with another notify_url or owner", current)
 
-    def unreserve(self, batch_id: str, jobs: int) -> None:
-        """Take back jobs counted by ``reserve`` that the API did not keep (deleted after a failed request)."""
+    def unreserve(self, reservation: Reservation) -> None:
+        """Take back a reservation whose request was refused (its jobs were never kept). A batch the request
+        created is removed again, unless another request joined it meanwhile: a refused request leaves nothing."""
+        batch_id, jobs = reservation.batch_id, reservation.jobs
+        if reservation.created:
+            try:
+                self.client.delete_item(
+                    TableName=self.table,
+                    Key=_key(batch_id),
+                    ConditionExpression="#total = :n AND batch_state = :open",
+                    ExpressionAttributeNames={"#total": "total"},
+                    ExpressionAttributeValues=serialize({":n": jobs, ":open": str(BatchState.OPEN)}),
+                )
+                return
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
         if jobs:
             self._update(
                 batch_id,

@@ -37,6 +37,17 @@ _MULTIPART_BODY = {
                             "description": "add the jobs to this batch (chosen by the client, e.g. uuid4().hex, and "
                             "sent with every request of an upload session); default: a new batch per request",
                         },
+                        "notify_url": {
+                            "type": "string",
+                            "maxLength": 2048,
+                            "description": "webhook of the batch this request creates (https, public addresses "
+                            "only; docs/notifications.md); a batch keeps the URL it was created with (409 otherwise)",
+                        },
+                        "seal": {
+                            "type": "boolean",
+                            "description": "seal the batch once this request's images are accepted: no more "
+                            "images, and it completes when they are done",
+                        },
                     },
                 }
             }

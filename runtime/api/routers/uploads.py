@@ -34,10 +34,11 @@ def create_uploads(request: Request, body: UploadRequest, services: ServicesDep)
     response_model=Accepted,
     summary="Queue a batch of presigned uploads",
     description="Checks every uploaded object (exists, size, image header) and queues the batch. If any object "
-    "is missing or bad, nothing is queued and the problem lists each file; fix and submit again.",
+    "is missing or bad, nothing is queued and the problem lists each file; fix and submit again. With "
+    "`seal=true` the batch is sealed once its files are queued (docs/notifications.md).",
     responses=problem_responses(401, 404, 409, 413, 415, 422, 503),
 )
-def submit_batch(request: Request, batch_id: str, services: ServicesDep) -> dict:
-    out = presign.submit(services, batch_id)
+def submit_batch(request: Request, batch_id: str, services: ServicesDep, seal: bool = False) -> dict:
+    out = presign.submit(services, batch_id, seal=seal)
     add_job_ids(request, [j["job_id"] for j in out["jobs"]], batch_id)
     return out
