@@ -117,9 +117,7 @@ def test_sealing_an_unknown_batch_is_a_404(api: TestClient) -> None:
 
 
 def test_presigned_uploads_take_a_notify_url_and_submit_can_seal(local_api: TestClient, api_settings: Settings) -> None:
-    r = local_api.post(
-        "/v1/uploads", json={"files": [{"file_name": "a.jpg"}], "notify_url": "http://127.0.0.1:9/hook"}
-    )
+    r = local_api.post("/v1/uploads", json={"files": [{"file_name": "a.jpg"}], "notify_url": "http://127.0.0.1:9/hook"})
     assert r.status_code == 201, r.text
     batch_id, (job,) = r.json()["batch_id"], r.json()["jobs"]
     client("s3", api_settings).put_object(
