@@ -23,14 +23,18 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from local.events import EventTap, LocalNotifications, NotifyEmulator, create_notifications, notify_action
 from local.pipe import WORKER_COMMAND, PipeEmulator
 from local.procs import REPO_ROOT, free_port, http_ok, log_event, spawn, stop, wait_until
 from local.resources import LocalResources, create_resources
 from local.scheduler import Scheduler, reconcile_action
+from local.webhooks import WebhookReceiver
 from runtime.common.aws import client
 from runtime.common.settings import Settings, env_name
 
 STATE_DIR = REPO_ROOT / ".segscale"
+# Settings CDK gives the worker and the results task but not the API (docs/architecture.md D9).
+API_WITHHELD = frozenset({env_name("event_bus"), env_name("webhook_secret_arn")})
 STATE_FILE_NAME = "dev.json"
 
 
@@ -134,6 +138,10 @@ class LocalStack:
         self.resources: LocalResources | None = None
         self.pipe: PipeEmulator | None = None
         self.scheduler: Scheduler | None = None
+        self.notifications: LocalNotifications | None = None
+        self.events: EventTap | None = None
+        self.notifier: NotifyEmulator | None = None
+        self.webhooks: WebhookReceiver | None = None
         self.retired: list[subprocess.Popen[bytes]] = []  # API processes replaced by a restart
         self.api_port = self.config.api_port or free_port()
         self.moto_port = self.config.moto_port or free_port()
@@ -152,11 +160,14 @@ class LocalStack:
         """What the task definitions give every container (the worker gets exactly this plus JOB_BATCH)."""
         if self.resources is None:
             raise RuntimeError("the stack is not started")
-        return {**self.resources.env(), **settings_env(self.config.settings)}
+        notifications = self.notifications.env() if self.notifications is not None else {}
+        return {**self.resources.env(), **notifications, **settings_env(self.config.settings)}
 
     @property
     def api_env(self) -> dict[str, str]:
-        return {**self.runtime_env, env_name("api_key"): self.api_key}
+        """As in AWS, the API gets neither the event bus nor the webhook signing secret."""
+        env = {k: v for k, v in self.runtime_env.items() if k not in API_WITHHELD}
+        return {**env, env_name("api_key"): self.api_key}
 
     @property
     def settings(self) -> Settings:
@@ -170,8 +181,10 @@ class LocalStack:
         try:
             self.moto_proc = start_moto(self.moto_port, log_dir=cfg.log_dir, timeout_s=cfg.startup_timeout_s)
             self.resources = create_resources(self.moto_url, prefix=cfg.prefix)
+            self.notifications = create_notifications(self.moto_url, prefix=cfg.prefix)
             self.start_api()
             settings = self.settings
+            self._start_notifications(settings)
             self.pipe = PipeEmulator(
                 sqs_client=client("sqs", settings),
                 queue_url=self.resources.queue_url,
@@ -194,6 +207,19 @@ class LocalStack:
             raise
         return self
 
+    def _start_notifications(self, settings: Settings) -> None:
+        """The bus's tap and notify rule (local/events.py) and a webhook receiver that checks signatures."""
+        assert self.notifications is not None
+        cfg, sqs = self.config, client("sqs", settings)
+        log_file = (lambda name: cfg.log_dir / name) if cfg.log_dir is not None else (lambda name: None)
+        secret = client("secretsmanager", settings).get_secret_value(SecretId=self.notifications.secret_arn)
+        self.events = EventTap(sqs, self.notifications.tap_queue_url, path=log_file("events.jsonl"), log=cfg.log)
+        self.notifier = NotifyEmulator(sqs, self.notifications.notify_queue_url, notify_action(settings), log=cfg.log)
+        self.webhooks = WebhookReceiver(secret=secret["SecretString"], path=log_file("webhooks.jsonl"), log=cfg.log)
+        self.events.start()
+        self.notifier.start()
+        self.webhooks.start()
+
     def start_api(self) -> None:
         """Start (or start again, after a kill) the API on the stack's port."""
         if self.api_proc is not None:
@@ -215,6 +241,9 @@ class LocalStack:
             self.scheduler.stop()
         if self.pipe is not None:
             self.pipe.stop()
+        for part in (self.notifier, self.events, self.webhooks):
+            if part is not None:
+                part.stop()
         for proc in (self.api_proc, self.moto_proc):
             if proc is not None:
                 stop(proc)
@@ -238,6 +267,10 @@ class LocalStack:
             "table": self.resources.table,
             "queue_url": self.resources.queue_url,
             "dlq_url": self.resources.dlq_url,
+            "event_bus": self.notifications.bus if self.notifications else None,
+            "webhook_url": self.webhooks.url if self.webhooks else None,
+            "events_log": str(self.config.log_dir / "events.jsonl") if self.config.log_dir else None,
+            "webhooks_log": str(self.config.log_dir / "webhooks.jsonl") if self.config.log_dir else None,
             "pid": os.getpid(),
             "child_pids": {
                 "moto": self.moto_proc.pid if self.moto_proc else None,
@@ -278,6 +311,9 @@ def write_state(info: Mapping[str, Any], state_dir: Path = STATE_DIR) -> Path:
 
 def banner(stack: LocalStack, state_path: Path, photo: Path) -> str:
     url, key = stack.api_url, stack.api_key
+    info = stack.info()
+    bus, hook = info["event_bus"], info["webhook_url"]
+    events_log, webhooks_log = info["events_log"], info["webhooks_log"]
     return f"""
 segscale is running locally.
 
@@ -297,6 +333,12 @@ or with the CLI (it reads {state_path} by default):
   bin/segscale upload {photo}
   bin/segscale wait <batch_id>
   bin/segscale results <batch_id> --out results.csv
+
+Notifications (docs/notifications.md): events on the moto EventBridge bus {bus}, and a local webhook
+receiver that checks each delivery's signature:
+
+  bin/segscale upload --notify-url {hook} {photo}
+  tail -f {events_log} {webhooks_log}
 
 Ctrl-C stops everything.
 """
