@@ -192,7 +192,10 @@ def test_table_matches_the_shared_schema(dev: Synth) -> None:
         g["IndexName"]: ([k["AttributeName"] for k in g["KeySchema"]], g["Projection"]["ProjectionType"])
         for g in props["GlobalSecondaryIndexes"]
     }
-    assert gsis == {g["name"]: ([g["partition_key"], g["sort_key"]], "ALL") for g in schema.GLOBAL_SECONDARY_INDEXES}
+    expected = {
+        g["name"]: ([g["partition_key"], g["sort_key"]], g["projection"]) for g in schema.GLOBAL_SECONDARY_INDEXES
+    }
+    assert gsis == expected and expected[schema.BY_WORK_INDEX][1] == "KEYS_ONLY"  # counter writes skip it
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["TimeToLiveSpecification"] == {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True}
     (replica,) = props["Replicas"]
@@ -263,7 +266,7 @@ def test_data_removal_policy_follows_env(synth: SynthFn, variant: str, policy: s
 
 def test_api_gets_its_key_from_secrets_manager(dev: Synth) -> None:
     api = container(dev.pipeline, "Api/Task")
-    secret_id, secret = one(dev.pipeline, "AWS::SecretsManager::Secret")
+    secret_id, secret = by_path(dev.pipeline, "/ApiKey/", "AWS::SecretsManager::Secret")
     assert "GenerateSecretString" in secret["Properties"]
     assert api["Secrets"] == [{"Name": env_name("api_key"), "ValueFrom": {"Ref": secret_id}}]
     assert env_name("api_key") not in {e["Name"] for e in api["Environment"]}
