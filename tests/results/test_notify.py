@@ -301,6 +301,31 @@ def test_events_detail_is_json_serialisable(notify_settings: Settings, clock: Cl
     assert json.loads(json.dumps(outcome.to_dict()))["batch_id"] == batch_id
 
 
+def test_reconcile_completes_a_stalled_batch_and_sends_what_is_due(
+    notify_settings: Settings, bus: LocalNotifications
+) -> None:
+    """A count lost to a killed worker, and a batch the API completed (it sends no events): one reconcile pass
+    recounts and completes the first and sends Batch Completed for both."""
+    from runtime.results.reconcile import reconcile_once
+
+    store = JobStore.from_settings(notify_settings, on_terminal=lambda job: None)  # the count is lost
+    batches = BatchStore.from_settings(notify_settings)
+    stalled = uuid.uuid4().hex
+    batches.reserve(stalled, 1)
+    job_id = uuid.uuid4().hex
+    store.create(NewJob(job_id, stalled, f"uploads/{stalled}/{job_id}.png", "a.png", "person"))
+    assert store.fail(job_id, "corrupt", error_class="corrupt_image", from_status=JobStatus.QUEUED)
+    batches.seal(stalled, settle_after_ms=notify_settings.stuck_after_s * 1000)
+    by_api = completed_batch(notify_settings, None)  # completed without a Batch Notify Due
+    report = reconcile_once(notify_settings, now_ms=batches.clock() + notify_settings.stuck_after_s * 1000 + 1)
+    assert report.batches["recounted"] == [stalled] and report.batches["completed"] == [stalled]
+    assert sorted(o["batch_id"] for o in report.batches["notified"]) == sorted([stalled, by_api])
+    sent = [e["detail"]["batch_id"] for e in drain(notify_settings, bus.tap_queue_url)]
+    assert sorted(b for b in sent if b in (stalled, by_api)) == sorted([stalled, by_api])
+    again = reconcile_once(notify_settings)
+    assert again.batches == {"recounted": [], "completed": [], "notified": []}
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_threads() -> Iterator[None]:
     before = {t.name for t in threading.enumerate()}
