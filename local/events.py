@@ -25,6 +25,7 @@ import boto3
 
 from local.procs import log_event
 from runtime.common.events import INTERNAL_SOURCE, NOTIFY_DUE, SOURCE
+from runtime.common.settings import Settings, env_name
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,16 @@ class LocalNotifications:
     notify_queue_url: str
     secret_arn: str
 
+    def fields(self) -> dict[str, Any]:
+        """The settings CDK gives the worker and the results task, by field name (the API gets the last only)."""
+        return {"event_bus": self.bus, "webhook_secret_arn": self.secret_arn, "webhook_local_http": True}
+
     def env(self) -> dict[str, str]:
-        """The settings CDK gives the worker and the results task (the API gets none of them)."""
-        return {
-            "SEGSCALE_EVENT_BUS": self.bus,
-            "SEGSCALE_WEBHOOK_SECRET_ARN": self.secret_arn,
-            "SEGSCALE_WEBHOOK_LOCAL_HTTP": "true",
-        }
+        return {env_name(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in self.fields().items()}
+
+    def settings(self, base: Settings, **fields: Any) -> Settings:
+        """``base`` pointed at this bus and secret, plus ``fields`` (what the tests run notify and workers with)."""
+        return base.model_copy(update={**self.fields(), **fields})
 
 
 def _clients(endpoint_url: str, region: str) -> tuple[Any, Any, Any]:

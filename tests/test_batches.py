@@ -178,7 +178,7 @@ def test_two_workers_finishing_the_last_two_jobs_at_once_complete_the_batch_once
     due = drain(settings, bus.notify_queue_url)
     assert [e["detail"]["batch_id"] for e in due] == [batch_id]
     # The notify runs that follow (the rule's, then a reconcile pass's) send one Batch Completed between them.
-    notify_settings = settings.model_copy(update={"event_bus": bus.bus, "export_on_completion": False})
+    notify_settings = bus.settings(settings, export_on_completion=False)
     for _ in range(2):
         Notifier.from_settings(notify_settings).run(batch_id)
     events = drain(settings, bus.tap_queue_url)

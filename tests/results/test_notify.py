@@ -36,15 +36,7 @@ def bus(moto_endpoint: str) -> LocalNotifications:
 
 @pytest.fixture()
 def notify_settings(settings: Settings, bus: LocalNotifications) -> Settings:
-    return settings.model_copy(
-        update={
-            "event_bus": bus.bus,
-            "webhook_secret_arn": bus.secret_arn,
-            "webhook_local_http": True,
-            "webhook_timeout_s": 0.5,
-            "export_on_completion": False,
-        }
-    )
+    return bus.settings(settings, webhook_timeout_s=0.5, export_on_completion=False)
 
 
 @pytest.fixture()

@@ -44,15 +44,7 @@ def test_the_worker_sends_job_events_completes_the_batch_and_never_calls_the_web
     worker_settings: Settings, moto_endpoint: str, s3: Any, registry: ModelRegistry
 ) -> None:
     bus = create_notifications(moto_endpoint, prefix=f"t{uuid.uuid4().hex[:12]}")
-    settings = worker_settings.model_copy(
-        update={
-            "event_bus": bus.bus,
-            "webhook_secret_arn": bus.secret_arn,
-            "webhook_local_http": True,
-            "webhook_timeout_s": 0.5,
-            "export_on_completion": False,
-        }
-    )
+    settings = bus.settings(worker_settings, webhook_timeout_s=0.5, export_on_completion=False)
     store = JobStore.from_settings(settings)  # the worker's own store: counts and sends events
     batches = BatchStore.from_settings(settings)
     with WebhookReceiver(respond=lambda n: Reply(200, delay_s=5)) as receiver:  # answers far too late
