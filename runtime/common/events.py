@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.common import awscalls
 from runtime.common.jobs import JobStatus
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class EventPublisher:
         self._queue: queue.Queue[Event] = queue.Queue(maxsize=max_pending)
         self._unfinished = 0
         self._idle = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+        self._thread = awscalls.inherit(threading.Thread(target=self._run, name="event-publisher", daemon=True))
         self._thread.start()
 
     def publish(self, event: Event) -> bool:

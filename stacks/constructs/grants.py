@@ -25,18 +25,19 @@ from runtime.common import keys, schema
 API_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # a job, an idempotency record
     "dynamodb:PutItem",  # create, put_idempotency
-    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued
-    "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch
+    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued; batch records: reserve, seal, complete
+    "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch (and a new batch record)
     "dynamodb:Query",  # a batch's page and counts (by_batch)
 )
 WORKER_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # why a job was skipped
     "dynamodb:BatchGetItem",  # which released jobs to re-enqueue
-    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued
+    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued; a batch's counters
 )
 RESULTS_TABLE_ACTIONS = (
-    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent
-    "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status)
+    "dynamodb:GetItem",  # a batch record (settle, notify)
+    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; batch records
+    "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status), by_work
 )
 
 
@@ -121,7 +122,7 @@ def grant_results(role: iam.IGrantable, r: AppResources) -> None:
     the queue's depth to tell a backlog from a lost message)."""
     _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX)
     _s3(role, r, ["s3:PutObject", "s3:AbortMultipartUpload"], keys.REPORTS_PREFIX)
-    _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX)
+    _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX, schema.BY_WORK_INDEX)
     _send(role, r, "sqs:GetQueueAttributes")
 
 
