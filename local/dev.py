@@ -36,6 +36,7 @@ STATE_DIR = REPO_ROOT / ".segscale"
 # Settings CDK gives the worker and the results task but not the API (docs/architecture.md D9).
 API_WITHHELD = frozenset({env_name("event_bus"), env_name("webhook_secret_arn")})
 STATE_FILE_NAME = "dev.json"
+BUS_EVENTS_FILE = "bus-events.jsonl"  # the EventBridge events (the emulators log their own events elsewhere)
 
 
 @dataclass
@@ -213,7 +214,7 @@ class LocalStack:
         cfg, sqs = self.config, client("sqs", settings)
         log_file = (lambda name: cfg.log_dir / name) if cfg.log_dir is not None else (lambda name: None)
         secret = client("secretsmanager", settings).get_secret_value(SecretId=self.notifications.secret_arn)
-        self.events = EventTap(sqs, self.notifications.tap_queue_url, path=log_file("events.jsonl"), log=cfg.log)
+        self.events = EventTap(sqs, self.notifications.tap_queue_url, path=log_file(BUS_EVENTS_FILE), log=cfg.log)
         self.notifier = NotifyEmulator(sqs, self.notifications.notify_queue_url, notify_action(settings), log=cfg.log)
         self.webhooks = WebhookReceiver(secret=secret["SecretString"], path=log_file("webhooks.jsonl"), log=cfg.log)
         self.events.start()
@@ -269,7 +270,7 @@ class LocalStack:
             "dlq_url": self.resources.dlq_url,
             "event_bus": self.notifications.bus if self.notifications else None,
             "webhook_url": self.webhooks.url if self.webhooks else None,
-            "events_log": str(self.config.log_dir / "events.jsonl") if self.config.log_dir else None,
+            "events_log": str(self.config.log_dir / BUS_EVENTS_FILE) if self.config.log_dir else None,
             "webhooks_log": str(self.config.log_dir / "webhooks.jsonl") if self.config.log_dir else None,
             "pid": os.getpid(),
             "child_pids": {

@@ -5,7 +5,7 @@ batch completes, and the webhook signing secret (docs/architecture.md D9). Local
 server, and two rules send to SQS queues instead (moto delivers to SQS targets):
 
 - ``tap``: every public event (source ``segscale``) -> a queue that ``EventTap`` drains into
-  ``events.jsonl`` (``make dev`` prints how to follow it) and that the tests read;
+  ``bus-events.jsonl`` (``make dev`` prints how to follow it) and that the tests read;
 - ``notify``: ``Batch Notify Due`` -> a queue that ``NotifyEmulator`` reads, running the results task's
   ``notify`` for the batch in this process (as the scheduler emulator runs reconcile).
 """

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
-from runtime.common.webhooks import UnsafeUrl, check_url, signature, verify
+from runtime.common.webhooks import UnsafeUrl, check_url, resolve, signature, verify
 
 PUBLIC = "93.184.216.34"
 
@@ -65,6 +68,22 @@ def test_a_name_that_does_not_resolve_is_refused() -> None:
 
     with pytest.raises(UnsafeUrl, match="does not resolve"):
         check_url("https://nowhere.invalid/x", resolver=fail)
+
+
+def test_resolution_is_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolver that never answers (the system's, not ours) cannot hold an API thread for long."""
+
+    def never(*args: object, **kwargs: object) -> list[object]:
+        time.sleep(5)
+        raise OSError("too late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", never)
+    started = time.monotonic()
+    with pytest.raises(OSError, match=r"no answer within 0\.2 s"):
+        resolve("hooks.example.com", 443, timeout_s=0.2)
+    assert time.monotonic() - started < 2
+    with pytest.raises(UnsafeUrl, match="does not resolve"):
+        check_url("https://hooks.example.com/x", resolver=lambda h, p: resolve(h, p, timeout_s=0.2))
 
 
 def test_public_https_passes_and_pins_the_checked_address() -> None:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -45,10 +46,30 @@ class WebhookTarget:
     address: str
 
 
-def resolve(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to (A and AAAA)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+RESOLVE_TIMEOUT_S = 3.0
+
+
+def resolve(host: str, port: int, *, timeout_s: float = RESOLVE_TIMEOUT_S) -> list[str]:
+    """Every address ``host`` resolves to (A and AAAA), within ``timeout_s``: ``getaddrinfo`` has no time-out of
+    its own, and a request that names a slow resolver's host must not hold an API thread for long."""
+    found: list[str] = []
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            found.extend(dict.fromkeys(str(info[4][0]) for info in infos))
+        except (OSError, UnicodeError) as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=lookup, name="resolve", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise OSError(f"no answer within {timeout_s:g} s")
+    if failure:
+        raise failure[0]
+    return found
 
 
 def _embedded_v4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

@@ -134,7 +134,8 @@ class Notifier:
         if batch.state != BatchState.COMPLETED:  # cannot happen through try_complete; never notify early
             self._release(batch, outcome, None)
             return batch
-        if self.settings.export_on_completion and batch.export_key is None and batch.export_error is None:
+        wants_export = self.settings.export_on_completion and batch.total > 0  # an empty batch has nothing to show
+        if wants_export and batch.export_key is None and batch.export_error is None:
             exported = self._export(batch, outcome)
             if exported is None:  # failed, to be tried again shortly
                 self._release(batch, outcome, self.clock() + EXPORT_RETRY_MS)
