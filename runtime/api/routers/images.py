@@ -18,6 +18,7 @@ from runtime.api.validation import (
     MM_PER_PIXEL_MIN,
     check_idempotency_key,
 )
+from runtime.common import imageinfo
 
 router = APIRouter(tags=["images"])
 
@@ -26,9 +27,11 @@ _MULTIPART_BODY = {
         "required": True,
         "content": {
             "multipart/form-data": {
+                "encoding": {"file": {"contentType": ", ".join(imageinfo.CONTENT_TYPES.values())}},
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "array",
@@ -56,7 +59,7 @@ _MULTIPART_BODY = {
                             "sent with every request of an upload session); default: a new batch per request",
                         },
                     },
-                }
+                },
             }
         },
     }
