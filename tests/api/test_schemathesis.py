@@ -14,6 +14,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from local.resources import create_resources
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.slow
 def test_schemathesis_finds_nothing(moto_endpoint: str, tmp_path: Path) -> None:
     resources = create_resources(moto_endpoint, prefix=f"f{uuid.uuid4().hex[:12]}")
     with ApiProcess(resources, tmp_path / "logs") as api:
+        document = httpx.get(f"{api.url}/openapi.json", timeout=10).json()
+        operations = sum(len(methods) for methods in document["paths"].values())
         argv = [
             str(Path(sys.executable).with_name("st")),
             "--config-file",
@@ -53,7 +56,7 @@ def test_schemathesis_finds_nothing(moto_endpoint: str, tmp_path: Path) -> None:
             "--request-timeout",
             "30",
             "--workers",
-            "2",
+            "1",  # two threads once tripped CPython 3.11's "AST constructor recursion depth mismatch" in schemathesis
             "--no-color",
         ]
         env = {
@@ -64,7 +67,7 @@ def test_schemathesis_finds_nothing(moto_endpoint: str, tmp_path: Path) -> None:
         run = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-12000:]
-    assert "8 selected / 8 total" in report and "Tested: 8" in report, report[-3000:]
+    assert f"{operations} selected / {operations} total" in report and f"Tested: {operations}" in report, report[-3000:]
 
     settings = resources.settings()
     s3 = client("s3", settings)
