@@ -192,5 +192,6 @@ def test_an_unauthenticated_50_mb_body_is_401_with_bounded_memory(api_process: A
         done.set()
         sampler.join()
     grown_mib = (max(peak[0], api_process.rss_kib()) - before) / 1024
+    print(f"{kind}: peak RSS grew by {grown_mib:.1f} MiB (from {before / 1024:.0f} MiB)")
     assert r.status_code == 401 and r.json()["type"].endswith("missing_api_key"), r.text
     assert grown_mib < 20, f"the server's peak memory grew by {grown_mib:.0f} MiB for a refused 50 MB body"
