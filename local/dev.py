@@ -257,16 +257,26 @@ class LocalStack:
             self.api_proc.wait()
 
     def stop(self) -> None:
-        """Stop in the reverse order of start; safe to call twice or after a failed start."""
+        """Stop in the reverse order of start; safe to call twice or after a failed start.
+
+        The scheduler and the pipe stop side by side (each may be in the middle of an AWS call). Once the moto
+        server is gone nothing can finish its work properly, so the API and the workers get no grace period then:
+        a graceful stop would only wait for retries against a dead endpoint."""
         if self.supervisor is not None:
             self.supervisor.stop()  # nothing is restarted from now on
-        if self.scheduler is not None:
-            self.scheduler.stop()
-        if self.pipe is not None:
-            self.pipe.stop()
+        moto_gone = self.moto_proc is not None and self.moto_proc.poll() is not None
+        grace_s = 1.0 if moto_gone else 10.0
+        if moto_gone and self.pipe is not None:
+            for launch in self.pipe.running():
+                stop(launch.proc, timeout_s=grace_s)
+        stopping = [threading.Thread(target=e.stop) for e in (self.scheduler, self.pipe) if e is not None]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
         for proc in (self.api_proc, self.moto_proc):
             if proc is not None:
-                stop(proc)
+                stop(proc, timeout_s=grace_s)
         if self.supervisor is not None:
             self.supervisor.release()  # its thread may end now: what it started is stopped
 

@@ -88,7 +88,10 @@ class Supervisor:
         while not self._stop.wait(self.interval_s) and not self.failed.is_set():
             with self._busy:
                 if not self._stop.is_set():
-                    self.check_once()
+                    try:
+                        self.check_once()
+                    except Exception as exc:  # a bug here must not end supervision without a word
+                        log_event(self.log, "supervisor_error", error=repr(exc)[:300])
         self._release.wait()
 
     def backoff_s(self, failures: int) -> float:
@@ -105,7 +108,7 @@ class Supervisor:
                 continue
             if piece.restart is None:
                 self.failure = piece.fatal_message or f"the {piece.name} exited"
-                log_event(self.log, f"{piece.name}_exited", fatal=True, message=self.failure, **piece.exit_info())
+                log_event(self.log, f"{piece.name}_exited", fatal=True, reason=self.failure, **piece.exit_info())
                 self.failed.set()
                 return
             if state.next_try_at is None:

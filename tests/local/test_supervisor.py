@@ -101,7 +101,7 @@ def test_a_fatal_piece_is_never_restarted_and_fails_the_stack() -> None:
     moto.up = api.up = False
     sup.check_once()
     assert sup.failed.is_set() and sup.failure == "the moto server exited: its data is gone"
-    assert _events(log) == [{**_events(log)[0], "event": "moto_exited", "fatal": True, "message": sup.failure}]
+    assert _events(log) == [{**_events(log)[0], "event": "moto_exited", "fatal": True, "reason": sup.failure}]
     assert moto.restarts == 0 and api.restarts == 0
 
 
