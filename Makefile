@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov pins older boto3/botocore than requirements.txt, so it lives in a venv of its own (tests/cdk/test_checkov.py)
+CHECKOV_VENV := $(VENV)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: install browser dev test test-fast lint format synth bench images clean
+.PHONY: install checkov browser dev test test-fast lint format synth bench images clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +24,15 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(PY_STAMP) $(NODE_STAMP)  ## create .venv and node_modules from the pinned files
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+checkov: $(CHECKOV_STAMP)  ## the checkov scanner the CDK tests run, in .venv/tools/checkov
+
+install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)  ## create .venv (with checkov's venv) and node_modules from the pinned files
 
 # Headless Chromium for the web console's browser tests (tests/browser): Debian's package, driven by Playwright
 # (pinned in requirements-dev.txt) through its executable path, so nothing is downloaded but the package. Installed

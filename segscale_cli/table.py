@@ -1,10 +1,13 @@
-"""Jobs as CSV rows: one row per job, one group of columns per class the model measured."""
+"""Jobs as CSV rows: one row per job, one group of columns per class the model measured; text cells that a
+spreadsheet would run as formulas are neutralised (runtime/common/csvsafe.py)."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
 from typing import IO, Any
+
+from runtime.common.csvsafe import neutralise_row
 
 JOB_COLUMNS = (
     "batch_id",
@@ -59,5 +62,5 @@ def write_csv(jobs: Iterable[dict[str, Any]], out: IO[str]) -> int:
     class_columns = sorted({k for r in rows for k in r if k not in JOB_COLUMNS and k != "error"})
     writer = csv.DictWriter(out, fieldnames=[*JOB_COLUMNS, *class_columns, "error"], extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(neutralise_row(r) for r in rows)  # file names are the client's: never a formula
     return len(rows)

@@ -102,9 +102,19 @@ class DeployConfig(BaseModel):
     api_requests_per_target: int = Field(default=500, ge=1)
     lambda_memory_mib: int = Field(default=2048, ge=128, le=10240)
     lambda_timeout_s: int = Field(default=60, ge=3, le=900)
-    certificate_arn: str | None = None  # HTTPS on the ALB when given; HTTP (with a synth warning) otherwise
+    certificate_arn: str | None = None  # HTTPS on the ALB (HTTP redirects to it) when given; plain HTTP otherwise
+    # prod refuses plain HTTP (the API key would cross the network in clear) unless this says it is meant.
+    allow_http: bool = False
     domain_name: str | None = None  # the name the certificate is for; only used for the URL outputs
     allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    # /docs, /redoc and /openapi.json are served without a key; None: on in dev, off in prod.
+    api_docs: bool | None = None
+    # WAFv2 web ACL on the ALB (Fargate mode): a rate limit per client IP, and optionally AWS managed rules.
+    waf_enabled: bool = True
+    waf_rate_limit: int = Field(default=2000, ge=10, le=2_000_000_000)  # requests per IP per 5 minutes
+    waf_managed_rules: bool = False  # AWS common + known-bad-inputs rule groups (docs/deploy.md: what they block)
+    # Lambda mode's throttle (WAF cannot front a Function URL); None: the account's unreserved pool, no cap.
+    lambda_reserved_concurrency: int | None = Field(default=50, ge=1)
 
     # --- worker and results ---
     worker_cpu: int = 2048
@@ -128,7 +138,7 @@ class DeployConfig(BaseModel):
 
     # --- network ---
     max_azs: int = Field(default=2, ge=2, le=6)
-    nat_gateways: int = Field(default=1, ge=0)
+    nat_gateways: int = Field(default=1, ge=0)  # default: 1 in dev, one per AZ (max_azs) in prod
     vpc_cidr: str = "10.20.0.0/16"
 
     # --- operations ---
@@ -137,6 +147,17 @@ class DeployConfig(BaseModel):
     alarm_oldest_message_s: int = Field(default=900, ge=60)
     alarm_api_5xx_percent: float = Field(default=5.0, gt=0, le=100)
     alarm_job_failure_percent: float = Field(default=10.0, gt=0, le=100)
+    # QUEUED jobs older than the reconciler's stuck_after_s, as counted by its last pass.
+    alarm_stuck_jobs: int = Field(default=1, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_by_env(cls, values: Any) -> Any:
+        """prod's NAT default is one per AZ: with one, a zone failure cuts every task's outbound access."""
+        if isinstance(values, Mapping) and "nat_gateways" not in values and values.get("env_name") == "prod":
+            azs = values.get("max_azs", cls.model_fields["max_azs"].default)
+            return {**values, "nat_gateways": azs} if isinstance(azs, int) else values
+        return values
 
     @field_validator("name")
     @classmethod
@@ -238,6 +259,13 @@ class DeployConfig(BaseModel):
             raise ValueError(f"nat_gateways ({self.nat_gateways}) > max_azs ({self.max_azs}): one NAT per AZ at most")
         if self.domain_name and not self.certificate_arn:
             raise ValueError("domain_name is set but certificate_arn is not: a domain needs a certificate for HTTPS")
+        if self.env_name == "prod" and self.api_mode == "fargate" and not self.certificate_arn and not self.allow_http:
+            raise ValueError(
+                "env_name is 'prod' but certificate_arn is not set: the API would be plain HTTP and the API key "
+                "would cross the network in clear text. Set segscale.certificate_arn to an ACM certificate ARN in "
+                "the stack's region (HTTPS, with HTTP redirected to it), or set segscale.allow_http=true to accept "
+                "plain HTTP knowingly"
+            )
         return self
 
     # --- derived values the stacks use ---
@@ -253,6 +281,11 @@ class DeployConfig(BaseModel):
     @property
     def https(self) -> bool:
         return self.certificate_arn is not None
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        """Whether the API serves its docs routes: as configured, else on in dev and off in prod."""
+        return self.api_docs if self.api_docs is not None else self.env_name != "prod"
 
 
 def _check_fargate_size(role: str, cpu: int, memory: int) -> None:

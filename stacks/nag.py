@@ -116,8 +116,16 @@ def _acknowledge_pipeline(p: PipelineStack, config: DeployConfig) -> None:
             ack(
                 p.api_service.load_balancer.connections.security_groups[0].node.default_child,
                 "EC23",
-                "allowed_cidrs includes 0.0.0.0/0: the upload API is meant to be reachable from anywhere and "
-                "every request is authenticated with the API key. Narrow segscale.allowed_cidrs to restrict it.",
+                "allowed_cidrs includes 0.0.0.0/0: the upload API is meant to be reachable from anywhere. Every "
+                "/v1 route needs the API key; /healthz (no AWS calls), the web console's static files (/ and "
+                "/console/*, no data) and, unless api_docs is off (the prod default), /docs, /redoc and "
+                "/openapi.json answer without one. "
+                + (
+                    f"The WAF web ACL blocks an address after {config.waf_rate_limit} requests in 5 minutes. "
+                    if config.waf_enabled
+                    else "waf_enabled is off: nothing limits the request rate per address. "
+                )
+                + "Narrow segscale.allowed_cidrs to restrict who can connect.",
             )
         ack(
             p.api_service.access_logs.node.default_child,

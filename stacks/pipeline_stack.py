@@ -15,7 +15,7 @@ from runtime.common.settings import env_name
 from stacks.config import DeployConfig
 from stacks.constructs.api_service import ApiService
 from stacks.constructs.lambda_api import LambdaApi
-from stacks.constructs.monitoring import MonitoredApi, Monitoring
+from stacks.constructs.monitoring import MonitoredApi, MonitoredResults, Monitoring
 from stacks.constructs.network import Network
 from stacks.constructs.results import ResultsTask
 from stacks.constructs.tasks import runtime_environment
@@ -43,6 +43,8 @@ class PipelineStack(Stack):
             ),
         )
         self.network = Network(self, "Network", config=config)
+        # Only the API reads this; the docs routes are the ones it serves without a key.
+        api_env = {**environment, env_name("api_docs_enabled"): str(config.api_docs_enabled).lower()}
 
         if config.api_mode == "fargate":
             api = ApiService(
@@ -51,7 +53,7 @@ class PipelineStack(Stack):
                 config=config,
                 network=self.network,
                 resources=resources,
-                environment=environment,
+                environment=api_env,
                 api_key=self.api_key,
             )
             monitored = MonitoredApi(load_balancer=api.load_balancer, target_group=api.target_group)
@@ -60,7 +62,7 @@ class PipelineStack(Stack):
             api_url = api.url
         else:
             lambda_api = LambdaApi(
-                self, "Api", config=config, resources=resources, environment=environment, api_key=self.api_key
+                self, "Api", config=config, resources=resources, environment=api_env, api_key=self.api_key
             )
             monitored = MonitoredApi(function=lambda_api.function)
             self.api_service = None
@@ -84,6 +86,11 @@ class PipelineStack(Stack):
             dlq=resources.dlq,
             pipe_name=self.worker.pipe_name,
             table=resources.table,
+            results=MonitoredResults(
+                schedule_group=self.results.schedule_group,
+                task_definition=self.results.task,
+                cluster=self.network.cluster,
+            ),
         )
 
         key_cmd = (

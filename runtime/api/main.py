@@ -32,12 +32,16 @@ def create_app(settings: Settings | None = None, *, s3: Any = None, dynamodb: An
         yield
         services.batcher.close()  # flush on shutdown: jobs in the buffer go out before the process ends
 
+    docs = settings.api_docs_enabled  # unauthenticated routes: off in prod unless configured (stacks/config.py)
     app = FastAPI(
         title="segscale",
         version=API_VERSION,
         description="Upload images, get segmentation masks and measurements. Errors are RFC 9457 "
         "`application/problem+json`. Authenticate with the `X-Api-Key` header.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.services = services
     problems.install(app)

@@ -1,9 +1,14 @@
 """Presigned uploads for files too large for one request (Lambda caps a request at 6 MB).
 
-``create_uploads`` records AWAITING_UPLOAD jobs and signs one S3 PUT per file. ``submit`` checks each object
-(exists, size, header probe of the first bytes) and only then moves the jobs to QUEUED. A submit with a missing or
-bad object changes nothing, so the client can re-upload and submit again while the URLs are valid. Requests that
-name the same ``batch_id`` add to one batch; its submit checks and queues every file still awaiting upload in it.
+``create_uploads`` records AWAITING_UPLOAD jobs and signs one S3 POST policy per file, whose
+``content-length-range`` makes S3 itself refuse a file over ``max_upload_bytes`` (a presigned PUT cannot bound
+the size). ``submit`` checks each object (exists, size, header probe of the first bytes) and only then moves the
+jobs to QUEUED, pinning each object's ETag on its job: the worker reads with ``IfMatch`` and checks the size
+again, so an object replaced through a still-valid URL after submit fails its job (``input_replaced``) instead
+of being processed unchecked. Size is checked at submit as well as by S3 because S3-compatible stores (the
+local moto server among them) may not enforce the policy. A submit with a missing or bad object changes nothing,
+so the client can re-upload and submit again while the URLs are valid. Requests that name the same ``batch_id``
+add to one batch; its submit checks and queues every file still awaiting upload in it.
 """
 
 from __future__ import annotations
@@ -65,16 +70,8 @@ def create_uploads(services: Services, req: UploadRequest) -> dict:
                 ),
                 status=JobStatus.AWAITING_UPLOAD,
             )
-            url = services.presigner.generate_presigned_url(
-                "put_object",
-                Params={"Bucket": settings.bucket, "Key": key, "ContentType": UPLOAD_CONTENT_TYPE},
-                ExpiresIn=settings.presign_expiry_s,
-            )
-            jobs.append(
-                PresignedJob(
-                    job_id=job_id, file_name=name, upload_url=url, headers={"Content-Type": UPLOAD_CONTENT_TYPE}
-                )
-            )
+            post = presigned_post(services, key)
+            jobs.append(PresignedJob(job_id=job_id, file_name=name, upload_url=post["url"], fields=post["fields"]))
     except STORAGE_ERRORS as exc:
         # Jobs already written stay AWAITING_UPLOAD: never queued, never processed, no object expected.
         raise storage_unavailable("DynamoDB", exc) from exc
@@ -86,11 +83,48 @@ def create_uploads(services: Services, req: UploadRequest) -> dict:
     ).model_dump()
 
 
+def presigned_post(services: Services, key: str) -> dict[str, Any]:
+    """S3's ``{"url", "fields"}`` for one object: any size from 1 byte to ``max_upload_bytes``, our content type."""
+    settings = services.settings
+    return dict(
+        services.presigner.generate_presigned_post(
+            Bucket=settings.bucket,
+            Key=key,
+            Fields={"Content-Type": UPLOAD_CONTENT_TYPE},
+            Conditions=[
+                {"Content-Type": UPLOAD_CONTENT_TYPE},
+                ["content-length-range", 1, settings.max_upload_bytes],
+            ],
+            ExpiresIn=settings.presign_expiry_s,
+        )
+    )
+
+
 def _is_missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
 
 
-def _check_object(services: Services, job: dict[str, Any]) -> tuple[imageinfo.ImageInfo, int] | FileProblem:
+def _is_replaced(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
+
+
+def _check_object(services: Services, job: dict[str, Any]) -> tuple[imageinfo.ImageInfo, int, str] | FileProblem:
+    """The object's image header, size and ETag, all of the same object version, or the problem with it."""
+    try:
+        return _check_pinned(services, job)
+    except ClientError as exc:
+        if not _is_replaced(exc):
+            raise
+        return FileProblem(
+            index=0,
+            file_name=job.get("file_name", ""),
+            type="upload_changed",
+            status=409,
+            detail="the object was replaced while submit checked it; submit again",
+        )
+
+
+def _check_pinned(services: Services, job: dict[str, Any]) -> tuple[imageinfo.ImageInfo, int, str] | FileProblem:
     settings = services.settings
     index, name, key = 0, job.get("file_name", ""), job["input_key"]
     try:
@@ -112,7 +146,10 @@ def _check_object(services: Services, job: dict[str, Any]) -> tuple[imageinfo.Im
             status=413,
             detail=f"{size:,} bytes is over the limit of {settings.max_upload_bytes:,}",
         )
-    head_bytes = services.s3.get_object(Bucket=settings.bucket, Key=key, Range=f"bytes=0-{PROBE_BYTES - 1}")
+    etag = str(head["ETag"])  # every read below is of this object: IfMatch fails if it was replaced meanwhile
+    head_bytes = services.s3.get_object(
+        Bucket=settings.bucket, Key=key, Range=f"bytes=0-{PROBE_BYTES - 1}", IfMatch=etag
+    )
     data = head_bytes["Body"].read()
     try:
         info = imageinfo.probe(data, max_pixels=settings.max_pixels)
@@ -121,14 +158,14 @@ def _check_object(services: Services, job: dict[str, Any]) -> tuple[imageinfo.Im
     except Exception:  # the prefix may be too short for some headers (e.g. a GIF's frame count)
         if size <= len(data):
             return file_problem(index, name, imageinfo.CorruptImage("the image header is damaged"))
-        data = services.s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
+        data = services.s3.get_object(Bucket=settings.bucket, Key=key, IfMatch=etag)["Body"].read()
         try:
             info = imageinfo.probe(data, max_pixels=settings.max_pixels)
         except imageinfo.ImageError as exc:
             return file_problem(index, name, exc)
         except Exception as exc:
             return file_problem(index, name, imageinfo.CorruptImage(f"the image header is damaged: {exc}"))
-    return info, size
+    return info, size, etag
 
 
 def submit(services: Services, batch_id: str) -> dict:
@@ -138,7 +175,7 @@ def submit(services: Services, batch_id: str) -> dict:
         jobs = list(services.store.iter_batch(batch_id))
         if not jobs:
             raise ApiProblem(404, "batch_not_found", f"no batch {batch_id}")
-        checked: list[tuple[dict[str, Any], imageinfo.ImageInfo, int]] = []
+        checked: list[tuple[dict[str, Any], imageinfo.ImageInfo, int, str]] = []
         problems: list[FileProblem] = []
         for index, job in enumerate(jobs):
             if job["status"] != JobStatus.AWAITING_UPLOAD:
@@ -151,9 +188,14 @@ def submit(services: Services, batch_id: str) -> dict:
         if problems:
             raise refuse_files(problems)
         queued = []
-        for job, info, size in checked:
+        for job, info, size, etag in checked:
             if services.store.submit_uploaded(
-                job["job_id"], size_bytes=size, image_format=info.format, width=info.width, height=info.height
+                job["job_id"],
+                size_bytes=size,
+                image_format=info.format,
+                width=info.width,
+                height=info.height,
+                input_etag=etag,
             ):
                 queued.append(job["job_id"])
                 job["status"] = str(JobStatus.QUEUED)

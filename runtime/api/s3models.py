@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.common.cards import CardError, ModelCard, file_problem, is_model_name, mask_problem, parse_card
+from runtime.common.errortext import aws_error_summary
 from runtime.common.s3cards import is_missing, read_card_bytes
 from runtime.common.s3uri import S3Prefix, S3UriError, parse_s3_prefix
 
@@ -104,8 +105,9 @@ class S3Cards:
             folders = self._folders(bucket, prefix)
             seen = {name: self._card(bucket, prefix, name, files) for name, files in sorted(folders.items())}
         except S3_ERRORS as exc:
-            error = f"the models prefix {self._uri} could not be read: {exc}"
-            log.error("S3 models served from the last good read: %s", error)
+            # The listing is shown by GET /v1/models: the AWS error code only, the raw text to the log.
+            error = f"the models prefix {self._uri} could not be read ({aws_error_summary(exc)})"
+            log.error("S3 models served from the last good read: %s: %s", error, exc)
             old = previous or S3Listing(uri=self._uri)
             return S3Listing(self._uri, old.cards, old.rejected, error, old.read_at, now)
         self._seen = seen

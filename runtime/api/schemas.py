@@ -55,15 +55,18 @@ class UploadRequest(BaseModel):
 
 
 class PresignedJob(BaseModel):
+    """One file's presigned S3 POST: a multipart/form-data POST to ``upload_url`` with every ``fields`` entry as a
+    form field, then the file as the last field, named ``file``. S3 refuses a file over the size limit."""
+
     job_id: str
     file_name: str
     upload_url: str
-    method: str = "PUT"
-    headers: dict[str, str]
+    method: str = "POST"
+    fields: dict[str, str]
 
 
 class PresignedBatch(BaseModel):
-    """Answer of ``POST /v1/uploads``: PUT each file to its URL, then POST ``submit_url``."""
+    """Answer of ``POST /v1/uploads``: POST each file to its URL with its fields, then POST ``submit_url``."""
 
     batch_id: str
     jobs: list[PresignedJob]

@@ -242,8 +242,21 @@ class JobStore:
         return found
 
     # --- transitions ---------------------------------------------------------------------------------
-    def submit_uploaded(self, job_id: str, *, size_bytes: int, image_format: str, width: int, height: int) -> bool:
-        """AWAITING_UPLOAD -> QUEUED once the API has checked the presigned upload."""
+    def submit_uploaded(
+        self,
+        job_id: str,
+        *,
+        size_bytes: int,
+        image_format: str,
+        width: int,
+        height: int,
+        input_etag: str | None = None,
+    ) -> bool:
+        """AWAITING_UPLOAD -> QUEUED once the API has checked the presigned upload.
+
+        ``input_etag`` pins the object that was checked: the worker reads with ``IfMatch``, so an object replaced
+        through a still-valid presigned URL fails the job instead of being processed unchecked.
+        """
         return (
             self._update(
                 job_id,
@@ -254,6 +267,7 @@ class JobStore:
                     "image_format": image_format,
                     "width": width,
                     "height": height,
+                    "input_etag": input_etag,
                 },
                 "#status = :expected",
                 {":expected": "AWAITING_UPLOAD"},
@@ -505,6 +519,28 @@ class JobStore:
             if not out.get("LastEvaluatedKey"):
                 return
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+
+    def count_status(self, status: JobStatus, *, updated_to: int, cap: int = 10_000) -> int:
+        """How many jobs are in ``status`` with ``updated_at <= updated_to``, counted up to ``cap`` (then ``cap``).
+
+        A COUNT query on the status index: no items cross the network, and ``cap`` bounds the pages read.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": schema.BY_STATUS_INDEX,
+            "KeyConditionExpression": "#status = :s AND updated_at <= :b",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":s": {"S": str(status)}, ":b": {"N": str(updated_to)}},
+            "Select": "COUNT",
+        }
+        count = 0
+        while count < cap:
+            out = self.client.query(**kwargs)
+            count += int(out.get("Count", 0))
+            if not out.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return min(count, cap)
 
     def batch_counts(self, batch_id: str) -> dict[str, int]:
         counts = {str(s): 0 for s in JobStatus}

@@ -1,7 +1,7 @@
-"""Names of the custom CloudWatch metrics the worker emits (embedded metric format on stdout).
+"""Names of the custom CloudWatch metrics the worker and the results task emit (embedded metric format).
 
 The monitoring construct imports these same constants for the dashboard and alarms, and a test checks that
-every custom metric on the dashboard is one the worker really emits.
+every custom metric on the dashboard is one the code of its service (``SERVICE_OF``) really emits.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import IO, Any
 NAMESPACE = "Segscale"
 SERVICE_DIMENSION = "Service"
 WORKER_SERVICE = "worker"
+RESULTS_SERVICE = "results"
 REASON_DIMENSION = "ReasonClass"
 
 IMAGES_PROCESSED = "ImagesProcessed"  # Count, one per SUCCEEDED job
@@ -22,6 +23,7 @@ INFERENCE_MS = "InferenceMs"  # Milliseconds, model run only
 IMAGE_TOTAL_MS = "ImageTotalMs"  # Milliseconds, claim to result written
 UPLOAD_TO_RESULT_MS = "UploadToResultMs"  # Milliseconds, job created_at to finished_at
 BATCH_SIZE = "BatchSize"  # Count, jobs in the JOB_BATCH message
+JOBS_QUEUED_TOO_LONG = "JobsQueuedTooLong"  # Count, QUEUED for over stuck_after_s at a reconcile pass (results)
 
 UNITS: dict[str, str] = {
     IMAGES_PROCESSED: "Count",
@@ -30,7 +32,10 @@ UNITS: dict[str, str] = {
     IMAGE_TOTAL_MS: "Milliseconds",
     UPLOAD_TO_RESULT_MS: "Milliseconds",
     BATCH_SIZE: "Count",
+    JOBS_QUEUED_TOO_LONG: "Count",
 }
+# Which service emits each metric: the value of its ``Service`` dimension, and the package whose code emits it.
+SERVICE_OF: dict[str, str] = {name: WORKER_SERVICE for name in UNITS} | {JOBS_QUEUED_TOO_LONG: RESULTS_SERVICE}
 
 
 def emf_record(

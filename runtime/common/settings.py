@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # function's environment (runtime/api/apikey.py). Ignored when ``api_key`` is set.
     api_key_secret_arn: str | None = None
     auth_enabled: bool = True
+    # /docs, /redoc and /openapi.json: served without a key, so a deployment can switch them off (prod does).
+    api_docs_enabled: bool = True
 
     # API limits and micro-batching (docs/architecture.md D3).
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)

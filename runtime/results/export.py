@@ -15,6 +15,7 @@ from typing import IO, Any, Literal
 
 from runtime.common import keys
 from runtime.common.aws import client
+from runtime.common.csvsafe import neutralise_row
 from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.settings import Settings
 from runtime.results.rows import RowFormat, card_classes
@@ -63,10 +64,12 @@ class RowWriter:
         self.fmt = fmt
         self.stream = stream
         if fmt == "csv":
-            self.csv = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\n")  # type: ignore[arg-type]
+            # RFC 4180 line ends: with them the writer also quotes a cell holding a bare CR, which "\n" would not.
+            self.csv = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\r\n")  # type: ignore[arg-type]
             self.csv.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
+        row = neutralise_row(row)  # client-chosen names must not become spreadsheet formulas (both formats)
         if self.fmt == "csv":
             if row.get("extra") is not None:
                 row = {**row, "extra": json.dumps(row["extra"], separators=(",", ":"), sort_keys=True)}

@@ -35,6 +35,7 @@ from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.jobs import now_ms as wall_clock_ms
 from runtime.common.settings import Settings
 from runtime.results.orphans import sweep_orphans
+from runtime.results.stuck import emit_stuck_queued
 
 DEFAULT_MAX_JOBS = 1000
 SQS_BATCH_ENTRIES = 10  # SendMessageBatch limit
@@ -235,6 +236,7 @@ def reconcile_once(
         max_attempts=base.max_attempts,
         clock=lambda: now,
     )
+    emit_stuck_queued(settings, frozen, now)  # what this pass found, before it acts (the StuckJobs alarm)
     work = _Pass(settings, frozen, sqs or client("sqs", settings), now, max_jobs, max_scan or 10 * max_jobs)
     work.expired_leases()
     work.stale_queued()

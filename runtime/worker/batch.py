@@ -29,6 +29,7 @@ from runtime.common.jobs import JobStatus, JobStore, now_ms
 from runtime.common.settings import Settings
 from runtime.worker.decode import DecodedImage, decode
 from runtime.worker.errors import Failure, classify
+from runtime.worker.inputs import read_input
 from runtime.worker.models import ModelRegistry
 from runtime.worker.models_s3 import build_registry
 from runtime.worker.process import Analysis, analyse, render, result_document
@@ -191,7 +192,7 @@ class BatchRunner:
         held = _Held(job=job, claimed_at=time.perf_counter())
         try:
             started = time.perf_counter()
-            body = self.s3.get_object(Bucket=self.settings.bucket, Key=job["input_key"])["Body"].read()
+            body = read_input(self.s3, self.settings, job)  # size-checked before the body, pinned by ETag
             held.timings_ms["download"] = (time.perf_counter() - started) * 1000.0
             info = probe(body, max_pixels=self.settings.max_pixels)
             if info.pixels <= self.prefetch_decode_max_pixels:
@@ -266,7 +267,7 @@ class BatchRunner:
         if failure.error_class == "processing_error":
             log.error("job %s: unexpected error", job_id, exc_info=exc)
         else:
-            log.info("job %s: %s (%s)", job_id, failure.reason, failure.error_class)
+            log.info("job %s: %s (%s): %r", job_id, failure.reason, failure.error_class, exc)  # raw text: log only
         try:
             if failure.permanent:
                 done = self.store.fail(

@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.common.cards import CardError, ModelCard, file_problem, is_model_name, mask_problem, parse_card
+from runtime.common.errortext import aws_error_summary
 from runtime.common.s3cards import is_missing, read_card_bytes
 from runtime.common.s3uri import S3Prefix, S3UriError, parse_s3_prefix
 from runtime.common.settings import Settings
@@ -117,8 +118,8 @@ def add_s3_models(registry: ModelRegistry, s3: Any, uri: str, *, tmp_root: Path 
     try:
         folders = _folders(s3, where)
     except (ClientError, BotoCoreError, ConnectionError, TimeoutError) as exc:
-        registry.source_error = f"the models prefix {where.uri()} could not be listed: {exc}"
-        log.error("no S3 models: %s", registry.source_error)
+        registry.source_error = f"the models prefix {where.uri()} could not be listed ({aws_error_summary(exc)})"
+        log.error("no S3 models: %s: %s", registry.source_error, exc)
         return
     root = Path(tempfile.mkdtemp(prefix="segscale-models-", dir=tmp_root))  # /tmp: the root filesystem is read-only
     registry.temp_dirs.append(root)
@@ -128,15 +129,16 @@ def add_s3_models(registry: ModelRegistry, s3: Any, uri: str, *, tmp_root: Path 
             loader.load(name, files)
         except ClientError as exc:
             if is_missing(exc):  # deleted between listing and download
-                loader.broken(name, f"{where.uri(name)}/ changed while it was read: {exc}")
+                loader.broken(name, f"{where.uri(name)}/ changed while it was read ({aws_error_summary(exc)})")
             else:
-                registry.unavailable[name] = f"{where.uri(name)}/: {exc}"
+                registry.unavailable[name] = f"{where.uri(name)}/ ({aws_error_summary(exc)})"
                 log.error("S3 model %r unavailable: %s", name, exc)
         except (BotoCoreError, ConnectionError, TimeoutError, OSError) as exc:
-            registry.unavailable[name] = f"{where.uri(name)}/: {exc}"
+            registry.unavailable[name] = f"{where.uri(name)}/ ({aws_error_summary(exc)})"
             log.error("S3 model %r unavailable: %s", name, exc)
         except Exception as exc:  # a bug or a surprise in one model must not stop the others
-            loader.broken(name, f"{where.uri(name)}/ cannot be used: {type(exc).__name__}: {exc}")
+            log.exception("S3 model %r cannot be used", name)
+            loader.broken(name, f"{where.uri(name)}/ cannot be used ({type(exc).__name__}; see the worker log)")
 
 
 def build_registry(settings: Settings, s3: Any, *, threads: int | None = None) -> ModelRegistry:

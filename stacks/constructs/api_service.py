@@ -17,6 +17,7 @@ from stacks.config import DeployConfig
 from stacks.constructs.grants import AppResources, grant_api, grant_models
 from stacks.constructs.network import Network
 from stacks.constructs.tasks import hardened_task
+from stacks.constructs.waf import ApiFirewall
 
 API_PORT = 8000
 HEALTH_PATH = "/healthz"
@@ -67,7 +68,7 @@ class ApiService(Construct):
             if config.certificate_arn
             else None
         )
-        if certificate is None:
+        if certificate is None:  # prod gets here only with allow_http (stacks/config.py)
             Annotations.of(self).add_warning_v2(
                 "segscale:api-http",
                 "No certificate_arn configured: the API is served over plain HTTP and the API key travels "
@@ -95,6 +96,11 @@ class ApiService(Construct):
         self.load_balancer = self.service.load_balancer
         self.target_group = self.service.target_group
         self.load_balancer.set_attribute("routing.http.drop_invalid_header_fields.enabled", "true")
+        self.firewall = (
+            ApiFirewall(self, "Firewall", config=config, load_balancer=self.load_balancer)
+            if config.waf_enabled
+            else None
+        )
         ports = [ec2.Port.tcp(443), ec2.Port.tcp(80)] if certificate else [ec2.Port.tcp(80)]
         for cidr in config.allowed_cidrs:
             for port in ports:

@@ -79,6 +79,8 @@ class LambdaApi(Construct):
             ),
             architecture=lambda_.Architecture.X86_64,
             memory_size=config.lambda_memory_mib,
+            # The Function URL is open to any address and WAF cannot front it: this caps what a flood can cost.
+            reserved_concurrent_executions=config.lambda_reserved_concurrency,
             timeout=Duration.seconds(config.lambda_timeout_s),
             environment=env,
             log_group=logs,

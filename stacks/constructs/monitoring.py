@@ -1,7 +1,9 @@
-"""Dashboard and alarms for the whole pipeline: API, queue, pipe, worker (its own EMF metrics), table.
+"""Dashboard and alarms for the whole pipeline: API, queue, pipe, worker (its own EMF metrics), table, and the
+reconcile schedule and results task that back the delivery guarantee (D1).
 
-Custom metrics use the names, namespace and dimensions in ``runtime.common.metrics``, the module the worker
-emits with, so a renamed metric cannot leave a dashboard graph silently empty (a test checks both sides).
+Custom metrics use the names, namespace and dimensions in ``runtime.common.metrics``, the module the worker and
+the results task emit with, so a renamed metric cannot leave a dashboard graph silently empty (a test checks
+both sides).
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
@@ -37,17 +43,34 @@ class MonitoredApi:
     function: lambda_.IFunction | None = None
 
 
-def worker_metric(name: str, statistic: str = "Sum") -> cw.Metric:
-    """A metric the worker emits through ``runtime.common.metrics.emit`` with the ``Service=worker`` dimension."""
-    if name not in metrics.UNITS:
-        raise KeyError(f"{name!r} is not a metric the worker emits (runtime.common.metrics.UNITS)")
+@dataclass(frozen=True)
+class MonitoredResults:
+    """What the delivery alarms watch: the reconcile schedule's group, and the results task and its cluster."""
+
+    schedule_group: scheduler.IScheduleGroup
+    task_definition: ecs.ITaskDefinition
+    cluster: ecs.ICluster
+
+
+def custom_metric(name: str, statistic: str = "Sum", period: Duration = PERIOD) -> cw.Metric:
+    """One of our EMF metrics, with the ``Service`` dimension of the service that emits it (``metrics.SERVICE_OF``)."""
+    service = metrics.SERVICE_OF.get(name)
+    if service is None:
+        raise KeyError(f"{name!r} is not a metric our code emits (runtime.common.metrics.SERVICE_OF)")
     return cw.Metric(
         namespace=metrics.NAMESPACE,
         metric_name=name,
-        dimensions_map={metrics.SERVICE_DIMENSION: metrics.WORKER_SERVICE},
+        dimensions_map={metrics.SERVICE_DIMENSION: service},
         statistic=statistic,
-        period=PERIOD,
+        period=period,
     )
+
+
+def worker_metric(name: str, statistic: str = "Sum") -> cw.Metric:
+    """A metric the worker emits through ``runtime.common.metrics.emit`` with the ``Service=worker`` dimension."""
+    if metrics.SERVICE_OF.get(name) != metrics.WORKER_SERVICE:
+        raise KeyError(f"{name!r} is not a metric the worker emits (runtime.common.metrics.SERVICE_OF)")
+    return custom_metric(name, statistic)
 
 
 def pipe_metric(pipe_name: str, name: str) -> cw.Metric:
@@ -72,6 +95,7 @@ class Monitoring(Construct):
         dlq: sqs.IQueue,
         pipe_name: str,
         table: dynamodb.ITableV2,
+        results: MonitoredResults,
     ) -> None:
         super().__init__(scope, construct_id)
         # Alarms publish to an encrypted topic; CloudWatch needs its own grant on a customer-managed key (the
@@ -84,6 +108,8 @@ class Monitoring(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        # EventBridge publishes the results task's failures to the same topic (_notify_results_task_failures).
+        key.grant(iam.ServicePrincipal("events.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
         self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True, display_name="segscale alarms")
         if config.alarm_email:
             self.topic.add_subscription(subs.EmailSubscription(config.alarm_email))
@@ -205,6 +231,8 @@ class Monitoring(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             ),
         ]
+        self.alarms += self._delivery(config, results)
+        self.results_task_failures = self._notify_results_task_failures(config, results)
         for alarm in self.alarms:
             alarm.add_alarm_action(action)
         region = Stack.of(self).region
@@ -262,3 +290,85 @@ class Monitoring(Construct):
             ),
         ]
         return widgets, rate
+
+    def _delivery(self, config: DeployConfig, results: MonitoredResults) -> list[cw.Alarm]:
+        """Alarms on what keeps every accepted job moving (D1): the reconcile schedule and what reconcile finds."""
+        # One reconcile pass per interval emits one data point; two intervals always hold at least one.
+        period = Duration.minutes(min(2 * config.reconcile_interval_minutes, 1440))
+        stuck = custom_metric(metrics.JOBS_QUEUED_TOO_LONG, "Maximum", period)
+        target_errors = results.schedule_group.metric_target_errors(period=PERIOD, statistic="Sum")
+        dropped = results.schedule_group.metric_dropped(period=PERIOD, statistic="Sum")
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Jobs QUEUED longer than stuck_after_s (reconcile)", left=[stuck], width=12),
+            cw.GraphWidget(title="Reconcile schedule: errors / dropped", left=[target_errors, dropped], width=12),
+        )
+        failures = cw.MathExpression(
+            expression="errors + dropped",
+            using_metrics={"errors": target_errors, "dropped": dropped},
+            label="reconcile schedule failures",
+            period=PERIOD,
+        )
+        return [
+            self._any_alarm(
+                "ReconcileScheduleFailures",
+                "The reconcile schedule could not start the results task (RunTask failed or the invocation was "
+                "dropped): stuck jobs are not being re-driven",
+                failures,
+                above=0,
+            ),
+            self._any_alarm(
+                "StuckJobs",
+                f"At least {config.alarm_stuck_jobs} job(s) waited in QUEUED longer than the reconciler's "
+                "stuck_after_s: workers are not picking jobs up",
+                stuck,
+                above=config.alarm_stuck_jobs - 1,
+            ),
+        ]
+
+    def _any_alarm(self, construct_id: str, description: str, metric: cw.IMetric, *, above: float) -> cw.Alarm:
+        """An alarm on one period above ``above``; no data (nothing happened) is not a breach."""
+        return cw.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=above,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _notify_results_task_failures(self, config: DeployConfig, results: MonitoredResults) -> events.Rule:
+        """Every results task (reconcile, export, report) that stops with a non-zero exit or never starts is
+        published to the alarm topic with ECS's own reason, so the message says what to fix."""
+        detail = events.EventField.from_path
+        rule = events.Rule(
+            self,
+            "ResultsTaskFailed",
+            description=f"segscale {config.env_name}: a results task (reconcile, export, report) failed",
+            event_pattern=events.EventPattern(
+                source=["aws.ecs"],
+                detail_type=["ECS Task State Change"],
+                detail={
+                    "clusterArn": [results.cluster.cluster_arn],
+                    "taskDefinitionArn": [results.task_definition.task_definition_arn],
+                    "lastStatus": ["STOPPED"],
+                    "$or": [
+                        {"containers": {"exitCode": [{"anything-but": 0}]}},
+                        {"stopCode": ["TaskFailedToStart"]},
+                    ],
+                },
+            ),
+        )
+        rule.add_target(
+            events_targets.SnsTopic(
+                self.topic,
+                message=events.RuleTargetInput.from_text(
+                    f"segscale {config.env_name}: results task {detail('$.detail.taskArn')} failed "
+                    f"({detail('$.detail.stopCode')}: {detail('$.detail.stoppedReason')}; exit code "
+                    f"{detail('$.detail.containers[0].exitCode')}). Reconcile re-runs on its schedule; see the "
+                    "task's log stream in the Results log group."
+                ),
+            )
+        )
+        return rule

@@ -7,8 +7,9 @@ that were never enqueued or whose lease expired, and fails them after the maximu
 from __future__ import annotations
 
 import json
+from typing import cast
 
-from aws_cdk import Fn, Stack
+from aws_cdk import Fn, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
@@ -71,9 +72,14 @@ class ResultsTask(Construct):
             description="segscale reconcile schedule: run the results task",
         )
         allow_run_task(self.schedule_role, self.task, network.cluster)
+        # A group of our own: EventBridge Scheduler's metrics (target errors) are per group, not per schedule.
+        self.schedule_group = scheduler.ScheduleGroup(
+            self, "Schedules", schedule_group_name=config.stack_prefix, removal_policy=RemovalPolicy.DESTROY
+        )
         self.schedule = scheduler.CfnSchedule(
             self,
             "Reconcile",
+            group_name=cast(scheduler.CfnScheduleGroup, self.schedule_group.node.default_child).ref,  # after it
             description="segscale: re-drive stuck jobs, fail those out of attempts",
             schedule_expression=rate_expression(config.reconcile_interval_minutes),
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),

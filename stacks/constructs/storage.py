@@ -65,10 +65,10 @@ class Storage(Construct):
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="images/",
             lifecycle_rules=rules,
-            # Browsers upload straight to S3 with the presigned PUT URLs of POST /v1/uploads.
+            # Browsers upload straight to S3 with the presigned POST forms of POST /v1/uploads.
             cors=[
                 s3.CorsRule(
-                    allowed_methods=[s3.HttpMethods.PUT, s3.HttpMethods.GET],
+                    allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET],
                     allowed_origins=["*"],
                     allowed_headers=["*"],
                     max_age=3000,

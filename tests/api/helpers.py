@@ -11,6 +11,7 @@ import json
 import uuid
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -149,3 +150,10 @@ class ApiProcess:
         from local.procs import stop
 
         stop(self.proc)
+
+
+def presigned_post(job: dict[str, Any], data: bytes) -> httpx.Response:
+    """What a client does with one job of ``POST /v1/uploads``: a form POST of its fields, then the file."""
+    return httpx.post(
+        job["upload_url"], data=job["fields"], files={"file": ("upload", data, "application/octet-stream")}
+    )

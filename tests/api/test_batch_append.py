@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from runtime.api.main import create_app
 from runtime.common.aws import client
 from runtime.common.settings import Settings
-from tests.api.helpers import AUTH, assert_nothing_stored, image_bytes, post_images, stored
+from tests.api.helpers import AUTH, assert_nothing_stored, image_bytes, post_images, presigned_post, stored
 from tests.api.test_faults import TwinArrives, _app, _assert_no_orphans
 
 
@@ -82,8 +81,7 @@ def test_presigned_uploads_join_a_batch(api: TestClient, api_settings: Settings)
     assert api.get(f"/v1/batches/{batch}").json()["counts"]["AWAITING_UPLOAD"] == 3
 
     for i, job in enumerate(presigned):
-        put = httpx.put(job["upload_url"], content=image_bytes("PNG", (20, 10), seed=i), headers=job["headers"])
-        assert put.status_code == 200
+        assert presigned_post(job, image_bytes("PNG", (20, 10), seed=i)).status_code == 204
     r = api.post(f"/v1/batches/{batch}/submit")  # one submit queues the files of both presign requests
     assert r.status_code == 202, r.text
     assert {j["status"] for j in r.json()["jobs"]} == {"QUEUED"} and len(r.json()["jobs"]) == 4

@@ -21,6 +21,7 @@ from runtime.api.s3models import S3Cards
 from runtime.common.aws import client
 from runtime.common.settings import Settings
 from tests.api.helpers import AUTH, image_bytes, post_images, stored
+from tests.aws_errors import access_denied, leaks
 
 PREFIX = "models/"
 
@@ -56,6 +57,7 @@ class Flaky:
         self._real = real
         self.calls: Counter[str] = Counter()
         self.down = False
+        self.error: Exception | None = None  # raised while down; default: an unreachable endpoint
         self._lock = threading.Lock()
 
     def __getattr__(self, op: str) -> Any:
@@ -68,7 +70,7 @@ class Flaky:
             with self._lock:
                 self.calls[op] += models
             if models and self.down:
-                raise EndpointConnectionError(endpoint_url="https://s3.invalid")
+                raise self.error or EndpointConnectionError(endpoint_url="https://s3.invalid")
             return method(**kwargs)
 
         return call
@@ -287,3 +289,15 @@ def test_while_one_request_reads_s3_the_others_get_the_last_list_at_once(s3_sett
     refresher.join(10)
     slow.down = False
     assert list(cards.listing().cards) == ["mine", "newer"]
+
+
+def test_an_s3_error_is_shown_by_its_code_never_by_its_text(
+    s3_api: TestClient, s3_settings: Settings, flaky: Flaky
+) -> None:
+    """botocore's AccessDenied message names the account and role: the listing and the 503 carry the code only."""
+    flaky.down, flaky.error = True, access_denied("ListObjectsV2", "s3:ListBucket")
+    listing = s3_api.get("/v1/models").json()["s3"]
+    assert listing["error"].endswith("could not be read (AccessDenied on ListObjectsV2)")
+    assert not leaks(json.dumps(listing))
+    r = post_images(s3_api, image_bytes(), model="mine")
+    assert r.status_code == 503 and "AccessDenied" in r.json()["detail"] and not leaks(r.text)

@@ -1,19 +1,26 @@
-"""Presigned uploads: POST /v1/uploads, PUT to S3 (the moto server), POST /v1/batches/{id}/submit."""
+"""Presigned uploads: POST /v1/uploads, a presigned POST to S3 (the moto server), POST /v1/batches/{id}/submit."""
 
 from __future__ import annotations
 
-import httpx
+import base64
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
 from runtime.api.main import create_app
+from runtime.common.aws import client
 from runtime.common.settings import Settings
-from tests.api.helpers import AUTH, image_bytes, stored
+from tests.api.helpers import AUTH, image_bytes, presigned_post, stored
 
 
 def _put(job: dict, data: bytes) -> None:
-    r = httpx.put(job["upload_url"], content=data, headers=job["headers"])
-    assert r.status_code == 200, r.text
+    r = presigned_post(job, data)
+    assert r.status_code == 204, r.text
+
+
+def policy(job: dict) -> dict:
+    return json.loads(base64.b64decode(job["fields"]["policy"]))
 
 
 def _presign(api: TestClient, n: int = 2, **extra: object) -> dict:
@@ -22,12 +29,17 @@ def _presign(api: TestClient, n: int = 2, **extra: object) -> dict:
     return r.json()
 
 
-def test_presign_put_submit_queues_jobs(api: TestClient, api_settings: Settings) -> None:
+def test_presign_post_submit_queues_jobs(api: TestClient, api_settings: Settings) -> None:
     batch = _presign(api, 2, model="text", mm_per_pixel=0.1)
     assert batch["submit_url"] == f"/v1/batches/{batch['batch_id']}/submit" and batch["expires_in_s"] == 900
-    assert all(j["method"] == "PUT" for j in batch["jobs"])
-    assert all("X-Amz-Algorithm=AWS4-HMAC-SHA256" in j["upload_url"] for j in batch["jobs"])  # SigV4
-    assert all("content-type" in j["upload_url"].split("X-Amz-SignedHeaders=")[1] for j in batch["jobs"])
+    assert all(j["method"] == "POST" for j in batch["jobs"])
+    for job in batch["jobs"]:
+        assert job["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"  # SigV4
+        conditions = policy(job)["conditions"]
+        # S3 itself refuses a file over the limit (moto does not check: submit does, below).
+        assert ["content-length-range", 1, api_settings.max_upload_bytes] in conditions
+        assert {"Content-Type": "application/octet-stream"} in conditions
+        assert {"key": stored_key(api_settings, job["job_id"])} in conditions
     statuses = {j["status"]["S"] for j in stored(api_settings)["jobs"].values()}
     assert statuses == {"AWAITING_UPLOAD"}
     _put(batch["jobs"][0], image_bytes("PNG", (30, 20)))
@@ -61,7 +73,7 @@ def test_submit_with_a_missing_object_queues_nothing_then_succeeds(api: TestClie
     ("data", "status", "kind"),
     [
         (b"%PDF-1.4 not an image" * 10, 415, "unsupported_media_type"),
-        (b"", 422, "empty_file"),  # what moto stores for a PUT sent with a form content type
+        (b"", 422, "empty_file"),  # S3 refuses it (content-length-range starts at 1); moto stores it
         (image_bytes("PNG", (64, 64))[:20], 422, "corrupt_image"),
     ],
     ids=["pdf", "empty", "cut-header"],
@@ -125,3 +137,19 @@ def test_nan_mm_per_pixel_in_json_is_422(api: TestClient, api_settings: Settings
 def test_submit_unknown_batch_is_404(api: TestClient, batch_id: str) -> None:
     r = api.post(f"/v1/batches/{batch_id}/submit")
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+def stored_key(settings: Settings, job_id: str) -> str:
+    return stored(settings)["jobs"][job_id]["input_key"]["S"]
+
+
+def test_submit_pins_each_object_it_checked(api: TestClient, api_settings: Settings) -> None:
+    """The job records the ETag submit checked; the worker reads that object only (tests/worker/test_inputs.py)."""
+    batch = _presign(api, 1)
+    job = batch["jobs"][0]
+    _put(job, image_bytes("PNG", (30, 20)))
+    assert api.post(batch["submit_url"]).status_code == 202
+    s3 = client("s3", api_settings)
+    item = stored(api_settings)["jobs"][job["job_id"]]
+    head = s3.head_object(Bucket=api_settings.bucket, Key=item["input_key"]["S"])
+    assert item["input_etag"]["S"] == head["ETag"]

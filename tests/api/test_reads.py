@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from runtime.api.main import create_app
 from runtime.common import keys
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore
@@ -153,3 +154,14 @@ def test_healthz_and_openapi_document_every_error(api: TestClient) -> None:
         for code in codes | {"500"}:
             assert "application/problem+json" in responses[code]["content"], (path, code)
     assert "multipart/form-data" in spec["paths"]["/v1/images"]["post"]["requestBody"]["content"]
+
+
+def test_docs_routes_can_be_switched_off(api_settings: Settings) -> None:
+    """Prod deployments switch the unauthenticated docs off (SEGSCALE_API_DOCS_ENABLED=false): they answer 404."""
+    with TestClient(create_app(api_settings.model_copy(update={"api_docs_enabled": False}))) as c:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            r = c.get(path)
+            assert r.status_code == 404, path
+            assert r.headers["content-type"] == "application/problem+json"
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/v1/models").status_code == 401  # the API itself is unchanged

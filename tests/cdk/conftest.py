@@ -36,7 +36,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "domain_name": "segscale.example.com",
         "allowed_cidrs": ["203.0.113.0/24", "198.51.100.0/24"],
         "worker_capacity": "FARGATE",
-        "nat_gateways": 2,
+        "waf_managed_rules": True,
         "bucket_versioned": True,
         "alarm_email": "ops@example.com",
         "models_s3_uri": "s3://segscale-models-example/extra",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from stacks.config import ConfigError, DeployConfig, known_models, load_config
-from tests.cdk.conftest import ROOT, cdk_json_context, offline_env
+from tests.cdk.conftest import CERT, ROOT, cdk_json_context, offline_env
 
 pytestmark = pytest.mark.cdk
 
@@ -43,6 +43,20 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"log_retention_days": 10}, "10 is not a CloudWatch Logs retention period"),
     ({"region": "mars-1"}, "'mars-1' is not an AWS region name"),
     ({"nat_gateways": 3, "max_azs": 2}, "nat_gateways (3) > max_azs (2)"),
+    (
+        {"env_name": "prod"},
+        "env_name is 'prod' but certificate_arn is not set: the API would be plain HTTP and the API key would cross "
+        "the network in clear text. Set segscale.certificate_arn to an ACM certificate ARN in the stack's region "
+        "(HTTPS, with HTTP redirected to it), or set segscale.allow_http=true to accept plain HTTP knowingly",
+    ),
+    ({"waf_rate_limit": 5}, "segscale.waf_rate_limit: Input should be greater than or equal to 10"),
+    ({"waf_enabled": "maybe"}, "segscale.waf_enabled: Input should be a valid boolean"),
+    ({"api_docs": "sometimes"}, "segscale.api_docs: Input should be a valid boolean"),
+    (
+        {"lambda_reserved_concurrency": 0},
+        "segscale.lambda_reserved_concurrency: Input should be greater than or equal to 1",
+    ),
+    ({"alarm_stuck_jobs": 0}, "segscale.alarm_stuck_jobs: Input should be greater than or equal to 1"),
     ({"batch_max_jobs": 0}, "segscale.batch_max_jobs: Input should be greater than or equal to 1"),
     ({"batch_window_s": -1}, "segscale.batch_window_s: Input should be greater than or equal to 0"),
     (
@@ -93,6 +107,7 @@ def test_command_line_overrides_are_parsed_as_json() -> None:
         {
             "segscale": {"env_name": "dev"},
             "segscale.env_name": "prod",
+            "segscale.allow_http": "true",
             "segscale.nat_gateways": "2",
             "segscale.allowed_cidrs": '["10.1.0.0/16"]',
             "segscale.bucket_versioned": "true",
@@ -100,6 +115,38 @@ def test_command_line_overrides_are_parsed_as_json() -> None:
     )
     assert config.retain_data and config.nat_gateways == 2
     assert config.allowed_cidrs == ("10.1.0.0/16",) and config.bucket_versioned is True
+
+
+PROD_HTTPS = {"env_name": "prod", "certificate_arn": CERT}
+
+
+def test_prod_accepts_a_certificate_or_explicit_http_and_lambda_mode_needs_neither() -> None:
+    assert load_config({"segscale": PROD_HTTPS}).https
+    assert not load_config({"segscale": {"env_name": "prod", "allow_http": True}}).https
+    assert load_config({"segscale": {"env_name": "prod", "api_mode": "lambda"}}).retain_data  # HTTPS Function URL
+    assert not load_config({"segscale": {"allow_http": False}}).https  # dev may stay on plain HTTP
+
+
+@pytest.mark.parametrize(
+    ("values", "nat"),
+    [
+        ({}, 1),
+        (PROD_HTTPS, 2),
+        ({**PROD_HTTPS, "max_azs": 3}, 3),
+        ({**PROD_HTTPS, "nat_gateways": 1}, 1),  # an explicit choice wins
+        ({**PROD_HTTPS, "nat_gateways": 0}, 0),
+    ],
+)
+def test_nat_gateways_default_to_one_per_az_in_prod(values: dict[str, Any], nat: int) -> None:
+    assert load_config({"segscale": values}).nat_gateways == nat
+
+
+@pytest.mark.parametrize(
+    ("values", "enabled"),
+    [({}, True), (PROD_HTTPS, False), ({**PROD_HTTPS, "api_docs": True}, True), ({"api_docs": False}, False)],
+)
+def test_api_docs_are_off_in_prod_unless_asked_for(values: dict[str, Any], enabled: bool) -> None:
+    assert load_config({"segscale": values}).api_docs_enabled is enabled
 
 
 def test_command_line_value_that_is_not_json_is_kept_as_text() -> None:

@@ -1,8 +1,9 @@
-"""Every custom metric on the dashboard and in the alarms is one the worker really emits.
+"""Every custom metric on the dashboard and in the alarms is one the worker or the results task really emits.
 
 Two sides are checked: the dashboard's Segscale metrics use the names, namespace and dimensions defined in
-runtime/common/metrics.py, and the worker's code passes each of those names to ``metrics.emit`` (directly or
-through a helper), so a graph cannot stay silently empty after a rename on either side.
+runtime/common/metrics.py, and the code of the service that owns each metric (``metrics.SERVICE_OF``: the worker
+or the results task) passes its name to ``metrics.emit`` (directly or through a helper), so a graph cannot stay
+silently empty after a rename on either side.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.cdk.conftest import ROOT, Synth, SynthFn, resources
 pytestmark = pytest.mark.cdk
 
 WORKER_DIR = ROOT / "runtime" / "worker"
+SERVICE_DIRS = {metrics.WORKER_SERVICE: WORKER_DIR, metrics.RESULTS_SERVICE: ROOT / "runtime" / "results"}
 NAME_TO_CONST = {
     value: n
     for n in dir(metrics)
@@ -87,36 +89,50 @@ def emitted_names(package: Path) -> set[str]:
 @pytest.mark.parametrize("variant", ["dev", "lambda"])
 def test_dashboard_custom_metrics_are_defined_by_the_runtime(synth: SynthFn, variant: str) -> None:
     found = custom_metrics(dashboard_body(synth(variant).pipeline))
-    assert {name for name, _ in found} == set(metrics.UNITS), "every worker metric has a graph"
+    assert {name for name, _ in found} == set(metrics.UNITS), "every custom metric has a graph"
     for name, dims in found:
-        assert dims == {metrics.SERVICE_DIMENSION: metrics.WORKER_SERVICE}, (name, dims)
+        assert dims == {metrics.SERVICE_DIMENSION: metrics.SERVICE_OF[name]}, (name, dims)
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics an alarm reads: its one metric, or each MetricStat of its math expression."""
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        return [{k: props.get(k) for k in ("Namespace", "MetricName", "Dimensions")}]
+    return [q["MetricStat"]["Metric"] for q in props.get("Metrics", []) if "MetricStat" in q]
 
 
 def test_alarm_custom_metrics_are_defined_by_the_runtime(dev: Synth) -> None:
-    seen = 0
+    seen = []
     for alarm in resources(dev.pipeline, "AWS::CloudWatch::Alarm").values():
-        for query in alarm["Properties"].get("Metrics", []):
-            stat = query.get("MetricStat")
-            if stat and stat["Metric"]["Namespace"] == metrics.NAMESPACE:
-                seen += 1
-                assert stat["Metric"]["MetricName"] in metrics.UNITS
-                assert stat["Metric"]["Dimensions"] == [
-                    {"Name": metrics.SERVICE_DIMENSION, "Value": metrics.WORKER_SERVICE}
+        for metric in alarm_metrics(alarm):
+            if metric["Namespace"] == metrics.NAMESPACE:
+                seen.append(metric["MetricName"])
+                assert metric["Dimensions"] == [
+                    {"Name": metrics.SERVICE_DIMENSION, "Value": metrics.SERVICE_OF[metric["MetricName"]]}
                 ]
-    assert seen == 2  # the job failure rate: ImagesProcessed and ImagesFailed
+    # the job failure rate (ImagesProcessed, ImagesFailed) and the stuck jobs (JobsQueuedTooLong)
+    assert sorted(seen) == sorted([metrics.IMAGES_PROCESSED, metrics.IMAGES_FAILED, metrics.JOBS_QUEUED_TOO_LONG])
 
 
-def test_the_worker_emits_every_dashboard_metric(dev: Synth) -> None:
-    dashboard = {name for name, _ in custom_metrics(dashboard_body(dev.pipeline))}
-    emitted = emitted_names(WORKER_DIR)
+@pytest.mark.parametrize("service", sorted(SERVICE_DIRS))
+def test_each_service_emits_its_dashboard_metrics(dev: Synth, service: str) -> None:
+    dashboard = {
+        name for name, dims in custom_metrics(dashboard_body(dev.pipeline)) if metrics.SERVICE_OF[name] == service
+    }
+    assert dashboard, f"no {service} metric on the dashboard"
+    emitted = emitted_names(SERVICE_DIRS[service])
     missing = sorted(dashboard - emitted)
-    assert not missing, f"on the dashboard but never passed to metrics.emit in runtime/worker: {missing}"
+    assert not missing, f"on the dashboard but never passed to metrics.emit in {SERVICE_DIRS[service]}: {missing}"
 
 
-def test_the_worker_emits_with_the_service_dimension() -> None:
-    """The dashboard filters on Service=worker, so the worker must pass that dimension."""
-    source = "\n".join(p.read_text() for p in sorted(WORKER_DIR.rglob("*.py")))
-    assert re.search(r"SERVICE_DIMENSION\s*:\s*(metrics\.)?WORKER_SERVICE", source)
+@pytest.mark.parametrize(
+    ("service", "constant"), [(metrics.WORKER_SERVICE, "WORKER_SERVICE"), (metrics.RESULTS_SERVICE, "RESULTS_SERVICE")]
+)
+def test_each_service_emits_with_its_service_dimension(service: str, constant: str) -> None:
+    """The dashboard filters on Service=<service>, so that service's code must pass that dimension."""
+    source = "\n".join(p.read_text() for p in sorted(SERVICE_DIRS[service].rglob("*.py")))
+    assert re.search(rf"SERVICE_DIMENSION\s*:\s*(metrics\.)?{constant}", source)
 
 
 def test_scanner_sees_only_emitted_names(tmp_path: Path) -> None:

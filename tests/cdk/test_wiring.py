@@ -502,7 +502,15 @@ def test_alarms_notify_an_encrypted_topic(synth: SynthFn, variant: str) -> None:
     topic_id, topic = one(s.pipeline, "AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic["Properties"]
     alarms = resources(s.pipeline, "AWS::CloudWatch::Alarm")
-    names = ("DeadLettersNotEmpty", "OldestMessageTooOld", "Api5xxRate", "PipeFailures", "JobFailureRate")
+    names = (
+        "DeadLettersNotEmpty",
+        "OldestMessageTooOld",
+        "Api5xxRate",
+        "PipeFailures",
+        "JobFailureRate",
+        "ReconcileScheduleFailures",
+        "StuckJobs",
+    )
     assert len(alarms) == len(names)
     for name in names:
         by_path(s.pipeline, f"/Monitoring/{name}/Resource", "AWS::CloudWatch::Alarm")
@@ -551,3 +559,119 @@ def test_models_prefix_is_readable_by_api_and_worker_only(prod: Synth, dev: Synt
     # Not configured: no variable, no grant.
     worker = container(dev.pipeline, "Worker/Task")
     assert env_name("models_s3_uri") not in {e["Name"] for e in worker["Environment"]}
+
+
+# --- security: WAF, throttling, docs switch, HTTPS redirect ------------------------------------------------
+
+
+@pytest.mark.parametrize(("variant", "managed"), [("dev", False), ("prod", True)])
+def test_waf_rate_limits_each_client_ip_on_the_alb(synth: SynthFn, variant: str, managed: bool) -> None:
+    s = synth(variant)
+    acl_id, acl = one(s.pipeline, "AWS::WAFv2::WebACL")
+    props = acl["Properties"]
+    assert props["Scope"] == "REGIONAL" and props["DefaultAction"] == {"Allow": {}}
+    rules = {r["Name"]: r for r in props["Rules"]}
+    rate = rules["rate-per-ip"]["Statement"]["RateBasedStatement"]
+    assert rate == {"AggregateKeyType": "IP", "Limit": s.app.config.waf_rate_limit, "EvaluationWindowSec": 300}
+    block = rules["rate-per-ip"]["Action"]["Block"]["CustomResponse"]
+    assert block["ResponseCode"] == 429
+    body = json.loads(props["CustomResponseBodies"][block["CustomResponseBodyKey"]]["Content"])
+    assert body["type"] == "urn:segscale:problem:rate_limited" and body["status"] == 429
+    groups = {n: r for n, r in rules.items() if "ManagedRuleGroupStatement" in r["Statement"]}
+    assert bool(groups) is managed
+    if managed:
+        common = groups["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
+        # The 8 KB body rule would refuse every image upload: it only counts.
+        assert common["RuleActionOverrides"] == [{"ActionToUse": {"Count": {}}, "Name": "SizeRestrictions_BODY"}]
+        assert "AWSManagedRulesKnownBadInputsRuleSet" in groups
+    _, assoc = one(s.pipeline, "AWS::WAFv2::WebACLAssociation")
+    lb_id, _ = one(s.pipeline, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert assoc["Properties"] == {"ResourceArn": {"Ref": lb_id}, "WebACLArn": {"Fn::GetAtt": [acl_id, "Arn"]}}
+
+
+def test_waf_can_be_switched_off(tmp_path: Path) -> None:
+    s = synthesize(tmp_path, {"waf_enabled": False})
+    assert not resources(s.pipeline, "AWS::WAFv2::WebACL")
+
+
+def test_lambda_api_has_reserved_concurrency_and_no_waf(lambda_mode: Synth) -> None:
+    _, fn = by_path(lambda_mode.pipeline, "/Api/Function/Resource", "AWS::Lambda::Function")
+    assert fn["Properties"]["ReservedConcurrentExecutions"] == lambda_mode.app.config.lambda_reserved_concurrency
+    assert not resources(lambda_mode.pipeline, "AWS::WAFv2::WebACL")  # WAF cannot front a Function URL
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env[env_name("api_docs_enabled")] == "true"
+
+
+@pytest.mark.parametrize(("variant", "docs"), [("dev", "true"), ("prod", "false")])
+def test_only_the_api_gets_the_docs_switch(synth: SynthFn, variant: str, docs: str) -> None:
+    s = synth(variant)
+    api = {e["Name"]: e["Value"] for e in container(s.pipeline, "Api/Task")["Environment"]}
+    assert api[env_name("api_docs_enabled")] == docs
+    for path in ("Worker/Task", "Results/Task"):
+        assert env_name("api_docs_enabled") not in {e["Name"] for e in container(s.pipeline, path)["Environment"]}
+
+
+def test_http_redirects_permanently_to_https(prod: Synth) -> None:
+    (http,) = [
+        x["Properties"]
+        for x in resources(prod.pipeline, "AWS::ElasticLoadBalancingV2::Listener").values()
+        if x["Properties"]["Port"] == 80
+    ]
+    (action,) = http["DefaultActions"]
+    assert action["RedirectConfig"] == {"Port": "443", "Protocol": "HTTPS", "StatusCode": "HTTP_301"}
+
+
+def test_prod_has_one_nat_gateway_per_az_by_default(prod: Synth) -> None:
+    assert "nat_gateways" not in VARIANTS["prod"]
+    assert len(resources(prod.pipeline, "AWS::EC2::NatGateway")) == prod.app.config.max_azs == 2
+
+
+# --- delivery alarms: reconcile schedule, results task, stuck jobs ------------------------------------------
+
+
+def alarm_props(template: dict[str, Any], name: str) -> dict[str, Any]:
+    return by_path(template, f"/Monitoring/{name}/Resource", "AWS::CloudWatch::Alarm")[1]["Properties"]
+
+
+def test_reconcile_schedule_failures_alarm_watches_its_own_group(dev: Synth) -> None:
+    t = dev.pipeline
+    group_id, group = one(t, "AWS::Scheduler::ScheduleGroup")
+    _, schedule = one(t, "AWS::Scheduler::Schedule")
+    assert schedule["Properties"]["GroupName"] == {"Ref": group_id}
+    props = alarm_props(t, "ReconcileScheduleFailures")
+    stats = [q["MetricStat"]["Metric"] for q in props["Metrics"] if "MetricStat" in q]
+    assert {m["MetricName"] for m in stats} == {"TargetErrorCount", "InvocationDroppedCount"}
+    for m in stats:
+        assert m["Namespace"] == "AWS/Scheduler"
+        assert m["Dimensions"] == [{"Name": "ScheduleGroup", "Value": group["Properties"]["Name"]}]
+    assert props["Threshold"] == 0 and props["AlarmActions"]
+    assert group["Properties"]["Name"] == dev.app.config.stack_prefix
+
+
+def test_stuck_jobs_alarm_reads_the_reconcilers_metric(dev: Synth) -> None:
+    props = alarm_props(dev.pipeline, "StuckJobs")
+    assert props["MetricName"] == "JobsQueuedTooLong" and props["Namespace"] == "Segscale"
+    assert props["Dimensions"] == [{"Name": "Service", "Value": "results"}]
+    assert props["Threshold"] == dev.app.config.alarm_stuck_jobs - 1  # at least alarm_stuck_jobs
+    assert props["Period"] == 2 * 60 * dev.app.config.reconcile_interval_minutes
+    assert props["ComparisonOperator"] == "GreaterThanThreshold" and props["AlarmActions"]
+
+
+def test_failed_results_tasks_are_published_to_the_alarm_topic(dev: Synth) -> None:
+    t = dev.pipeline
+    _, rule = by_path(t, "/Monitoring/ResultsTaskFailed/Resource", "AWS::Events::Rule")
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.ecs"] and pattern["detail-type"] == ["ECS Task State Change"]
+    detail = pattern["detail"]
+    assert detail["taskDefinitionArn"] == [{"Ref": task_logical_id(t, "Results/Task")}]
+    assert detail["lastStatus"] == ["STOPPED"]
+    assert {"stopCode": ["TaskFailedToStart"]} in detail["$or"]
+    assert {"containers": {"exitCode": [{"anything-but": 0}]}} in detail["$or"]
+    topic_id, _ = one(t, "AWS::SNS::Topic")
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": topic_id}
+    assert "$.detail.stoppedReason" in target["InputTransformer"]["InputPathsMap"].values()
+    # EventBridge may use the topic's key.
+    _, key = one(t, "AWS::KMS::Key")
+    principals = [as_list(s_.get("Principal", {}).get("Service")) for s_ in key["Properties"]["KeyPolicy"]["Statement"]]
+    assert any("events.amazonaws.com" in p for p in principals)

@@ -89,6 +89,19 @@ def test_csv_has_one_row_per_job_and_columns_per_class() -> None:
     assert rows[1]["status"] == "FAILED" and rows[1]["error"] == "not an image" and rows[1]["person_pixels"] == ""
 
 
+def test_csv_neutralises_formula_prefixed_names() -> None:
+    jobs = [
+        {"batch_id": "b1", "job_id": f"j{i}", "file_name": name, "status": "FAILED", "error": "x"}
+        for i, name in enumerate(["=cmd|' /C calc'!A0.jpg", "@SUM(1).png", "-1.jpg", "ok.jpg"])
+    ]
+    jobs[3]["result"] = {"classes": {"person": {"pixels": -1}}}  # a number stays a number
+    out = io.StringIO()
+    write_csv(jobs, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["file_name"] for r in rows] == ["'=cmd|' /C calc'!A0.jpg", "'@SUM(1).png", "'-1.jpg", "ok.jpg"]
+    assert rows[3]["person_pixels"] == "-1"
+
+
 def _client(handler: object, **kw: object) -> ApiClient:
     api = ApiClient("http://api.test", "k", backoff_s=0, sleep=lambda s: None, **kw)  # type: ignore[arg-type]
     api.http = httpx.Client(base_url="http://api.test", transport=httpx.MockTransport(handler))  # type: ignore[arg-type]

@@ -211,3 +211,23 @@ def test_cli_export_to_stdout(rsettings: Settings, store: JobStore, clock: Clock
         timeout=60,
     )
     assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","x").jpg', "+1+1.png", "-2.jpg", "@SUM(A1).gif", "\tx.jpg", "\rx.jpg"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_formula_prefixed_names_are_neutralised(rsettings: Settings, store: JobStore, fmt: str) -> None:
+    """OWASP CSV injection: a leading =, +, -, @, tab or CR gets a ' so a spreadsheet shows text, not a formula."""
+    batch = uuid.uuid4().hex
+    for name in [*FORMULAS, "plain-name.jpg"]:
+        new_job(store, batch, file_name=name, size_bytes=5)
+    out = io.StringIO()
+    export_jobs(rsettings, batch_id=batch, fmt=fmt, out=out, store=store)  # type: ignore[arg-type]
+    if fmt == "csv":
+        written = list(csv.DictReader(io.StringIO(out.getvalue())))
+    else:
+        written = [json.loads(line) for line in out.getvalue().splitlines()]
+    names = sorted(r["file_name"] for r in written)
+    assert names == sorted(["'" + n for n in FORMULAS] + ["plain-name.jpg"])
+    assert {str(r["size_bytes"]) for r in written} == {"5"}  # numbers are not touched

@@ -10,7 +10,7 @@
 
 (() => {
   const KEY_STORAGE = "segscale.apiKey";
-  // Files above this size take the presigned flow (PUT straight to S3), whatever the API's mode; in Lambda mode the
+  // Files above this size take the presigned flow (POST straight to S3), whatever the API's mode; in Lambda mode the
   // API's own request cap (GET /v1/limits) lowers it further.
   const LARGE_FILE_BYTES = 8 * 1024 * 1024;
   const MULTIPART_OVERHEAD_BYTES = 16 * 1024;
@@ -418,7 +418,7 @@
     accepted(item, JSON.parse(answer.text).jobs[0].job_id);
   }
 
-  // Large files: ask for a presigned URL, PUT the bytes to S3 (no API key goes there), then submit. One at a time,
+  // Large files: ask for a presigned POST, send the file to S3 (no API key goes there), then submit. One at a time,
   // so a submit (which checks every file of the batch still awaiting its upload) only ever waits for its own file.
   async function uploadPresigned(item) {
     const { model, mm_per_pixel: mm } = uploadOptions();
@@ -432,14 +432,12 @@
       body: JSON.stringify(request),
     });
     const job = created.jobs[0];
+    // A presigned POST: the signed policy's fields, then the file as the last field (S3 ignores fields after it).
+    const form = new FormData();
+    for (const [name, value] of Object.entries(job.fields)) form.append(name, value);
+    form.append("file", item.file);
     const put = await sendWithRetries(
-      {
-        method: job.method || "PUT",
-        url: job.upload_url,
-        headers: job.headers || {},
-        body: item.file,
-        onProgress: (f) => progress(item, f),
-      },
+      { method: job.method, url: job.upload_url, headers: {}, body: form, onProgress: (f) => progress(item, f) },
       item,
     );
     if (put.status < 200 || put.status >= 300) {
