@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# 408: the API gave up on a body that stopped arriving; the same request (same Idempotency-Key) may go through now.
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
 
 class ApiError(RuntimeError):

@@ -75,7 +75,7 @@ def _default_policy(role: IRole) -> IConstruct:
 OBJECT_PREFIXES: dict[str, tuple[str, ...]] = {
     "api": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX, keys.REPORTS_PREFIX),
     "worker": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX),
-    "results": (keys.RESULTS_PREFIX, keys.REPORTS_PREFIX),
+    "results": (keys.RESULTS_PREFIX, keys.REPORTS_PREFIX, keys.UPLOADS_PREFIX),
 }
 
 

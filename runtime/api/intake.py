@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -92,14 +93,15 @@ def _check_files(form: ParsedForm, max_pixels: int, batch_id: str) -> list[Check
 
 def _each(fn: Callable[[Checked], None], items: list[Checked]) -> tuple[list[Checked], Exception | None]:
     """``fn`` on every item, up to ``PARALLEL_WRITES`` at once; returns the items that succeeded and the first
-    storage error. All calls finish before it returns, so the caller knows exactly what was written."""
+    error (any kind: an unexpected one must be cleaned up after as well as a storage error). All calls finish
+    before it returns, so the caller knows exactly what was written."""
     done: list[Checked] = []
     error: Exception | None = None
     if len(items) == 1:
         try:
             fn(items[0])
             done.append(items[0])
-        except STORAGE_ERRORS as exc:
+        except Exception as exc:
             error = exc
         return done, error
     with ThreadPoolExecutor(min(PARALLEL_WRITES, len(items)), thread_name_prefix="intake") as pool:
@@ -108,9 +110,16 @@ def _each(fn: Callable[[Checked], None], items: list[Checked]) -> tuple[list[Che
             try:
                 future.result()
                 done.append(c)
-            except STORAGE_ERRORS as exc:
+            except Exception as exc:
                 error = error or exc
     return done, error
+
+
+def _refuse(what: str, error: Exception) -> NoReturn:
+    """Once a failed write is cleaned up: 503 for a storage error; anything else is a bug, raised as it is (500)."""
+    if isinstance(error, STORAGE_ERRORS):
+        raise storage_unavailable(what, error) from error
+    raise error
 
 
 def _put_objects(services: Services, items: list[Checked], batch_id: str) -> None:
@@ -127,7 +136,7 @@ def _put_objects(services: Services, items: list[Checked], batch_id: str) -> Non
     done, error = _each(put, items)
     if error is not None:
         _delete_objects(services, [c.key for c in done])
-        raise storage_unavailable("S3", error) from error
+        _refuse("S3", error)
 
 
 def _delete_objects(services: Services, object_keys: list[str]) -> None:
@@ -199,7 +208,7 @@ def _create_jobs(
             keys_by_job={c.job_id: c.key for c in items} if shared else None,
         )
         _delete_objects(services, [c.key for c in items if c.job_id not in created_ids])
-        raise storage_unavailable("DynamoDB", error) from error
+        _refuse("DynamoDB", error)
 
 
 def _replay(record: dict, fp: str) -> dict:

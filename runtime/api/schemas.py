@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.api.validation import ID_PATTERN, MM_PER_PIXEL_MAX, MM_PER_PIXEL_MIN
 
 MAX_FILE_NAME_CHARS = 255
+MAX_MODEL_NAME_CHARS = 64  # the card's name rule (runtime/common/cards.py)
 
 
 class AcceptedJob(BaseModel):
@@ -40,11 +42,19 @@ class UploadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     files: list[UploadFileSpec] = Field(min_length=1)
-    model: str | None = None
-    mm_per_pixel: float | None = None
+    model: str | None = Field(
+        default=None, min_length=1, max_length=MAX_MODEL_NAME_CHARS, description="model name; default from config"
+    )
+    mm_per_pixel: float | None = Field(
+        default=None,
+        ge=MM_PER_PIXEL_MIN,
+        le=MM_PER_PIXEL_MAX,
+        allow_inf_nan=False,
+        description="calibration: millimetres per pixel, for areas in mm²",
+    )
     batch_id: str | None = Field(
         default=None,
-        pattern=r"^[0-9a-f]{32}$",
+        pattern=ID_PATTERN,
         description="join this batch (32 lowercase hex, chosen by the client); default: a new batch",
     )
     notify_url: str | None = Field(
@@ -52,13 +62,6 @@ class UploadRequest(BaseModel):
         max_length=2048,
         description="a new batch's webhook: https, public addresses only (docs/notifications.md)",
     )
-
-    @field_validator("mm_per_pixel")
-    @classmethod
-    def _positive_finite(cls, v: float | None) -> float | None:
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise ValueError("mm_per_pixel must be a finite number greater than 0")
-        return v
 
 
 class PresignedJob(BaseModel):

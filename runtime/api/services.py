@@ -56,7 +56,7 @@ class Services:
 
     def resolve_model(self, name: str | None) -> str:
         """A baked-in model never waits for S3; any other name is looked up in the (cached) S3 listing."""
-        chosen = (name or "").strip() or self.settings.default_model
+        chosen = self.settings.default_model if name is None else name.strip()
         cards = self.cards()
         if chosen in cards:
             return chosen

@@ -11,6 +11,7 @@ REPORTS_PREFIX = "reports/"
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _EXT = re.compile(r"^[a-z0-9]{1,5}$")
+_UPLOAD_KEY = re.compile(re.escape(UPLOADS_PREFIX) + r"(?P<batch>[0-9a-f]{32})/(?P<job>[0-9a-f]{32})\.[a-z0-9]{1,5}")
 
 
 def _check_id(value: str, what: str) -> str:
@@ -24,6 +25,12 @@ def upload_key(batch_id: str, job_id: str, ext: str) -> str:
     if not _EXT.fullmatch(ext):
         raise ValueError(f"bad extension {ext!r}")
     return f"{UPLOADS_PREFIX}{_check_id(batch_id, 'batch_id')}/{_check_id(job_id, 'job_id')}.{ext}"
+
+
+def parse_upload_key(key: str) -> tuple[str, str] | None:
+    """``(batch_id, job_id)`` of a key ``upload_key`` could have made, else None."""
+    match = _UPLOAD_KEY.fullmatch(key)
+    return (match["batch"], match["job"]) if match else None
 
 
 def result_prefix(batch_id: str, job_id: str) -> str:

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     batch_window_s: float = Field(default=1.0, ge=0)
     presign_expiry_s: int = Field(default=900, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    # A request body that sends nothing for this long is answered 408 and its connection closed.
+    request_body_timeout_s: float = Field(default=20.0, gt=0)
 
     # Models (docs/architecture.md D5).
     default_model: str = "person"
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     # ...but an enqueued job is re-driven only once the jobs queue is empty, or after this long behind a backlog.
     backlog_grace_s: int = Field(default=6 * 3600, gt=0)
     retention_days: int = Field(default=30, gt=0)
+    # An object under uploads/ with no job this much after it was written is an orphan; reconcile deletes it.
+    orphan_grace_s: int = Field(default=3600, gt=0)
 
     # Notifications (docs/notifications.md). The EventBridge bus for job and batch events; unset: no events. CDK
     # gives it to the worker and results task only (the API never sends events).

@@ -10,7 +10,9 @@ leaves a job that nothing will ever pick up. The job table knows: this pass find
    they were enqueued ``max_attempts + 1`` times without a claim. An enqueued job may simply be waiting behind
    other messages, so while the jobs queue holds messages these are left alone until ``backlog_grace_s``:
    re-driving them would add duplicates to the backlog and fail healthy jobs of a long queue;
-3. AWAITING_UPLOAD jobs older than the presigned URL expiry plus ``stuck_after_s``: FAILED.
+3. AWAITING_UPLOAD jobs older than the presigned URL expiry plus ``stuck_after_s``: FAILED;
+4. objects under ``uploads/`` that have had no job for ``orphan_grace_s``: deleted (``runtime/results/orphans.py``);
+5. sealed batches a lost count held back: recounted and completed, and the notifications that are due sent (D9).
 
 Every write is a compare-and-set on the job (``mark_redrive_unsent``, ``mark_enqueued(expected_enqueued_at=)``,
 ``release``, ``fail(from_status=)``), and a job is sent only by the pass whose write won, so two passes at once
@@ -33,6 +35,7 @@ from runtime.common.aws import client
 from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.jobs import now_ms as wall_clock_ms
 from runtime.common.settings import Settings
+from runtime.results.orphans import sweep_orphans
 from runtime.results.stuck import emit_stuck_queued
 
 DEFAULT_MAX_JOBS = 1000
@@ -60,6 +63,7 @@ class ReconcileReport:
     truncated: bool = False  # stopped at max_jobs or max_scan; run again
     # Sealed batches recounted and completed, completed batches notified (docs/architecture.md D9).
     batches: dict[str, Any] = field(default_factory=dict)
+    orphans: dict[str, Any] | None = None  # uploads/ objects without a job, deleted (runtime/results/orphans.py)
 
     @property
     def actions(self) -> int:
@@ -74,6 +78,7 @@ class ReconcileReport:
         data["summary"] = {
             **{f"requeued_{k}": len(v) for k, v in self.requeued.items()},
             **{f"failed_{k}": len(v) for k, v in self.failed.items()},
+            "orphans_deleted": (self.orphans or {}).get("deleted", 0),
         }
         return data
 
@@ -241,7 +246,8 @@ def reconcile_once(
     work.stale_queued()
     work.abandoned_uploads()
     work.flush()
-    work.report.batches = batch_pass(settings, frozen, now)
+    work.report.orphans = sweep_orphans(settings, now_ms=now, dynamodb=base.client).to_dict()
+    work.report.batches = batch_pass(settings, frozen, now)  # last: it may wait on webhooks
     return work.report
 
 

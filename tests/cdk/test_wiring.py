@@ -415,11 +415,17 @@ def test_task_roles_reach_only_their_prefixes(synth: SynthFn, variant: str) -> N
     assert prefixes(roles["api"], "s3:PutObject") == {"/uploads/*"}
     assert prefixes(roles["api"], "s3:GetObject") == {"/uploads/*", "/results/*", "/reports/*"}
     assert prefixes(roles["results"], "s3:PutObject") == {"/reports/*"}
+    # Deleting uploads that have no job: the results task may delete under uploads/, the others may not.
+    assert prefixes(roles["results"], "s3:DeleteObject") == {"/uploads/*"}
+    assert prefixes(roles["worker"], "s3:DeleteObject") == set()
+    # Listing, one prefix each where the code needs it: whether a batch's HTML report exists (API), which uploads
+    # have no job (results).
+    listed = {"api": "reports/*", "results": "uploads/*"}
     for name, role in roles.items():
         listings = [s_ for s_ in statements(t, role) if "s3:ListBucket" in as_list(s_["Action"])]
-        if name == "api":  # whether a batch's HTML report exists (GET /v1/batches/{id}/report): that prefix only
+        if name in listed:
             (listing,) = listings
-            assert listing["Condition"] == {"StringLike": {"s3:prefix": ["reports/*"]}}
+            assert listing["Condition"] == {"StringLike": {"s3:prefix": [listed[name]]}}
             assert listing["Resource"] == {"Fn::ImportValue": bucket_arn}
         else:
             assert not listings
@@ -551,7 +557,8 @@ def test_models_prefix_is_readable_by_api_and_worker_only(prod: Synth, dev: Synt
         model_objects = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::segscale-models-example/extra/*"]]}
         assert model_objects in allowed(stmts, "s3:GetObject")
     results_role = t["Resources"][task_logical_id(t, "Results/Task")]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    assert not allowed(statements(t, results_role), "s3:ListBucket")
+    results_lists = allowed(statements(t, results_role), "s3:ListBucket")
+    assert results_lists == [{"Fn::ImportValue": export_name(prod.app.config, "bucket-arn")}]  # uploads/ only
     # Not configured: no variable, no grant.
     worker = container(dev.pipeline, "Worker/Task")
     assert env_name("models_s3_uri") not in {e["Name"] for e in worker["Environment"]}

@@ -16,7 +16,7 @@ import pytest
 
 from local.dev import LocalStack
 from local.pipe import Launch
-from local.procs import wait_until
+from local.procs import http_ok, wait_until
 from runtime.common.jobs import JobStore
 from segscale_cli.client import ApiClient
 from tests.e2e.conftest import StackFactory, job_store, result_objects, wait_terminal
@@ -122,8 +122,9 @@ def test_sigkill_mid_batch_heals_through_reconcile(stack: LocalStack) -> None:
     assert set(held) <= healed | set(_reconciled(stack, "enqueue_stale"))
 
 
-def test_api_killed_and_restarted_while_uploads_are_in_flight(stack: LocalStack) -> None:
-    """Uploads retry like the CLI (same Idempotency-Key), so every image ends up accepted exactly once."""
+def test_api_killed_while_uploads_are_in_flight_is_restarted_by_the_stack(stack: LocalStack) -> None:
+    """SIGKILL the API process behind the stack's back: the supervisor brings it back within seconds, uploads retry
+    like the CLI (same Idempotency-Key), so every image ends up accepted exactly once, and every job finishes."""
     images = small_images(60, size=96)
     accepted: dict[str, str] = {}  # file name -> job id
     lock = threading.Lock()
@@ -142,12 +143,22 @@ def test_api_killed_and_restarted_while_uploads_are_in_flight(stack: LocalStack)
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(upload, i) for i in range(len(images))]
         wait_until(lambda: len(accepted) >= 15, timeout_s=60, what="15 accepted uploads")
-        stack.kill_api()  # SIGKILL: requests in flight die, and the micro-batcher's buffer with them
+        dead = stack.api_proc
+        assert dead is not None
+        os.kill(dead.pid, signal.SIGKILL)  # requests in flight die, and the micro-batcher's buffer with them
         killed.set()
-        time.sleep(0.5)
-        stack.start_api()
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: stack.api_proc is not dead and http_ok(f"{stack.api_url}/healthz"),
+            timeout_s=30,
+            what="the supervisor to restart the API",
+            interval_s=0.05,
+        )
+        print(f"API back {time.monotonic() - killed_at:.1f} s after SIGKILL")
         for future in futures:
             future.result()  # raises if an upload was never accepted
+    logged = [e for e in _events(stack) if e["event"] in ("api_exited", "api_restarted")]
+    assert [e["event"] for e in logged] == ["api_exited", "api_restarted"] and logged[0]["pid"] == dead.pid
     assert len(accepted) == len(images) and len(set(accepted.values())) == len(images)
     assert accepted_after_restart, "every upload finished before the API came back: nothing was in flight"
     job_ids = list(accepted.values())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from runtime.api import presign
-from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api.deps import BatchIdPath, ServicesDep, add_job_ids
 from runtime.api.problems import problem_responses
 from runtime.api.schemas import Accepted, PresignedBatch, UploadRequest
 
@@ -38,7 +38,7 @@ def create_uploads(request: Request, body: UploadRequest, services: ServicesDep)
     "`seal=true` the batch is sealed once its files are queued (docs/notifications.md).",
     responses=problem_responses(401, 404, 409, 413, 415, 422, 503),
 )
-def submit_batch(request: Request, batch_id: str, services: ServicesDep, seal: bool = False) -> dict:
+def submit_batch(request: Request, batch_id: BatchIdPath, services: ServicesDep, seal: bool = False) -> dict:
     out = presign.submit(services, batch_id, seal=seal)
     add_job_ids(request, [j["job_id"] for j in out["jobs"]], batch_id)
     return out
