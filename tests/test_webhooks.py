@@ -62,12 +62,44 @@ def test_malformed_or_plain_http_urls_are_refused(url: str, why: str) -> None:
         check_url(url, resolver=resolver(PUBLIC))
 
 
+def no_lookup(host: str, port: int) -> list[str]:
+    raise AssertionError(f"looked up {host!r}: this URL should have been refused from its text")
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("", "empty"),
+        ("https://hooks.example.com/caf\u00e9", "ASCII"),
+        ("https://hooks.example.com/%zz", "ASCII"),
+        ("https://hooks.example.com/<x>", "ASCII"),
+        ("https://hooks.example.com/[x]", "brackets"),
+        ("https://hooks.example.com/x#", "fragment"),
+        ("https://hooks/x", "single-label"),
+        ("https://localhost/x", "single-label"),
+        ("https://2130706433/x", "single-label"),  # 127.0.0.1 as one number
+        ("https://0x7f.1/x", "neither a host name nor an IP"),
+        ("https://017.0.0.1/x", "neither a host name nor an IP"),  # octal
+        ("https://-hooks.example.com/x", "not a valid host name"),
+        ("https://hooks_1.example.com/x", "not a valid host name"),
+        ("https://" + "a" * 64 + ".example.com/x", "not a valid host name"),
+        ("https://metadata.google.internal/x", "special-use"),
+        ("https://printer.local/x", "special-use"),
+        ("https://x.localhost/x", "special-use"),
+        ("https://router.home.arpa/x", "special-use"),
+    ],
+)
+def test_what_the_text_alone_refuses_costs_no_lookup(url: str, why: str) -> None:
+    with pytest.raises(UnsafeUrl, match=why):
+        check_url(url, resolver=no_lookup)
+
+
 def test_a_name_that_does_not_resolve_is_refused() -> None:
     def fail(host: str, port: int) -> list[str]:
         raise OSError("Name or service not known")
 
     with pytest.raises(UnsafeUrl, match="does not resolve"):
-        check_url("https://nowhere.invalid/x", resolver=fail)
+        check_url("https://nowhere.example.net/x", resolver=fail)
 
 
 def test_resolution_is_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,6 +125,7 @@ def test_public_https_passes_and_pins_the_checked_address() -> None:
 
 def test_local_mode_allows_http_to_loopback_only() -> None:
     assert check_url("http://127.0.0.1:9/hook", local_http=True).address == "127.0.0.1"
+    assert check_url("http://localhost:9/hook", local_http=True, resolver=resolver("127.0.0.1")).host == "localhost"
     with pytest.raises(UnsafeUrl, match="https"):
         check_url("http://127.0.0.1:9/hook")
     with pytest.raises(UnsafeUrl, match="loopback"):

@@ -5,6 +5,12 @@ delivery, each time resolving the name afresh: a name that pointed to a public a
 ``169.254.169.254`` by the time the batch completes (DNS rebinding). Every address the name resolves to must be
 public; the delivery then connects to the checked address itself, never resolving the name a second time.
 
+Everything that can be judged from the text alone is judged before any lookup: an RFC 3986 URL (ASCII; other
+characters percent-encoded), https, no credentials or fragment, and a host that is a public DNS name (at least two
+labels, none of the special-use names such as ``localhost`` or ``*.internal``) or an IP address written the
+canonical way. So a malformed URL, or one that could only reach this network, is refused at once, and a lookup
+(at most ``RESOLVE_TIMEOUT_S``) is spent only on names that may be public.
+
 Signature (docs/notifications.md): ``Segscale-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``
 with ``Segscale-Timestamp: <epoch seconds>``, so a receiver can check both who sent the body and that it is fresh.
 """
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -21,6 +28,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 MAX_URL_CHARS = 2048
+# RFC 3986: unreserved, reserved and "%" (whose escapes are checked separately).
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# Names that never resolve to a public receiver (RFC 6761, 6762, 7686, 8375, 9476; ICANN's private-use .internal).
+SPECIAL_USE_SUFFIXES = ("localhost", "local", "internal", "invalid", "test", "onion", "alt", "home.arpa")
 SIGNATURE_HEADER = "Segscale-Signature"
 TIMESTAMP_HEADER = "Segscale-Timestamp"
 EVENT_ID_HEADER = "Segscale-Event-Id"
@@ -98,32 +111,62 @@ def address_problem(address: str, *, allow_loopback: bool) -> str | None:
     return None
 
 
+def _host_problem(host: str, *, local_http: bool) -> str | None:
+    """Why ``host`` (as ``urlsplit`` gives it: lower case, IPv6 without brackets) cannot be a public receiver, judged
+    without a lookup; None: it may be one (an IP address is judged by ``address_problem`` afterwards)."""
+    try:
+        ipaddress.ip_address(host)  # canonical forms only: "0x7f.1" or "2130706433" are judged as names below
+        return None
+    except ValueError:
+        pass
+    if local_http and host == "localhost":
+        return None
+    labels = host.split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return f"{host!r} is not a valid host name (letters, digits and hyphens; punycode for other scripts)"
+    if len(labels) < 2:
+        return f"{host!r} is a single-label name, which only a local network resolves"
+    if labels[-1].isdigit():
+        return f"{host!r} is neither a host name nor an IP address written the usual way"
+    if any(host == suffix or host.endswith("." + suffix) for suffix in SPECIAL_USE_SUFFIXES):
+        return f"{host!r} is a special-use name, never a public address"
+    return None
+
+
 def check_url(url: str, *, local_http: bool = False, resolver: Resolver = resolve) -> WebhookTarget:
     """A URL that may receive webhooks, resolved now; raises ``UnsafeUrl`` saying why not.
 
     Only ``https`` to public addresses, without credentials in the URL. ``local_http`` (the local stack only)
-    also allows loopback addresses, over ``http`` or ``https``.
+    also allows loopback addresses (and ``localhost``), over ``http`` or ``https``.
     """
+    if not url:
+        raise UnsafeUrl("notify_url is empty; leave it out for no webhook")
     if len(url) > MAX_URL_CHARS:
         raise UnsafeUrl(f"notify_url is longer than {MAX_URL_CHARS} characters")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
         raise UnsafeUrl("notify_url contains spaces or control characters")
+    if not _URL_CHARS.fullmatch(url) or _BAD_ESCAPE.search(url):
+        raise UnsafeUrl("notify_url is not an ASCII URL (RFC 3986): percent-encode other characters")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise UnsafeUrl(f"notify_url is not a valid URL: {exc}") from None
+    if any(c in parts.path + parts.query for c in "[]"):
+        raise UnsafeUrl("notify_url is not a valid URL: brackets belong around an IPv6 address only")
     scheme = parts.scheme.lower()
     allowed = ("https", "http") if local_http else ("https",)
     if scheme not in allowed:
         raise UnsafeUrl(f"notify_url must be an {' or '.join(allowed)} URL, got {scheme or 'no'} scheme")
     if parts.username is not None or parts.password is not None:
         raise UnsafeUrl("notify_url must not contain credentials; receivers check the signature instead")
-    if parts.fragment:
+    if parts.fragment or "#" in url:
         raise UnsafeUrl("notify_url must not contain a fragment (#...)")
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise UnsafeUrl("notify_url has no host")
+    if (problem := _host_problem(host, local_http=local_http)) is not None:
+        raise UnsafeUrl(f"notify_url may not point there: {problem}")
     port = port or (443 if scheme == "https" else 80)
     try:
         addresses = resolver(host, port)
