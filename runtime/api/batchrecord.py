@@ -18,29 +18,18 @@ from runtime.common.progress import BatchProgress
 from runtime.common.webhooks import UnsafeUrl, check_url
 
 log = logging.getLogger("segscale.api")
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off", ""})
 
 
 def check_notify_url(services: Services, raw: str | None) -> str | None:
-    """A URL that may receive webhooks (resolved now), or 422 ``invalid_notify_url`` saying why not."""
-    if raw is None or raw == "":
+    """A URL that may receive webhooks (resolved now), or 422 ``invalid_notify_url`` saying why not. Absent is no
+    webhook; an empty string is refused like any other URL that is not one (the document says ``format: uri``)."""
+    if raw is None:
         return None
     try:
         check_url(raw, local_http=services.settings.webhook_local_http)
     except UnsafeUrl as exc:
         raise ApiProblem(422, "invalid_notify_url", str(exc)) from None
     return raw
-
-
-def parse_seal(raw: str | None) -> bool:
-    """The ``seal`` form field: true or false (also 1/0, yes/no, on/off); anything else is a 422."""
-    value = (raw or "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ApiProblem(422, "invalid_field", f"seal must be true or false, got {str(raw)[:16]!r}")
 
 
 def _refused(exc: BatchNotOpen | BatchConflict) -> ApiProblem:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request, Security
+from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
+from pydantic import BeforeValidator
 
 from runtime.api.gate import API_KEY_HEADER, check_api_key
 from runtime.api.services import Services
-from runtime.api.validation import ID_PATTERN
+from runtime.api.validation import ID_PATTERN, strict_boolean
 from runtime.common.settings import Settings
 
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="the deployment's API key")
@@ -20,6 +21,13 @@ _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, descriptio
 JobIdPath = Annotated[str, Path(description="a job id (32 lowercase hex)", json_schema_extra={"pattern": ID_PATTERN})]
 BatchIdPath = Annotated[
     str, Path(description="a batch id (32 lowercase hex)", json_schema_extra={"pattern": ID_PATTERN})
+]
+
+# ``?seal=true``: a query boolean spelled as the document spells it (anything else is a 422).
+SealQuery = Annotated[
+    bool,
+    BeforeValidator(strict_boolean),
+    Query(description="`true`: seal the batch once its files are queued (docs/notifications.md)"),
 ]
 
 

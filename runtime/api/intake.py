@@ -29,7 +29,7 @@ from runtime.api.multipart import IncomingFile, ParsedForm
 from runtime.api.problems import ApiProblem
 from runtime.api.schemas import Accepted, AcceptedJob
 from runtime.api.services import Services
-from runtime.api.validation import file_problem, parse_batch_id, parse_mm_per_pixel, refuse_files
+from runtime.api.validation import file_problem, parse_batch_id, parse_boolean, parse_mm_per_pixel, refuse_files
 from runtime.common import imageinfo, keys
 from runtime.common.jobs import JobStatus, NewJob
 
@@ -228,7 +228,7 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
     mm = parse_mm_per_pixel(form.fields.get("mm_per_pixel"))
     chosen_batch = parse_batch_id(form.fields.get("batch_id"))
     notify_url = batchrecord.check_notify_url(services, form.fields.get("notify_url"))
-    seal = batchrecord.parse_seal(form.fields.get("seal"))
+    seal = parse_boolean(form.fields.get("seal"), "seal")
     fp = fingerprint(form, model, mm, chosen_batch, notify_url=notify_url, seal=seal)
     if idempotency_key is not None:
         try:

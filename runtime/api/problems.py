@@ -85,11 +85,13 @@ DESCRIPTIONS: dict[int, str] = {
     401: "Missing or wrong `X-Api-Key` (checked before any of the body is read).",
     404: "No such job or batch (or the job has no such result yet).",
     408: "The request body stopped arriving for longer than `request_body_timeout_s`; the connection is closed.",
-    409: "The `Idempotency-Key` was used before with a different request body, or the batch cannot be submitted.",
+    409: "The `Idempotency-Key` was used before with a different request body; the batch cannot be submitted; or "
+    "the batch is sealed (it takes no more images) or has another `notify_url`.",
     413: "A file, or the request, is over the size limit (a body that is not a multipart upload: 64 KiB); too many "
     "files; or an image has too many pixels.",
     415: "A file is not a supported image (sniffed from its bytes, not its name): JPEG, PNG, WebP, BMP, TIFF, GIF.",
-    422: "Invalid input: no file, empty file, corrupt/truncated image, unknown model, bad `mm_per_pixel`, bad field.",
+    422: "Invalid input: no file, empty file, corrupt/truncated image, unknown model, bad `mm_per_pixel`, bad "
+    "field, or a `notify_url` that may not receive webhooks.",
     500: "Unexpected server error (a bug): logged with the request id, nothing was accepted.",
     503: "Storage (S3 or DynamoDB) or the API key is unavailable; nothing was accepted, retry after `Retry-After` "
     "seconds (with the same Idempotency-Key).",

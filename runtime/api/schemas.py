@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.api.validation import ID_PATTERN, MM_PER_PIXEL_MAX, MM_PER_PIXEL_MIN
+from runtime.common.webhooks import MAX_URL_CHARS
 
 MAX_FILE_NAME_CHARS = 255
 MAX_MODEL_NAME_CHARS = 64  # the card's name rule (runtime/common/cards.py)
+
+# A webhook URL as the document states it: a URI of bounded length. What JSON Schema cannot say (https only, a
+# public address, resolved when the batch is created) is in the description, and refused with 422
+# ``invalid_notify_url`` (runtime/common/webhooks.py).
+NOTIFY_URL_SCHEMA: dict[str, Any] = {"format": "uri", "maxLength": MAX_URL_CHARS}
+NOTIFY_URL_RULES = (
+    "https, to a public address only (no credentials, no fragment, ASCII: percent-encode the rest); the host is "
+    "resolved when the batch is created and again before every delivery (docs/notifications.md)"
+)
+NotifyUrl = Annotated[str, Field(max_length=MAX_URL_CHARS, json_schema_extra={"format": "uri"})]
 
 
 class AcceptedJob(BaseModel):
@@ -57,10 +68,9 @@ class UploadRequest(BaseModel):
         pattern=ID_PATTERN,
         description="join this batch (32 lowercase hex, chosen by the client); default: a new batch",
     )
-    notify_url: str | None = Field(
+    notify_url: NotifyUrl | None = Field(
         default=None,
-        max_length=2048,
-        description="a new batch's webhook: https, public addresses only (docs/notifications.md)",
+        description=f"a new batch's webhook: {NOTIFY_URL_RULES}; a batch keeps the URL it was created with (409)",
     )
 
 
@@ -140,12 +150,10 @@ class CreateBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     batch_id: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{32}$", description="the id to give it (32 lowercase hex); default: a new one"
+        default=None, pattern=ID_PATTERN, description="the id to give it (32 lowercase hex); default: a new one"
     )
-    notify_url: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="webhook called when the batch completes: https, public addresses only (docs/notifications.md)",
+    notify_url: NotifyUrl | None = Field(
+        default=None, description=f"webhook called, signed, when the batch completes: {NOTIFY_URL_RULES}"
     )
 
 

@@ -83,5 +83,25 @@ def parse_batch_id(raw: str | None) -> str | None:
     return raw
 
 
+BOOLEAN_SPELLINGS = {"true": True, "false": False}  # a boolean in a form field or a query, as OpenAPI writes it
+
+
+def parse_boolean(raw: str | None, name: str) -> bool:
+    """A boolean form field: ``true`` or ``false`` (absent: false). Anything else (``1``, ``yes``, an empty field)
+    is a 422, so what is accepted is exactly what the document says."""
+    if raw is None:
+        return False
+    if raw not in BOOLEAN_SPELLINGS:
+        raise ApiProblem(422, "invalid_field", f"{name} must be true or false, got {raw[:16]!r}")
+    return BOOLEAN_SPELLINGS[raw]
+
+
+def strict_boolean(value: object) -> object:
+    """For a boolean query parameter (``BeforeValidator``): FastAPI would also take 1/0, yes/no, on/off, t/f."""
+    if isinstance(value, str) and value not in BOOLEAN_SPELLINGS:
+        raise ValueError("must be true or false")
+    return value
+
+
 def is_id(value: str) -> bool:
     return bool(_ID.fullmatch(value))

@@ -10,12 +10,14 @@ from fastapi.testclient import TestClient
 
 from local.webhooks import Reply, WebhookReceiver
 from runtime.api.main import create_app
+from runtime.api.multipart import MAX_FIELD_BYTES
 from runtime.common.aws import client
 from runtime.common.batches import BatchStore, Work
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
+from runtime.common.webhooks import MAX_URL_CHARS
 from runtime.results.notify import Notifier
-from tests.api.helpers import AUTH, image_bytes, post_images, stored
+from tests.api.helpers import AUTH, assert_nothing_stored, image_bytes, post_images, stored
 
 
 @pytest.fixture()
@@ -59,6 +61,64 @@ def test_a_notify_url_inside_a_network_is_a_422_and_creates_nothing(
     r = post_images(api, image_bytes(), notify_url=url)
     assert r.status_code == 422 and r.json()["type"].endswith("invalid_notify_url")
     assert stored(api_settings)["items"] == []
+
+
+# Refused from their text alone (no DNS lookup): what a fuzzer sends most.
+NOT_URLS = [
+    "",
+    "hooks",
+    "https://",
+    "https://a b.com/",
+    "https://hooks.example.com/é",
+    "https://hooks/x",
+    "https://hooks.example.com/%zz",
+    "https://" + "a" * MAX_URL_CHARS,
+]
+
+
+def test_batch_fields_out_of_bounds_are_422_and_store_nothing(api: TestClient, api_settings: Settings) -> None:
+    for url in NOT_URLS:
+        for r in (
+            api.post("/v1/batches", json={"notify_url": url}),
+            api.post("/v1/uploads", json={"files": [{"file_name": "a.jpg"}], "notify_url": url}),
+            post_images(api, image_bytes(), notify_url=url),
+        ):
+            assert r.status_code in (413, 422), (url[:40], r.text)  # 413: over a form field's 1 KiB
+            assert r.json()["type"].endswith(("invalid_notify_url", "invalid_request", "field_too_large")), r.text
+    for body in ({"notify_url": 5}, {"batch_id": "A" * 32}, {"batch_id": "a" * 31}, {"other": 1}):
+        r = api.post("/v1/batches", json=body)
+        assert r.status_code == 422 and r.json()["type"].endswith("invalid_request"), (body, r.text)
+    for value in ("1", "yes", "", "TRUE"):  # a boolean is spelled true or false, as the document says
+        r = post_images(api, image_bytes(), seal=value)
+        assert r.status_code == 422 and r.json()["type"].endswith("invalid_field"), (value, r.text)
+        r = api.post(f"/v1/batches/{uuid.uuid4().hex}/submit", params={"seal": value})
+        assert r.status_code == 422 and "seal" in r.json()["detail"], (value, r.text)
+    r = api.post("/v1/batches", content=b'{"notify_url": "\xff"}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["type"].endswith("malformed_body"), r.text
+    assert_nothing_stored(api_settings)
+
+
+def test_openapi_states_the_batch_fields(api: TestClient) -> None:
+    doc = api.get("/openapi.json").json()
+    schemas, paths = doc["components"]["schemas"], doc["paths"]
+    url = {"type": "string", "format": "uri", "maxLength": MAX_URL_CHARS}
+    assert schemas["CreateBatch"]["properties"]["notify_url"]["anyOf"][0] == url
+    assert schemas["CreateBatch"]["properties"]["batch_id"]["anyOf"][0]["pattern"] == "^[0-9a-f]{32}$"
+    assert schemas["UploadRequest"]["properties"]["notify_url"]["anyOf"][0] == url
+    form = paths["/v1/images"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert {k: form["notify_url"][k] for k in url} == {**url, "maxLength": MAX_FIELD_BYTES}
+    assert form["seal"]["type"] == "boolean"
+    submit = {p["name"]: p["schema"] for p in paths["/v1/batches/{batch_id}/submit"]["post"]["parameters"]}
+    assert submit["seal"]["type"] == "boolean"
+    seal = {p["name"]: p["schema"] for p in paths["/v1/batches/{batch_id}/seal"]["post"]["parameters"]}
+    assert seal["batch_id"]["pattern"] == "^[0-9a-f]{32}$"
+    statuses = {
+        ("post", "/v1/batches"): {"201", "400", "401", "408", "409", "413", "422", "500", "503"},
+        ("post", "/v1/batches/{batch_id}/seal"): {"200", "401", "404", "408", "413", "422", "500", "503"},
+        ("post", "/v1/uploads"): {"201", "400", "401", "408", "409", "413", "422", "500", "503"},
+    }
+    for (method, path), codes in statuses.items():
+        assert set(paths[path][method]["responses"]) == codes, (method, path)
 
 
 def test_create_fill_seal_and_refuse_more(local_api: TestClient, api_settings: Settings) -> None:

@@ -96,8 +96,9 @@ def _checked_id(batch_id: str) -> str:
     response_model=BatchView,
     summary="Create a batch (optionally with a webhook)",
     description="An empty OPEN batch; uploads that name its `batch_id` fill it. `notify_url` is called, signed, "
-    "when the batch completes (docs/notifications.md): https only, and never an address inside a network. The "
-    "same call again is answered the same way; another `notify_url` for the same id is a 409.",
+    "when the batch completes (docs/notifications.md): https only, and never an address inside a network (422 "
+    "`invalid_notify_url`). The same call again is answered the same way; another `notify_url` for the same id, "
+    "or an id whose batch is sealed, is a 409.",
     responses=problem_responses(401, 409, 422, 503),
 )
 def create_batch(request: Request, body: CreateBatch, services: ServicesDep) -> BatchView:
@@ -117,7 +118,7 @@ def create_batch(request: Request, body: CreateBatch, services: ServicesDep) -> 
     "harmless. Images sent to a sealed batch are refused with 409 `batch_sealed`.",
     responses=problem_responses(401, 404, 503),
 )
-def seal_batch(request: Request, batch_id: str, services: ServicesDep) -> BatchView:
+def seal_batch(request: Request, batch_id: BatchIdPath, services: ServicesDep) -> BatchView:
     _checked_id(batch_id)
     record = batchrecord.seal(services, batch_id)
     if record is None:

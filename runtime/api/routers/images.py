@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from runtime.api import intake, multipart
 from runtime.api.deps import ServicesDep, add_job_ids
 from runtime.api.problems import problem_responses
-from runtime.api.schemas import MAX_MODEL_NAME_CHARS, Accepted
+from runtime.api.schemas import MAX_MODEL_NAME_CHARS, NOTIFY_URL_RULES, NOTIFY_URL_SCHEMA, Accepted
 from runtime.api.validation import (
     ID_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
@@ -60,14 +60,15 @@ _MULTIPART_BODY = {
                         },
                         "notify_url": {
                             "type": "string",
-                            "maxLength": 2048,
-                            "description": "webhook of the batch this request creates (https, public addresses "
-                            "only; docs/notifications.md); a batch keeps the URL it was created with (409 otherwise)",
+                            **NOTIFY_URL_SCHEMA,
+                            "maxLength": multipart.MAX_FIELD_BYTES,  # any longer form field is a 413
+                            "description": f"webhook of the batch this request creates: {NOTIFY_URL_RULES}; a "
+                            "batch keeps the URL it was created with (409 otherwise)",
                         },
                         "seal": {
                             "type": "boolean",
-                            "description": "seal the batch once this request's images are accepted: no more "
-                            "images, and it completes when they are done",
+                            "description": "`true` or `false` (default): seal the batch once this request's images "
+                            "are accepted: no more images, and it completes when they are done",
                         },
                     },
                 },
