@@ -37,7 +37,7 @@ def _succeed(store: JobStore, settings: Settings, batch_id: str, job_id: str, fr
     s3 = client("s3", settings)
     mask, overlay = keys.mask_key(batch_id, job_id), keys.overlay_key(batch_id, job_id)
     s3.put_object(Bucket=settings.bucket, Key=mask, Body=b"mask-bytes")
-    s3.put_object(Bucket=settings.bucket, Key=overlay, Body=image_bytes("PNG"))
+    s3.put_object(Bucket=settings.bucket, Key=overlay, Body=image_bytes("JPEG"))
     assert store.claim(job_id, "w1") is not None
     classes = {"person": {"pixels": 600, "fraction": fraction, "components": 1, "area_mm2": 37.5}}
     result = {"model": "person", "model_version": "1", "classes": classes, "timings_ms": {"total": 12.5}}
@@ -73,8 +73,8 @@ def test_result_links_as_json_or_redirect(api: TestClient, api_settings: Setting
     link = api.get(f"/v1/jobs/{job_id}/overlay", headers=JSON)
     assert link.status_code == 200 and link.headers["content-type"] == "application/json"
     body = link.json()
-    assert body["expires_in_s"] == 300 and body["content_type"] == "image/png"
-    assert httpx.get(body["url"]).content == image_bytes("PNG")
+    assert body["expires_in_s"] == 300 and body["content_type"] == keys.OVERLAY_CONTENT_TYPE == "image/jpeg"
+    assert httpx.get(body["url"]).content == image_bytes("JPEG")
     # Without the explicit Accept (curl, <img>, a followed link) it is still the redirect.
     for accept in ("*/*", "image/avif,image/webp,*/*", "text/html"):
         r = api.get(f"/v1/jobs/{job_id}/mask", headers={"Accept": accept}, follow_redirects=False)
