@@ -97,6 +97,11 @@ def compare_figures(tree: list[Figure], ref: list[Figure], ref_label: str) -> li
         notes = f.notes
         if f.ratio is not None:  # the tree's own same-run baseline is replaced below: keep what it said
             notes = _join(notes, f"this tree vs {f.baseline_name}: {f.ratio:.2f}x")
+        if len(f.samples) == len(other.samples) > 1 and all(other.samples):
+            # Repetition k of both sides ran back to back: their ratio is the least disturbed by a neighbour's
+            # load, which on a shared machine can change between one side's run and the next pair's.
+            pairs = ", ".join(f"{a / b:.2f}x" for a, b in zip(f.samples, other.samples, strict=True))
+            notes = _join(notes, f"ratio per repetition, {ref_label}: {pairs}")
         out.append(
             replace(
                 f,

@@ -74,6 +74,7 @@ def test_figures_compare_the_working_tree_with_the_ref_interleaved(
     assert rate.samples == [6.0, 6.0, 6.0] and rate.baseline_samples == [2.0, 2.0, 2.0]
     assert rate.ratio == pytest.approx(3.0)  # the working tree, not HEAD (speed 3), was measured
     assert "this tree vs bare loop: 0.50x" in rate.notes  # the tree's own baseline is not lost
+    assert f"ratio per repetition, {label}: 3.00x, 3.00x, 3.00x" in rate.notes
     assert startup.ratio == pytest.approx(1 / 3) and not startup.higher_is_better
     assert new.baseline_value is None and f"not reported by {label}" in new.notes
     # The temporary worktree is gone and git no longer lists it.
