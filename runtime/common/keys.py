@@ -37,12 +37,21 @@ def result_prefix(batch_id: str, job_id: str) -> str:
     return f"{RESULTS_PREFIX}{_check_id(batch_id, 'batch_id')}/{_check_id(job_id, 'job_id')}/"
 
 
+# The result files of a job and their formats: the mask is data (a lossless PNG), the overlay is a picture for
+# people (a JPEG). The worker stores each with its content type; the API names the type from the key's extension
+# (runtime/api/links.py), which keeps jobs finished when overlays were "overlay.png" served as PNG.
+MASK_FILE = "mask.png"
+MASK_CONTENT_TYPE = "image/png"
+OVERLAY_FILE = "overlay.jpg"
+OVERLAY_CONTENT_TYPE = "image/jpeg"
+
+
 def mask_key(batch_id: str, job_id: str) -> str:
-    return result_prefix(batch_id, job_id) + "mask.png"
+    return result_prefix(batch_id, job_id) + MASK_FILE
 
 
 def overlay_key(batch_id: str, job_id: str) -> str:
-    return result_prefix(batch_id, job_id) + "overlay.png"
+    return result_prefix(batch_id, job_id) + OVERLAY_FILE
 
 
 def report_prefix(name: str) -> str:

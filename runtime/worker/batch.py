@@ -27,12 +27,11 @@ from runtime.common.aws import client
 from runtime.common.imageinfo import probe
 from runtime.common.jobs import JobStatus, JobStore, now_ms
 from runtime.common.settings import Settings
-from runtime.worker.decode import DecodedImage, decode
 from runtime.worker.errors import Failure, classify
 from runtime.worker.inputs import read_input
 from runtime.worker.models import ModelRegistry
 from runtime.worker.models_s3 import build_registry
-from runtime.worker.process import Analysis, analyse, render, result_document
+from runtime.worker.process import Analysis, Photo, analyse, load_photo, render, result_document
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class _Held:
     job: dict[str, Any]
     claimed_at: float
     timings_ms: dict[str, float] = field(default_factory=dict)
-    decoded: DecodedImage | None = None
+    decoded: Photo | None = None
     body: bytes | None = None  # set instead of ``decoded`` for large images
     error: BaseException | None = None
 
@@ -205,7 +204,8 @@ class BatchRunner:
 
     def _decode(self, held: _Held, body: bytes) -> None:
         started = time.perf_counter()
-        held.decoded = decode(body, max_pixels=self.settings.max_pixels)
+        card = self.registry.card(held.job["model"])
+        held.decoded = load_photo(card, body, max_pixels=self.settings.max_pixels)
         held.timings_ms["decode"] = (time.perf_counter() - started) * 1000.0
 
     def _state(self, job_id: str) -> str:
@@ -222,16 +222,19 @@ class BatchRunner:
             assert held.decoded is not None
             processor = self.registry.get(job["model"])
             started = time.perf_counter()
-            mask, overlay = render(processor, held.decoded.rgb, analysis.labels)
+            mask, overlay = render(processor, held.decoded, analysis.labels)
             mask_key = keys.mask_key(job["batch_id"], job_id)
             overlay_key = keys.overlay_key(job["batch_id"], job_id)
-            for key, body in ((mask_key, mask), (overlay_key, overlay)):
-                self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body, ContentType="image/png")
+            for key, body, media in (
+                (mask_key, mask, keys.MASK_CONTENT_TYPE),
+                (overlay_key, overlay, keys.OVERLAY_CONTENT_TYPE),
+            ):
+                self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body, ContentType=media)
             timings = {**held.timings_ms, **analysis.timings_ms, "upload": (time.perf_counter() - started) * 1000.0}
             timings["total"] = (time.perf_counter() - held.claimed_at) * 1000.0
             result = result_document(
                 processor,
-                held.decoded.rgb,
+                held.decoded,
                 analysis,
                 mm_per_pixel=job.get("mm_per_pixel"),
                 timings_ms=timings,
@@ -350,7 +353,7 @@ class BatchRunner:
                         held.body = None
                     assert held.decoded is not None
                     processor = self.registry.get(held.job["model"])
-                    analysis = analyse(processor, held.decoded.rgb, mm_per_pixel=held.job.get("mm_per_pixel"))
+                    analysis = analyse(processor, held.decoded, mm_per_pixel=held.job.get("mm_per_pixel"))
                 except Exception as exc:
                     pool.submit(self._settle_failure, held, exc)
                     continue

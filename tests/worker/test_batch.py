@@ -48,8 +48,14 @@ def test_batch_writes_measurements_masks_and_metrics(
     assert job["mask_key"] == keys.mask_key(job["batch_id"], a) and mask.mode == "P" and mask.size == (128, 128)
     labels = np.asarray(mask)
     assert labels[64, 64] == 1 and labels[5, 5] == 0 and tuple(mask.getpalette()[3:6]) == (255, 0, 0)
-    overlay = np.asarray(read_png(s3, worker_settings.bucket, job["overlay_key"]).convert("RGB"))
-    assert overlay.shape == (128, 128, 3) and overlay[64, 64, 0] > overlay[5, 5, 0]
+    overlay = read_png(s3, worker_settings.bucket, job["overlay_key"])
+    assert job["overlay_key"] == keys.overlay_key(job["batch_id"], a) and overlay.format == "JPEG"
+    overlay_rgb = np.asarray(overlay.convert("RGB"))
+    assert overlay_rgb.shape == (128, 128, 3) and overlay_rgb[64, 64, 0] > overlay_rgb[5, 5, 0]
+    stored = {
+        k: s3.head_object(Bucket=worker_settings.bucket, Key=job[k])["ContentType"] for k in ("mask_key", "overlay_key")
+    }
+    assert stored == {"mask_key": "image/png", "overlay_key": "image/jpeg"}
 
     exact = store.get(b)["result"]["classes"]["red"]  # keep_aspect + size rule on a 100x100 image
     assert abs(exact["pixels"] - 30 * 40) <= 2 * (30 + 40) and exact["bboxes"][0][2:] in ([30, 40], [31, 41])
