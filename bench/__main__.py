@@ -1,7 +1,11 @@
 """`python -m bench` (`make bench`): run every benchmark, write bench/results/latest.{json,md}, print the table.
 
-``--quick`` and ``--only`` runs write ``bench/results/scratch.*`` (ignored by git) unless ``--out`` says otherwise,
-so a smoke run never replaces the committed results of a full run.
+``--quick``, ``--only`` and ``--against`` runs write ``bench/results/scratch.*`` (ignored by git) unless ``--out``
+says otherwise, so a smoke run never replaces the committed results of a full run.
+
+``--against REF`` runs each repetition twice, from the working tree and from REF (a temporary git worktree, the
+same virtualenv), interleaved, and reports every figure with REF's value as its baseline: the ratio column is
+then this tree over REF, measured side by side.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import EXPECTED_MODULES, REPO_ROOT, module_exists, run_all
+from bench.harness import EXPECTED_MODULES, REPO_ROOT, RefError, module_exists, resolve_ref, run_against, run_all
 from bench.machine import machine_info
 from bench.report import build_doc, render_markdown, write_results
 
@@ -28,6 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this module (repeatable)")
     parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="time budget for all benchmarks")
     parser.add_argument("--out", type=Path, default=None, help="output path without suffix (.json and .md written)")
+    parser.add_argument(
+        "--against", metavar="REF", default=None, help="also run every repetition from this git ref; ratio = tree / REF"
+    )
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
@@ -38,8 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in args.only or []:
         if not module_exists(name):
             parser.error(f"--only {name}: no module bench/{name}.py (known: {', '.join(EXPECTED_MODULES)})")
+    if args.against is not None:
+        try:
+            resolve_ref(args.against)
+        except RefError as exc:
+            parser.error(str(exc))
     if args.out is None:
-        partial = args.quick or bool(args.only)
+        partial = args.quick or bool(args.only) or args.against is not None
         args.out = RESULTS_DIR / ("scratch" if partial else "latest")
     return args
 
@@ -55,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[bench {time.monotonic() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    outcomes = run_all(names, repeats=args.repeats, quick=args.quick, budget_s=args.budget_s, log=log)
+    if args.against is None:
+        outcomes = run_all(names, repeats=args.repeats, quick=args.quick, budget_s=args.budget_s, log=log)
+    else:
+        outcomes, _label = run_against(
+            names, args.against, repeats=args.repeats, quick=args.quick, budget_s=args.budget_s, log=log
+        )
     run = {
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -75,3 +75,44 @@ def median_figures(runs: list[list[Figure]]) -> list[Figure]:
             )
         )
     return out
+
+
+def compare_figures(tree: list[Figure], ref: list[Figure], ref_label: str) -> list[Figure]:
+    """The working tree's figures with the same-named figures of another git ref as their baselines.
+
+    Each figure keeps its own unit and direction; its baseline becomes the ref's median (and the ref's samples),
+    so ``ratio`` is this tree over the ref. A figure the ref does not report (a benchmark added since) stays
+    without a baseline and says so; one only the ref reports is dropped (nothing here to compare it with).
+    """
+    by_key = {(f.benchmark, f.name): f for f in ref}
+    out: list[Figure] = []
+    for f in tree:
+        other = by_key.get((f.benchmark, f.name))
+        if other is None:
+            note = f"not reported by {ref_label}"
+            out.append(
+                replace(f, baseline_name=None, baseline_value=None, baseline_samples=[], notes=_join(f.notes, note))
+            )
+            continue
+        notes = f.notes
+        if f.ratio is not None:  # the tree's own same-run baseline is replaced below: keep what it said
+            notes = _join(notes, f"this tree vs {f.baseline_name}: {f.ratio:.2f}x")
+        if len(f.samples) == len(other.samples) > 1 and all(other.samples):
+            # Repetition k of both sides ran back to back: their ratio is the least disturbed by a neighbour's
+            # load, which on a shared machine can change between one side's run and the next pair's.
+            pairs = ", ".join(f"{a / b:.2f}x" for a, b in zip(f.samples, other.samples, strict=True))
+            notes = _join(notes, f"ratio per repetition, {ref_label}: {pairs}")
+        out.append(
+            replace(
+                f,
+                notes=notes,
+                baseline_name=ref_label,
+                baseline_value=other.value,
+                baseline_samples=list(other.samples),
+            )
+        )
+    return out
+
+
+def _join(notes: str, extra: str) -> str:
+    return f"{notes}; {extra}" if notes else extra

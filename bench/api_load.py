@@ -4,8 +4,12 @@ The API runs as it does in production (``uvicorn runtime.api.main:app`` in its o
 ``SEGSCALE_*``) against a moto server on loopback. Each upload is sniffed and fully decoded, written to S3 and to
 DynamoDB before its 202; the micro-batcher sends SQS messages in the background. The baseline is the same number
 of ``GET /healthz`` requests at the same concurrency in the same run: the ratio is what our handler (multipart
-parsing, image checks, two storage writes) costs over the bare HTTP stack. A second baseline, a bare boto3 S3 PUT
-of the same bytes to the same moto server, is the storage floor.
+parsing, image checks, two storage writes) costs over the bare HTTP stack. The second baseline is the bare
+handler: a framework-free loop doing what an upload must store, an S3 PUT of the same bytes and the job's
+conditional DynamoDB put (``JobStore.create``), on as many threads as the upload's concurrency, against the same
+moto server. uploads/s over the bare handler's rate is the share of the storage floor the API reaches; the rest
+of an upload's time is HTTP, multipart parsing, the image check and the framework. A third, a bare boto3 S3 PUT
+at concurrency 1, compares latencies.
 
 Bounded and loopback only; any non-202 answer fails the benchmark (the figures are for zero errors).
 Note: moto (in a child process), the API and the client threads share the machine's cores, so absolute figures
@@ -96,9 +100,9 @@ def _serve_moto(port: int, stop: Any) -> None:
 
 
 @contextmanager
-def _stack(*, own_process: bool) -> Iterator[tuple[str, str, dict[str, str]]]:
+def _stack(*, own_process: bool) -> Iterator[tuple[str, str, dict[str, str], Any]]:
     """moto server (a child process, or a thread here) + the API (uvicorn subprocess); yields (API URL, moto URL,
-    env)."""
+    env, the resources' Settings)."""
     from local.resources import create_resources
 
     moto_port = free_port()
@@ -151,7 +155,7 @@ def _stack(*, own_process: bool) -> Iterator[tuple[str, str, dict[str, str]]]:
                     err = api_log.read().decode(errors="replace")[-2000:]
                     raise RuntimeError(f"the API did not start: {err}")
                 time.sleep(0.05)
-            yield base, resources.endpoint_url, {**env, "SEGSCALE_BUCKET": resources.bucket}
+            yield base, resources.endpoint_url, {**env, "SEGSCALE_BUCKET": resources.bucket}, resources.settings()
     finally:
         if proc is not None:
             proc.terminate()
@@ -200,13 +204,46 @@ def _fig(
     )
 
 
+def bare_handler(settings: Any, photos: list[bytes]) -> Callable[[int], None]:
+    """What an upload stores, without the API: the image to S3 (same key scheme, content type and metadata as
+    the API) and its job to DynamoDB with the same conditional put. ``call(i)`` stores photo ``i``."""
+    from runtime.common import keys
+    from runtime.common.aws import client
+    from runtime.common.jobs import JobStore, NewJob
+
+    s3 = client("s3", settings)
+    store = JobStore.from_settings(settings)
+    batch_id = uuid.uuid4().hex
+
+    def call(i: int) -> None:
+        data = photos[i % len(photos)]
+        job_id = uuid.uuid4().hex
+        key = keys.upload_key(batch_id, job_id, "jpg")
+        s3.put_object(
+            Bucket=settings.bucket,
+            Key=key,
+            Body=data,
+            ContentLength=len(data),
+            ContentType="image/jpeg",
+            Metadata={"job-id": job_id, "batch-id": batch_id},
+        )
+        store.create(
+            NewJob(job_id, batch_id, key, f"photo{i}.jpg", "person", size_bytes=len(data), image_format="JPEG")
+        )
+
+    return call
+
+
 def run(*, quick: bool = False) -> list[Figure]:
     import boto3
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")  # the bare handler's clients, like moto's own tests
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
     photos = make_photos()
     counts = QUICK_REQUESTS if quick else FULL_REQUESTS
     figures: list[Figure] = []
-    with _stack(own_process=not quick) as (base, moto_url, env):
+    with _stack(own_process=not quick) as (base, moto_url, env, settings):
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         with httpx.Client(base_url=base, headers={"X-Api-Key": API_KEY}, limits=limits, timeout=60) as c:
 
@@ -231,16 +268,29 @@ def run(*, quick: bool = False) -> list[Figure]:
             def bare_put(i: int) -> None:
                 s3.put_object(Bucket=env["SEGSCALE_BUCKET"], Key=f"bare/{i}.jpg", Body=photos[i % len(photos)])
 
+            bare = bare_handler(settings, photos)
             upload(0)  # warm: the first request reads the model cards
             health(0)
+            bare(0)
             for conc in CONCURRENCY:
                 n = counts[conc]
                 h_rate, h_lat = _drive(n, conc, health)
+                b_rate, _ = _drive(n, conc, bare)
                 u_rate, u_lat = _drive(n, conc, upload)
                 note = f"{n} requests of {len(photos[0]) // 1024} KB JPEGs, zero errors"
                 health_name = f"GET /healthz at concurrency {conc}"
+                bare_name = f"bare handler (S3 PUT + DynamoDB put, no API) at concurrency {conc}"
                 figures += [
                     _fig(f"uploads/s at concurrency {conc}", u_rate, "req/s", health_name, h_rate, True, note),
+                    _fig(
+                        f"uploads/s vs bare handler at concurrency {conc}",
+                        u_rate,
+                        "req/s",
+                        bare_name,
+                        b_rate,
+                        True,
+                        "the storage floor: the same two writes on the same number of threads, no HTTP, no checks",
+                    ),
                     _fig(f"upload p50 at concurrency {conc}", _pct(u_lat, 0.5), "ms", health_name, _pct(h_lat, 0.5)),
                     _fig(f"upload p99 at concurrency {conc}", _pct(u_lat, 0.99), "ms", health_name, _pct(h_lat, 0.99)),
                 ]

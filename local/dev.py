@@ -2,8 +2,10 @@
 
 It starts a moto server (S3, SQS, DynamoDB) on a free loopback port, creates the resources from the shared
 schema, starts the API (uvicorn), the pipe emulator and the scheduler emulator, then prints how to use it and
-writes the same facts to ``.segscale/dev.json`` for scripts and the ``segscale`` CLI. Ctrl-C or SIGTERM stops
-everything. The end-to-end tests start their stack with ``LocalStack`` too, so they test what users run.
+writes the same facts to ``.segscale/dev.json`` for scripts and the ``segscale`` CLI. Like ECS, it restarts a
+crashed API, pipe or scheduler (with backoff, logged); if the moto server dies, every job dies with it, so the
+stack stops with a message saying so (``local/supervisor.py``). Ctrl-C or SIGTERM stops everything. The
+end-to-end tests start their stack with ``LocalStack`` too, so they test what users run.
 """
 
 from __future__ import annotations
@@ -23,15 +25,21 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from local.events import EventTap, LocalNotifications, NotifyEmulator, create_notifications, notify_action
 from local.pipe import WORKER_COMMAND, PipeEmulator
-from local.procs import REPO_ROOT, free_port, http_ok, log_event, spawn, stop, wait_until
+from local.procs import REPO_ROOT, free_port, http_ok, spawn, stop, wait_until
 from local.resources import LocalResources, create_resources
 from local.scheduler import Scheduler, reconcile_action
+from local.supervisor import Piece, Supervisor
+from local.webhooks import WebhookReceiver
 from runtime.common.aws import client
 from runtime.common.settings import Settings, env_name
 
 STATE_DIR = REPO_ROOT / ".segscale"
+# Settings CDK gives the worker and the results task but not the API (docs/architecture.md D9).
+API_WITHHELD = frozenset({env_name("event_bus"), env_name("webhook_secret_arn")})
 STATE_FILE_NAME = "dev.json"
+BUS_EVENTS_FILE = "bus-events.jsonl"  # the EventBridge events (the emulators log their own events elsewhere)
 
 
 @dataclass
@@ -52,6 +60,7 @@ class StackConfig:
     log_dir: Path | None = None  # moto, API and worker output; None: discard moto's, inherit the rest
     log: IO[str] | None = None  # where the emulators write their JSON event lines (None: stdout)
     startup_timeout_s: float = 60.0
+    supervise: bool = True  # restart a crashed API, pipe or scheduler; stop on a dead moto (local/supervisor.py)
 
 
 def settings_env(overrides: Mapping[str, str]) -> dict[str, str]:
@@ -135,7 +144,13 @@ class LocalStack:
         self.resources: LocalResources | None = None
         self.pipe: PipeEmulator | None = None
         self.scheduler: Scheduler | None = None
+        self.notifications: LocalNotifications | None = None
+        self.events: EventTap | None = None
+        self.notifier: NotifyEmulator | None = None
+        self.webhooks: WebhookReceiver | None = None
+        self.supervisor: Supervisor | None = None
         self.retired: list[subprocess.Popen[bytes]] = []  # API processes replaced by a restart
+        self._api_lock = threading.Lock()  # one (re)start of the API at a time: the supervisor's or a caller's
         self.api_port = self.config.api_port or free_port()
         self.moto_port = self.config.moto_port or free_port()
 
@@ -154,11 +169,14 @@ class LocalStack:
         if self.resources is None:
             raise RuntimeError("the stack is not started")
         fleet = settings_env({"max_workers": str(self.config.max_workers)})
-        return {**self.resources.env(), **fleet, **settings_env(self.config.settings)}
+        notifications = self.notifications.env() if self.notifications is not None else {}
+        return {**self.resources.env(), **notifications, **fleet, **settings_env(self.config.settings)}
 
     @property
     def api_env(self) -> dict[str, str]:
-        return {**self.runtime_env, env_name("api_key"): self.api_key}
+        """As in AWS, the API gets neither the event bus nor the webhook signing secret."""
+        env = {k: v for k, v in self.runtime_env.items() if k not in API_WITHHELD}
+        return {**env, env_name("api_key"): self.api_key}
 
     @property
     def settings(self) -> Settings:
@@ -172,8 +190,10 @@ class LocalStack:
         try:
             self.moto_proc = start_moto(self.moto_port, log_dir=cfg.log_dir, timeout_s=cfg.startup_timeout_s)
             self.resources = create_resources(self.moto_url, prefix=cfg.prefix)
+            self.notifications = create_notifications(self.moto_url, prefix=cfg.prefix)
             self.start_api()
             settings = self.settings
+            self._start_notifications(settings)
             self.pipe = PipeEmulator(
                 sqs_client=client("sqs", settings),
                 queue_url=self.resources.wake_queue_url,
@@ -191,13 +211,67 @@ class LocalStack:
             )
             if cfg.reconcile_enabled:
                 self.scheduler.start()
+            if cfg.supervise:
+                self.supervisor = Supervisor(self._supervised(), log=cfg.log).start()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _start_notifications(self, settings: Settings) -> None:
+        """The bus's tap and notify rule (local/events.py) and a webhook receiver that checks signatures."""
+        assert self.notifications is not None
+        cfg, sqs = self.config, client("sqs", settings)
+        log_file = (lambda name: cfg.log_dir / name) if cfg.log_dir is not None else (lambda name: None)
+        secret = client("secretsmanager", settings).get_secret_value(SecretId=self.notifications.secret_arn)
+        self.events = EventTap(sqs, self.notifications.tap_queue_url, path=log_file(BUS_EVENTS_FILE), log=cfg.log)
+        self.notifier = NotifyEmulator(sqs, self.notifications.notify_queue_url, notify_action(settings), log=cfg.log)
+        self.webhooks = WebhookReceiver(secret=secret["SecretString"], path=log_file("webhooks.jsonl"), log=cfg.log)
+        self.events.start()
+        self.notifier.start()
+        self.webhooks.start()
+
+    def _supervised(self) -> list[Piece]:
+        """What ECS would replace (the API task, the pipe, the schedule), and moto, whose loss ends the stack."""
+        assert self.moto_proc is not None and self.pipe is not None and self.scheduler is not None
+        moto, pipe, scheduler = self.moto_proc, self.pipe, self.scheduler
+        log_dir = self.config.log_dir
+        pieces = [
+            Piece(
+                "moto",
+                alive=lambda: moto.poll() is None,
+                restart=None,
+                exit_info=lambda: {"pid": moto.pid, "returncode": moto.returncode},
+                fatal_message=f"the moto server (pid {moto.pid}) exited: it held this stack's bucket, table and "
+                "queues in memory, so every job and image in them is gone; stopping everything"
+                + (f" (its log: {log_dir / 'moto.log'})" if log_dir else ""),
+            ),
+            Piece("api", alive=self._api_alive, restart=self.restart_api, exit_info=self._api_exit),
+            Piece("pipe", alive=lambda: _thread_alive(pipe), restart=pipe.start),
+        ]
+        if self.config.reconcile_enabled:
+            pieces.append(Piece("scheduler", alive=lambda: _thread_alive(scheduler), restart=scheduler.start))
+        return pieces
+
+    def _api_alive(self) -> bool:
+        return self.api_proc is not None and self.api_proc.poll() is None
+
+    def _api_exit(self) -> dict[str, Any]:
+        proc = self.api_proc
+        return {"pid": proc.pid, "returncode": proc.returncode} if proc is not None else {}
+
     def start_api(self) -> None:
         """Start (or start again, after a kill) the API on the stack's port."""
+        with self._api_lock:
+            self._replace_api()
+
+    def restart_api(self) -> None:
+        """The supervisor's restart: only if the API is still down (a caller may have restarted it already)."""
+        with self._api_lock:
+            if not self._api_alive():
+                self._replace_api()
+
+    def _replace_api(self) -> None:
         if self.api_proc is not None:
             stop(self.api_proc)
             self.retired.append(self.api_proc)
@@ -212,14 +286,33 @@ class LocalStack:
             self.api_proc.wait()
 
     def stop(self) -> None:
-        """Stop in the reverse order of start; safe to call twice or after a failed start."""
-        if self.scheduler is not None:
-            self.scheduler.stop()
-        if self.pipe is not None:
-            self.pipe.stop()
+        """Stop in the reverse order of start; safe to call twice or after a failed start.
+
+        The scheduler, the pipe and the notify emulator stop side by side (each may be in the middle of an AWS
+        call). Once the moto server is gone nothing can finish its work properly, so the API and the workers get no
+        grace period then: a graceful stop would only wait for retries against a dead endpoint."""
+        if self.supervisor is not None:
+            self.supervisor.stop()  # nothing is restarted from now on
+        moto_gone = self.moto_proc is not None and self.moto_proc.poll() is not None
+        grace_s = 1.0 if moto_gone else 10.0
+        if moto_gone and self.pipe is not None:
+            for launch in self.pipe.running():
+                stop(launch.proc, timeout_s=grace_s)
+        stopping = [
+            threading.Thread(target=e.stop) for e in (self.scheduler, self.pipe, self.notifier) if e is not None
+        ]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        for part in (self.events, self.webhooks):  # after the notifier: it may be delivering to the receiver
+            if part is not None:
+                part.stop()
         for proc in (self.api_proc, self.moto_proc):
             if proc is not None:
-                stop(proc)
+                stop(proc, timeout_s=grace_s)
+        if self.supervisor is not None:
+            self.supervisor.release()  # its thread may end now: what it started is stopped
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -241,12 +334,22 @@ class LocalStack:
             "queue_url": self.resources.queue_url,
             "dlq_url": self.resources.dlq_url,
             "wake_queue_url": self.resources.wake_queue_url,
+            "event_bus": self.notifications.bus if self.notifications else None,
+            "webhook_url": self.webhooks.url if self.webhooks else None,
+            "events_log": str(self.config.log_dir / BUS_EVENTS_FILE) if self.config.log_dir else None,
+            "webhooks_log": str(self.config.log_dir / "webhooks.jsonl") if self.config.log_dir else None,
             "pid": os.getpid(),
             "child_pids": {
                 "moto": self.moto_proc.pid if self.moto_proc else None,
                 "api": self.api_proc.pid if self.api_proc else None,
             },
         }
+
+
+def _thread_alive(emulator: Any) -> bool:
+    """An emulator runs on one thread (``_thread``); it is alive until that thread ends."""
+    thread = getattr(emulator, "_thread", None)
+    return thread is not None and thread.is_alive()
 
 
 def _nothing_done(result: Any) -> bool:
@@ -281,6 +384,9 @@ def write_state(info: Mapping[str, Any], state_dir: Path = STATE_DIR) -> Path:
 
 def banner(stack: LocalStack, state_path: Path, photo: Path) -> str:
     url, key = stack.api_url, stack.api_key
+    info = stack.info()
+    bus, hook = info["event_bus"], info["webhook_url"]
+    events_log, webhooks_log = info["events_log"], info["webhooks_log"]
     return f"""
 segscale is running locally.
 
@@ -300,6 +406,12 @@ or with the CLI (it reads {state_path} by default):
   bin/segscale upload {photo}
   bin/segscale wait <batch_id>
   bin/segscale results <batch_id> --out results.csv
+
+Notifications (docs/notifications.md): events on the moto EventBridge bus {bus}, and a local webhook
+receiver that checks each delivery's signature:
+
+  bin/segscale upload --notify-url {hook} {photo}
+  tail -f {events_log} {webhooks_log}
 
 Ctrl-C stops everything.
 """
@@ -343,12 +455,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print("starting the moto server, the API, the pipe and the scheduler emulators ...", flush=True)
         stack.start()
-        state_path = write_state(stack.info(), args.state_dir)
+        info = stack.info()
+        state_path = write_state(info, args.state_dir)
         print(banner(stack, state_path, sample_photo(args.state_dir)), flush=True)
-        while not stop_requested.wait(1.0):
-            if stack.api_proc is not None and stack.api_proc.poll() is not None:
-                log_event(None, "api_exited", returncode=stack.api_proc.returncode, log=str(config.log_dir))
+        while not stop_requested.wait(0.5):
+            if stack.supervisor is not None and stack.supervisor.failed.is_set():
+                print(f"\nsegscale stopped: {stack.supervisor.failure}.", file=sys.stderr, flush=True)
                 return 1
+            if stack.info() != info:  # a restarted API has a new pid
+                info = stack.info()
+                write_state(info, args.state_dir)
         return 0
     finally:
         print("stopping ...", flush=True)

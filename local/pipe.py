@@ -103,6 +103,11 @@ class PipeEmulator:
         self._thread.start()
         return self
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The polling thread (the supervisor's liveness check); ``start()`` runs a new one after a crash."""
+        return self._thread
+
     def stop(self) -> None:
         """Stop polling, then stop running workers the way ECS stops a task: SIGTERM, then SIGKILL."""
         self._stop.set()

@@ -8,12 +8,14 @@ Everything else (a 4xx) is the caller's problem and is raised with the API's pro
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# 408: the API gave up on a body that stopped arriving; the same request (same Idempotency-Key) may go through now.
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
 
 class ApiError(RuntimeError):
@@ -126,6 +128,17 @@ class ApiClient:
             data["mm_per_pixel"] = repr(mm_per_pixel)
         parts = [("file", (name, content, "application/octet-stream")) for name, content in files]
         return dict(self.request("POST", "/v1/images", idempotency_key=idempotency_key, files=parts, data=data))
+
+    def create_batch(self, batch_id: str, *, notify_url: str | None = None) -> dict[str, Any]:
+        """Idempotent (the same id and URL give the same answer), so it is retried like an upload."""
+        body: dict[str, Any] = {"batch_id": batch_id}
+        if notify_url:
+            body["notify_url"] = notify_url
+        return dict(self.request("POST", "/v1/batches", idempotency_key=uuid.uuid4().hex, json=body))
+
+    def seal(self, batch_id: str) -> dict[str, Any]:
+        """Idempotent: sealing a sealed batch answers the same."""
+        return dict(self.request("POST", f"/v1/batches/{batch_id}/seal", idempotency_key=uuid.uuid4().hex))
 
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/jobs/{job_id}"))

@@ -1,8 +1,9 @@
-"""``segscale upload | wait | results | status``: send images, follow them, and collect the measurements.
+"""``segscale upload | seal | wait | results | status``: send images, follow them, and collect the measurements.
 
-``upload`` sends every file of one command into one batch (an id it chooses, or ``--batch``) and prints that batch
-id on stdout, one id per line (progress and errors go to stderr), so the commands compose:
-``segscale wait $(segscale upload photos/)``.
+``upload`` sends every file of one command into one batch (an id it chooses, or ``--batch``), seals it when every
+file was sent (unless ``--no-seal``), and prints that batch id on stdout, one id per line (progress and errors go to
+stderr), so the commands compose: ``segscale wait $(segscale upload photos/)``. ``wait`` returns as soon as a sealed
+batch is COMPLETED (docs/notifications.md).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     groups = [files[i : i + args.files_per_request] for i in range(0, len(files), args.files_per_request)]
     batch_id = args.batch or uuid.uuid4().hex  # one batch for the whole command, however many requests
+    if args.notify_url:  # a webhook is set when the batch is created, before any image
+        api.create_batch(batch_id, notify_url=args.notify_url)
 
     def send(group: list[Path]) -> tuple[dict[str, Any] | None, list[str]]:
         """Upload a group; files the API refuses by name are dropped and the rest sent again.
@@ -117,25 +120,49 @@ def cmd_upload(api: ApiClient, args: argparse.Namespace) -> int:
     uploaded = len(files) - len(failures)
     where = ", ".join(dict.fromkeys(batch_ids.values())) or "no batch"
     print(f"uploaded {uploaded} of {len(files)} file(s) in {len(groups)} request(s) to batch {where}", file=sys.stderr)
-    return EXIT_FAILED if failures else EXIT_OK
+    if failures:
+        if batch_ids and not args.no_seal:
+            _err(f"batch {batch_id} left open: add the missing files with --batch {batch_id}, then `segscale seal`")
+        return EXIT_FAILED
+    if batch_ids and not args.no_seal:
+        api.seal(batch_id)
+        print(f"sealed batch {batch_id}: it completes when its last image is done", file=sys.stderr)
+    return EXIT_OK
 
 
-def batch_counts(api: ApiClient, batch_id: str) -> tuple[int, dict[str, int]]:
+def cmd_seal(api: ApiClient, args: argparse.Namespace) -> int:
+    for batch_id in args.batch_ids:
+        view = api.seal(batch_id)
+        print(f"batch {batch_id}: {view.get('state')}", file=sys.stderr)
+    return EXIT_OK
+
+
+def batch_counts(api: ApiClient, batch_id: str) -> tuple[int, dict[str, int], str | None]:
+    """Jobs of the batch, their counts by status, and the batch's state (None: a batch without a lifecycle)."""
     page = api.batch_page(batch_id, limit=1)
-    return int(page["total"]), {k: int(v) for k, v in page.get("counts", {}).items()}
+    return int(page["total"]), {k: int(v) for k, v in page.get("counts", {}).items()}, page.get("state")
+
+
+def is_done(total: int, counts: dict[str, int], state: str | None) -> bool:
+    """A sealed batch is done when it is COMPLETED (exactly when its last job finished); one that is still open
+    (more images may come) or has no lifecycle, when every job it holds now has finished."""
+    if state in ("SEALED", "COMPLETED"):
+        return state == "COMPLETED"
+    return total == sum(counts.get(s, 0) for s in TERMINAL)
 
 
 def cmd_wait(api: ApiClient, args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     counts: dict[str, dict[str, int]] = {}
     totals: dict[str, int] = {}
+    states: dict[str, str | None] = {}
     with tqdm(total=0, unit="img", desc="wait", disable=args.no_progress or None, file=sys.stderr) as bar:
         while True:
             for batch_id in args.batch_ids:
-                if batch_id in counts and totals[batch_id] == sum(counts[batch_id].get(s, 0) for s in TERMINAL):
+                if batch_id in counts and is_done(totals[batch_id], counts[batch_id], states[batch_id]):
                     continue  # this batch is done: stop asking about it
                 try:
-                    totals[batch_id], counts[batch_id] = batch_counts(api, batch_id)
+                    totals[batch_id], counts[batch_id], states[batch_id] = batch_counts(api, batch_id)
                 except ApiError as exc:
                     if exc.status == 404:
                         _err(f"batch {batch_id}: not found")
@@ -149,7 +176,9 @@ def cmd_wait(api: ApiClient, args: argparse.Namespace) -> int:
             bar.total = total
             bar.n = done
             bar.refresh()
-            if len(counts) == len(args.batch_ids) and done >= total:
+            if len(counts) == len(args.batch_ids) and all(
+                is_done(totals[b], counts[b], states[b]) for b in args.batch_ids
+            ):
                 break
             if time.monotonic() > deadline:
                 _err(f"timed out after {args.timeout:.0f} s: {done} of {total} job(s) finished")
@@ -220,8 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--model", default=None)
     up.add_argument("--mm-per-pixel", type=float, default=None)
     up.add_argument("--retries", type=int, default=5)
+    up.add_argument("--notify-url", default=None, help="webhook called, signed, when the batch completes (new batch)")
+    up.add_argument("--no-seal", action="store_true", help="leave the batch open for more images (default: seal it)")
 
-    wait = sub.add_parser("wait", parents=[common], help="wait until every job of the batches is finished")
+    seal = sub.add_parser("seal", parents=[common], help="seal batches: no more images; they complete when done")
+    seal.add_argument("batch_ids", nargs="+", metavar="BATCH")
+
+    wait = sub.add_parser(
+        "wait", parents=[common], help="wait until the batches are COMPLETED (or, if not sealed, all their jobs done)"
+    )
     wait.add_argument("batch_ids", nargs="+", metavar="BATCH")
     wait.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
     wait.add_argument("--interval", type=float, default=1.0, metavar="SECONDS")
@@ -240,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "upload" and (args.concurrency < 1 or args.files_per_request < 1 or args.retries < 0):
         _err("--concurrency and --files-per-request must be at least 1, --retries at least 0")
         return EXIT_USAGE
+    if args.command == "upload" and args.notify_url and args.batch is not None:
+        _err("--notify-url makes a new batch; it cannot be given with --batch (a batch keeps the URL it was made with)")
+        return EXIT_USAGE
     if args.command == "upload" and args.batch is not None and not BATCH_ID.fullmatch(args.batch):
         _err(f"--batch must be a batch id (32 lowercase hex characters), got {args.batch!r}")
         return EXIT_USAGE
@@ -248,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    commands = {"upload": cmd_upload, "wait": cmd_wait, "results": cmd_results, "status": cmd_status}
+    commands = {"upload": cmd_upload, "seal": cmd_seal, "wait": cmd_wait, "results": cmd_results, "status": cmd_status}
     with ApiClient(target.endpoint, target.api_key, retries=getattr(args, "retries", 5)) as api:
         try:
             return int(commands[args.command](api, args))

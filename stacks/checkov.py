@@ -51,10 +51,11 @@ ACCEPTED: dict[str, Accepted] = {
         (_CDK_HANDLERS, "AWS::Lambda::Function.ApiFunction*"),
     ),
     "CKV_AWS_149": Accepted(
-        "The API key secret is encrypted with the AWS managed key for Secrets Manager, usable only through Secrets "
-        "Manager in this account; who may read the value is decided by IAM (the API's role only), which a "
-        "customer managed key would not narrow further.",
-        ("AWS::SecretsManager::Secret.ApiKey*",),
+        "The API key and webhook signing secrets are encrypted with the AWS managed key for Secrets Manager, usable "
+        "only through Secrets Manager in this account; who may read a value is decided by IAM (the API's role for "
+        "the API key, the results task's role for the signing secret), which a customer managed key would not "
+        "narrow further.",
+        ("AWS::SecretsManager::Secret.ApiKey*", "AWS::SecretsManager::Secret.NotificationsWebhookSecret*"),
     ),
     "CKV_AWS_158": Accepted(
         "CloudWatch Logs encrypts every log group at rest with service keys. The logs hold request metadata, job "

@@ -142,6 +142,11 @@ class DeployConfig(BaseModel):
     models_s3_uri: str | None = None  # extra models the worker downloads at start (docs/models.md), s3://bucket/prefix/
     retention_days: int = Field(default=30, ge=1)
 
+    # --- notifications (docs/notifications.md) ---
+    event_archive_days: int = Field(default=30, ge=0, le=3650)  # keep events this long for replay; 0: no archive
+    email_batch_completed: bool = False  # e-mail each Batch Completed to alarm_email
+    export_on_completion: bool = True  # write a completed batch's CSV export and HTML report
+
     # --- data ---
     bucket_versioned: bool = False
 
@@ -284,6 +289,8 @@ class DeployConfig(BaseModel):
             )
         if self.nat_gateways > self.max_azs:
             raise ValueError(f"nat_gateways ({self.nat_gateways}) > max_azs ({self.max_azs}): one NAT per AZ at most")
+        if self.email_batch_completed and not self.alarm_email:
+            raise ValueError("email_batch_completed is true but alarm_email is not set: the rule needs an address")
         if self.domain_name and not self.certificate_arn:
             raise ValueError("domain_name is set but certificate_arn is not: a domain needs a certificate for HTTPS")
         if self.env_name == "prod" and self.api_mode == "fargate" and not self.certificate_arn and not self.allow_http:

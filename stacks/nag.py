@@ -75,7 +75,7 @@ def _default_policy(role: IRole) -> IConstruct:
 OBJECT_PREFIXES: dict[str, tuple[str, ...]] = {
     "api": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX, keys.REPORTS_PREFIX),
     "worker": (keys.UPLOADS_PREFIX, keys.RESULTS_PREFIX),
-    "results": (keys.RESULTS_PREFIX, keys.REPORTS_PREFIX),
+    "results": (keys.RESULTS_PREFIX, keys.REPORTS_PREFIX, keys.UPLOADS_PREFIX),
 }
 
 
@@ -87,6 +87,13 @@ def _acknowledge_pipeline(p: PipelineStack, config: DeployConfig) -> None:
         "Rotate it by hand (docs/deploy.md): Fargate tasks read it at start, so restart the API service; the "
         "Lambda API re-reads it when a presented key does not match.",
     )
+    ack(
+        p.notifications.signing_secret.node.default_child,
+        "SMG4",
+        "The webhook signing secret is shared with every webhook receiver, which verify deliveries with it; "
+        "automatic rotation would break their checks unannounced. Rotate it by hand (docs/notifications.md): the "
+        "results task reads it on each notify run.",
+    )
     tasks = {"worker": p.worker.task, "results": p.results.task}
     if p.api_service is not None:
         tasks["api"] = p.api_service.task
@@ -95,7 +102,8 @@ def _acknowledge_pipeline(p: PipelineStack, config: DeployConfig) -> None:
             task.node.default_child,
             "ECS2",
             f"The {name} container's environment holds only non-secret SEGSCALE_* settings (bucket, table, queue, "
-            "limits); the one secret, the API key, is injected from Secrets Manager as an ECS secret.",
+            "event bus, limits, and the webhook signing secret's ARN, never its value); the API key is injected "
+            "from Secrets Manager as an ECS secret.",
         )
         ack(
             _default_policy(task.obtain_execution_role()),

@@ -17,7 +17,8 @@ from stacks.constructs.api_service import ApiService
 from stacks.constructs.lambda_api import LambdaApi
 from stacks.constructs.monitoring import MonitoredApi, MonitoredResults, Monitoring
 from stacks.constructs.network import Network
-from stacks.constructs.results import ResultsTask
+from stacks.constructs.notifications import Notifications
+from stacks.constructs.results import RESULTS_CONTAINER, ResultsTask
 from stacks.constructs.tasks import runtime_environment
 from stacks.constructs.worker_pipe import WorkerPipe
 from stacks.exports import import_resources
@@ -70,13 +71,30 @@ class PipelineStack(Stack):
             self.lambda_api = lambda_api
             api_url = lambda_api.url
 
-        # The worker and results tasks never see the API key.
+        # The worker and results tasks never see the API key; only they send events (docs/architecture.md D9).
         task_env = {k: v for k, v in environment.items() if k != env_name("api_key")}
+        self.notifications = Notifications(self, "Notifications", config=config)
         self.worker = WorkerPipe(
-            self, "Worker", config=config, network=self.network, resources=resources, environment=task_env
+            self,
+            "Worker",
+            config=config,
+            network=self.network,
+            resources=resources,
+            environment={**task_env, **self.notifications.environment(results=False)},
         )
         self.results = ResultsTask(
-            self, "Results", config=config, network=self.network, resources=resources, environment=task_env
+            self,
+            "Results",
+            config=config,
+            network=self.network,
+            resources=resources,
+            environment={**task_env, **self.notifications.environment(results=True)},
+        )
+        for role in (self.worker.task.task_role, self.results.task.task_role):
+            self.notifications.grant_put_events(role)
+        self.notifications.grant_signing_secret(self.results.task.task_role)
+        self.notifications.run_notify_on_completion(
+            network=self.network, task=self.results.task, container=RESULTS_CONTAINER
         )
         self.monitoring = Monitoring(
             self,
@@ -94,6 +112,9 @@ class PipelineStack(Stack):
                 cluster=self.network.cluster,
             ),
         )
+
+        if config.email_batch_completed:
+            self.notifications.email_batch_completed(self.monitoring.topic)
 
         key_cmd = (
             f"aws secretsmanager get-secret-value --secret-id {self.api_key.secret_arn}"
@@ -118,3 +139,18 @@ class PipelineStack(Stack):
             description="Runs a results export; replace <batch-id>. Reports land under s3://<bucket>/reports/",
         )
         CfnOutput(self, "PipeName", value=self.worker.pipe_name)
+        CfnOutput(
+            self,
+            "EventBusName",
+            value=self.notifications.bus.event_bus_name,
+            description="Job Succeeded / Job Failed / Batch Completed events (docs/notifications.md)",
+        )
+        CfnOutput(
+            self,
+            "WebhookSecretCommand",
+            value=(
+                f"aws secretsmanager get-secret-value --secret-id {self.notifications.signing_secret.secret_arn}"
+                f" --query SecretString --output text --region {self.region}"
+            ),
+            description="Prints the secret that signs webhook deliveries",
+        )

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
+from pydantic import BeforeValidator
 
-from runtime.api.problems import ApiProblem
+from runtime.api.gate import API_KEY_HEADER, check_api_key
 from runtime.api.services import Services
+from runtime.api.validation import ID_PATTERN, strict_boolean
 from runtime.common.settings import Settings
 
-API_KEY_HEADER = "X-Api-Key"
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="the deployment's API key")
+
+
+# Ids in paths: the pattern is stated in the OpenAPI document, but any other string is simply an id that does not
+# exist (404), which is what the routes answer, so FastAPI does not validate it (that would be a 422).
+JobIdPath = Annotated[str, Path(description="a job id (32 lowercase hex)", json_schema_extra={"pattern": ID_PATTERN})]
+BatchIdPath = Annotated[
+    str, Path(description="a batch id (32 lowercase hex)", json_schema_extra={"pattern": ID_PATTERN})
+]
+
+# ``?seal=true``: a query boolean spelled as the document spells it (anything else is a 422).
+SealQuery = Annotated[
+    bool,
+    BeforeValidator(strict_boolean),
+    Query(description="`true`: seal the batch once its files are queued (docs/notifications.md)"),
+]
 
 
 def get_services(request: Request) -> Services:
@@ -29,18 +45,13 @@ def get_settings(services: ServicesDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_api_key(services: ServicesDep, key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
-    """Constant-time compare; with auth enabled and no key configured or readable, every request is refused."""
-    if not services.settings.auth_enabled:
-        return
-    check = services.api_keys
-    if not check.configured:
-        raise ApiProblem(503, "auth_not_configured", "the server has no API key configured; ask the operator")
-    check.ensure_available()  # the key in Secrets Manager (Lambda mode) cannot be read: 503, not 401
-    if key is None:
-        raise ApiProblem(401, "missing_api_key", f"send the API key in the {API_KEY_HEADER} header")
-    if not check.matches(key):
-        raise ApiProblem(401, "wrong_api_key", "the API key is not valid")
+def require_api_key(
+    request: Request, services: ServicesDep, key: Annotated[str | None, Security(_api_key_header)] = None
+) -> None:
+    """Declares the key in the OpenAPI document. The gate checks it for every ``/v1`` request before the body is
+    read (``runtime/api/gate.py``); a route outside the gate's prefix that depends on this is checked here."""
+    if not getattr(request.state, "authenticated", False):
+        check_api_key(services, key)
 
 
 def add_job_ids(request: Request, job_ids: list[str], batch_id: str | None = None) -> None:

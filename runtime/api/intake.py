@@ -19,15 +19,17 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.api import batchrecord
 from runtime.api.imagecheck import check_image
 from runtime.api.multipart import IncomingFile, ParsedForm
 from runtime.api.problems import ApiProblem
 from runtime.api.schemas import Accepted, AcceptedJob
 from runtime.api.services import Services
-from runtime.api.validation import file_problem, parse_batch_id, parse_mm_per_pixel, refuse_files
+from runtime.api.validation import file_problem, parse_batch_id, parse_boolean, parse_mm_per_pixel, refuse_files
 from runtime.common import imageinfo, keys
 from runtime.common.jobs import JobStatus, NewJob
 
@@ -54,9 +56,12 @@ def storage_unavailable(what: str, exc: Exception) -> ApiProblem:
     )
 
 
-def fingerprint(form: ParsedForm, model: str, mm_per_pixel: float | None, batch_id: str | None = None) -> str:
+def fingerprint(
+    form: ParsedForm, model: str, mm_per_pixel: float | None, batch_id: str | None = None, **batch_fields: object
+) -> str:
     """Identifies the request's content, independent of the multipart boundary a client happens to choose.
-    ``batch_id`` is included only when given, so fingerprints recorded before it existed still match."""
+    ``batch_id`` and the batch fields (``notify_url``, ``seal``) are included only when given, so fingerprints
+    recorded before they existed still match."""
     doc: dict[str, object] = {
         "model": model,
         "mm_per_pixel": mm_per_pixel,
@@ -64,6 +69,7 @@ def fingerprint(form: ParsedForm, model: str, mm_per_pixel: float | None, batch_
     }
     if batch_id is not None:
         doc["batch_id"] = batch_id
+    doc.update({k: v for k, v in batch_fields.items() if v})
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -87,14 +93,15 @@ def _check_files(form: ParsedForm, max_pixels: int, batch_id: str) -> list[Check
 
 def _each(fn: Callable[[Checked], None], items: list[Checked]) -> tuple[list[Checked], Exception | None]:
     """``fn`` on every item, up to ``PARALLEL_WRITES`` at once; returns the items that succeeded and the first
-    storage error. All calls finish before it returns, so the caller knows exactly what was written."""
+    error (any kind: an unexpected one must be cleaned up after as well as a storage error). All calls finish
+    before it returns, so the caller knows exactly what was written."""
     done: list[Checked] = []
     error: Exception | None = None
     if len(items) == 1:
         try:
             fn(items[0])
             done.append(items[0])
-        except STORAGE_ERRORS as exc:
+        except Exception as exc:
             error = exc
         return done, error
     with ThreadPoolExecutor(min(PARALLEL_WRITES, len(items)), thread_name_prefix="intake") as pool:
@@ -103,9 +110,16 @@ def _each(fn: Callable[[Checked], None], items: list[Checked]) -> tuple[list[Che
             try:
                 future.result()
                 done.append(c)
-            except STORAGE_ERRORS as exc:
+            except Exception as exc:
                 error = error or exc
     return done, error
+
+
+def _refuse(what: str, error: Exception) -> NoReturn:
+    """Once a failed write is cleaned up: 503 for a storage error; anything else is a bug, raised as it is (500)."""
+    if isinstance(error, STORAGE_ERRORS):
+        raise storage_unavailable(what, error) from error
+    raise error
 
 
 def _put_objects(services: Services, items: list[Checked], batch_id: str) -> None:
@@ -122,7 +136,7 @@ def _put_objects(services: Services, items: list[Checked], batch_id: str) -> Non
     done, error = _each(put, items)
     if error is not None:
         _delete_objects(services, [c.key for c in done])
-        raise storage_unavailable("S3", error) from error
+        _refuse("S3", error)
 
 
 def _delete_objects(services: Services, object_keys: list[str]) -> None:
@@ -194,7 +208,7 @@ def _create_jobs(
             keys_by_job={c.job_id: c.key for c in items} if shared else None,
         )
         _delete_objects(services, [c.key for c in items if c.job_id not in created_ids])
-        raise storage_unavailable("DynamoDB", error) from error
+        _refuse("DynamoDB", error)
 
 
 def _replay(record: dict, fp: str) -> dict:
@@ -213,7 +227,9 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
     model = services.resolve_model(form.fields.get("model"))
     mm = parse_mm_per_pixel(form.fields.get("mm_per_pixel"))
     chosen_batch = parse_batch_id(form.fields.get("batch_id"))
-    fp = fingerprint(form, model, mm, chosen_batch)
+    notify_url = batchrecord.check_notify_url(services, form.fields.get("notify_url"))
+    seal = parse_boolean(form.fields.get("seal"), "seal")
+    fp = fingerprint(form, model, mm, chosen_batch, notify_url=notify_url, seal=seal)
     if idempotency_key is not None:
         try:
             record = services.store.get_idempotency(idempotency_key)
@@ -224,8 +240,13 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
 
     batch_id = chosen_batch or uuid.uuid4().hex
     items = _check_files(form, settings.max_pixels, batch_id)
-    _put_objects(services, items, batch_id)
-    _create_jobs(services, items, batch_id, model, mm, shared=chosen_batch is not None)
+    reservation = batchrecord.reserve(services, batch_id, len(items), notify_url)
+    try:
+        _put_objects(services, items, batch_id)
+        _create_jobs(services, items, batch_id, model, mm, shared=chosen_batch is not None)
+    except BaseException:
+        batchrecord.release(services, reservation)
+        raise
     body = Accepted(
         batch_id=batch_id,
         jobs=[
@@ -237,10 +258,17 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
     if idempotency_key is not None:
         keys_by_job = {c.job_id: c.key for c in items} if chosen_batch is not None else None
         ours = body
-        body = _record_idempotency(services, idempotency_key, fp, body, job_ids, keys_by_job)
-        if body is not ours:
-            return body  # a concurrent twin won (same batch id or not); our jobs were abandoned
+        try:
+            body = _record_idempotency(services, idempotency_key, fp, body, job_ids, keys_by_job)
+        except BaseException:  # storage failed: our jobs were abandoned
+            batchrecord.release(services, reservation)
+            raise
+        if body is not ours:  # a concurrent twin won (same batch id or not); our jobs were abandoned
+            batchrecord.release(services, reservation)
+            return body
     services.batcher.add(job_ids)
+    if seal:
+        body["sealed"] = batchrecord.seal_after_accepting(services, batch_id)
     return body
 
 

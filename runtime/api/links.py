@@ -46,11 +46,13 @@ def wants_json(request: Request) -> bool:
 def presigned_get(
     request: Request, services: Services, key: str, *, expires_in_s: int = RESULT_URL_EXPIRY_S
 ) -> Response:
-    url = services.presigner.generate_presigned_url(
-        "get_object", Params={"Bucket": services.settings.bucket, "Key": key}, ExpiresIn=expires_in_s
-    )
+    content_type = content_type_for(key)
+    params = {"Bucket": services.settings.bucket, "Key": key}
+    if content_type:  # S3 then answers with it even for an object stored without a content type
+        params["ResponseContentType"] = content_type
+    url = services.presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in_s)
     if wants_json(request):
-        link = PresignedLink(url=url, expires_in_s=expires_in_s, content_type=content_type_for(key))
+        link = PresignedLink(url=url, expires_in_s=expires_in_s, content_type=content_type)
         return JSONResponse(link.model_dump())
     return RedirectResponse(url, status_code=307)
 

@@ -11,9 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.openapi.utils import get_openapi
 
-from runtime.api import console, problems, reqlog
+from runtime.api import console, gate, guard, openapi, problems, reqlog
 from runtime.api.deps import require_api_key
 from runtime.api.routers import batches, exports, images, jobs, limits, meta, uploads
 from runtime.api.services import Services, build_services
@@ -21,19 +20,6 @@ from runtime.common import logs
 from runtime.common.settings import Settings, get_settings
 
 API_VERSION = "1.0.0"
-
-
-def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
-    """Add the Problem schema that every route's error responses reference."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    problem = problems.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(problem.pop("$defs", {}))
-    components["Problem"] = problem
-    app.openapi_schema = schema
-    return schema
 
 
 def create_app(settings: Settings | None = None, *, s3: Any = None, dynamodb: Any = None, sqs: Any = None) -> FastAPI:
@@ -72,8 +58,12 @@ def create_app(settings: Settings | None = None, *, s3: Any = None, dynamodb: An
         app.include_router(router, dependencies=auth)
     app.include_router(meta.health_router)
     app.include_router(console.router)  # the web console at /: static files, no key needed to load them
+    # Outermost last: the request log sees every answer, the guard every answer but the log's, the gate runs
+    # before any route reads a body.
+    app.add_middleware(gate.RequestGate, services=services)
+    app.add_middleware(guard.ConnectionGuard, body_timeout_s=settings.request_body_timeout_s)
     app.add_middleware(reqlog.RequestLogMiddleware)
-    app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
+    openapi.install(app, services)
     return app
 
 

@@ -70,7 +70,7 @@ class ParsedForm:
 class Limits:
     max_file_bytes: int
     max_files: int
-    allowed_fields: frozenset[str] = frozenset({"model", "mm_per_pixel", "batch_id"})
+    allowed_fields: frozenset[str] = frozenset({"model", "mm_per_pixel", "batch_id", "notify_url", "seal"})
 
     @property
     def max_body_bytes(self) -> int:

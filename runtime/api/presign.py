@@ -14,10 +14,12 @@ add to one batch; its submit checks and queues every file still awaiting upload 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from runtime.api import batchrecord
 from runtime.api.intake import STORAGE_ERRORS, storage_unavailable
 from runtime.api.multipart import display_name
 from runtime.api.problems import ApiProblem, FileProblem
@@ -52,7 +54,10 @@ def create_uploads(services: Services, req: UploadRequest) -> dict:
     model = services.resolve_model(req.model)
     mm = parse_mm_per_pixel(req.mm_per_pixel)
     batch_id = req.batch_id or uuid.uuid4().hex  # the schema already checked a client-chosen id's shape
+    notify_url = batchrecord.check_notify_url(services, req.notify_url)
+    reservation = batchrecord.reserve(services, batch_id, len(req.files), notify_url)
     jobs = []
+    created = 0
     try:
         for f in req.files:
             job_id = uuid.uuid4().hex
@@ -70,10 +75,14 @@ def create_uploads(services: Services, req: UploadRequest) -> dict:
                 ),
                 status=JobStatus.AWAITING_UPLOAD,
             )
+            created += 1
             post = presigned_post(services, key)
             jobs.append(PresignedJob(job_id=job_id, file_name=name, upload_url=post["url"], fields=post["fields"]))
     except STORAGE_ERRORS as exc:
-        # Jobs already written stay AWAITING_UPLOAD: never queued, never processed, no object expected.
+        # Jobs already written stay AWAITING_UPLOAD: never queued, never processed, no object expected; reconcile
+        # fails them in time, and they count in the batch then. The ones never written are taken back.
+        unwritten = replace(reservation, jobs=len(req.files) - created, created=reservation.created and not created)
+        batchrecord.release(services, unwritten)
         raise storage_unavailable("DynamoDB", exc) from exc
     return PresignedBatch(
         batch_id=batch_id,
@@ -168,7 +177,7 @@ def _check_pinned(services: Services, job: dict[str, Any]) -> tuple[imageinfo.Im
     return info, size, etag
 
 
-def submit(services: Services, batch_id: str) -> dict:
+def submit(services: Services, batch_id: str, *, seal: bool = False) -> dict:
     if not is_id(batch_id):
         raise ApiProblem(404, "batch_not_found", f"no batch {batch_id[:64]!r}")
     try:
@@ -205,7 +214,9 @@ def submit(services: Services, batch_id: str) -> dict:
     except STORAGE_ERRORS as exc:
         raise storage_unavailable("storage", exc) from exc
     services.batcher.add(queued)
+    sealed = batchrecord.seal_after_accepting(services, batch_id) if seal else False
     return Accepted(
+        sealed=sealed,
         batch_id=batch_id,
         jobs=[
             AcceptedJob(

@@ -70,6 +70,7 @@ TITLES: dict[int, str] = {
     401: "Unauthorized",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Content too large",
     415: "Unsupported media type",
@@ -79,27 +80,40 @@ TITLES: dict[int, str] = {
 }
 
 DESCRIPTIONS: dict[int, str] = {
-    400: "The request is malformed (e.g. not multipart, bad boundary).",
-    401: "Missing or wrong `X-Api-Key`.",
+    400: "The request is malformed: not multipart where multipart is expected, a bad boundary, a broken part, "
+    "or a JSON body that is not UTF-8.",
+    401: "Missing or wrong `X-Api-Key` (checked before any of the body is read).",
     404: "No such job or batch (or the job has no such result yet).",
-    409: "The `Idempotency-Key` was used before with a different request body, or the batch cannot be submitted.",
-    413: "A file, or the request, is over the size limit; too many files; or an image has too many pixels.",
+    408: "The request body stopped arriving for longer than `request_body_timeout_s`; the connection is closed.",
+    409: "The `Idempotency-Key` was used before with a different request body; the batch cannot be submitted; or "
+    "the batch is sealed (it takes no more images) or has another `notify_url`.",
+    413: "A file, or the request, is over the size limit (a body that is not a multipart upload: 64 KiB); too many "
+    "files; or an image has too many pixels.",
     415: "A file is not a supported image (sniffed from its bytes, not its name): JPEG, PNG, WebP, BMP, TIFF, GIF.",
-    422: "Invalid input: no file, empty file, corrupt/truncated image, unknown model, bad `mm_per_pixel`, bad field.",
+    422: "Invalid input: no file, empty file, corrupt/truncated image, unknown model, bad `mm_per_pixel`, bad "
+    "field, or a `notify_url` that may not receive webhooks.",
     500: "Unexpected server error (a bug): logged with the request id, nothing was accepted.",
-    503: "Storage (S3 or DynamoDB) is unavailable; nothing was accepted, retry later (with the same Idempotency-Key).",
+    503: "Storage (S3 or DynamoDB) or the API key is unavailable; nothing was accepted, retry after `Retry-After` "
+    "seconds (with the same Idempotency-Key).",
 }
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the problems a route can answer (500 is always possible)."""
-    return {
-        code: {
-            "description": DESCRIPTIONS[code],
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for code in (*codes, 500)
+    """OpenAPI ``responses=`` entries for the problems a route can answer (500 is always possible; the codes that
+    every ``/v1`` route can answer before it runs are added by ``runtime.api.openapi``)."""
+    return {code: problem_response_doc(code) for code in (*codes, 500)}
+
+
+def problem_response_doc(code: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "description": DESCRIPTIONS[code],
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+    if code == 503:
+        doc["headers"] = {
+            "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}
+        }
+    return doc
 
 
 def problem_response(
@@ -126,6 +140,12 @@ def problem_response(
     )
 
 
+def from_exception(request: Request, exc: ApiProblem) -> JSONResponse:
+    return problem_response(
+        request, exc.status, exc.kind, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers
+    )
+
+
 def _validation_detail(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -139,9 +159,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
-        return problem_response(
-            request, exc.status, exc.kind, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers
-        )
+        return from_exception(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -150,7 +168,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem_response(request, exc.status_code, kind, str(exc.detail), headers=exc.headers)
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":  # FastAPI's, for non-UTF-8
+            kind, detail = "malformed_body", "the body is not UTF-8 JSON"
+        return problem_response(request, exc.status_code, kind, detail, headers=exc.headers)
 
     @app.exception_handler(BotoCoreError)
     @app.exception_handler(ClientError)

@@ -68,6 +68,10 @@ class S3Cards:
             self._where, self._uri_error = None, str(exc)
             log.error("no S3 models: %s", exc)
 
+    def last(self) -> S3Listing | None:
+        """The last read as it is, without reading again (None before the first read)."""
+        return self._listing
+
     def listing(self) -> S3Listing:
         """The cached listing, refreshed when older than the cache time.
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.api.validation import ID_PATTERN, MM_PER_PIXEL_MAX, MM_PER_PIXEL_MIN
+from runtime.common.webhooks import MAX_URL_CHARS
 
 MAX_FILE_NAME_CHARS = 255
+MAX_MODEL_NAME_CHARS = 64  # the card's name rule (runtime/common/cards.py)
+
+# A webhook URL as the document states it: a URI of bounded length. What JSON Schema cannot say (https only, a
+# public address, resolved when the batch is created) is in the description, and refused with 422
+# ``invalid_notify_url`` (runtime/common/webhooks.py).
+NOTIFY_URL_SCHEMA: dict[str, Any] = {"format": "uri", "maxLength": MAX_URL_CHARS}
+NOTIFY_URL_RULES = (
+    "https, to a public address only (no credentials, no fragment, ASCII: percent-encode the rest); the host is "
+    "resolved when the batch is created and again before every delivery (docs/notifications.md)"
+)
+NotifyUrl = Annotated[str, Field(max_length=MAX_URL_CHARS, json_schema_extra={"format": "uri"})]
 
 
 class AcceptedJob(BaseModel):
@@ -22,6 +35,11 @@ class Accepted(BaseModel):
 
     batch_id: str
     jobs: list[AcceptedJob]
+    sealed: bool = Field(
+        default=False,
+        description="true when this request sealed the batch (`seal=true`); if it asked and this is false, the "
+        "seal could not be recorded: call POST /v1/batches/{id}/seal",
+    )
 
 
 class UploadFileSpec(BaseModel):
@@ -35,20 +53,25 @@ class UploadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     files: list[UploadFileSpec] = Field(min_length=1)
-    model: str | None = None
-    mm_per_pixel: float | None = None
+    model: str | None = Field(
+        default=None, min_length=1, max_length=MAX_MODEL_NAME_CHARS, description="model name; default from config"
+    )
+    mm_per_pixel: float | None = Field(
+        default=None,
+        ge=MM_PER_PIXEL_MIN,
+        le=MM_PER_PIXEL_MAX,
+        allow_inf_nan=False,
+        description="calibration: millimetres per pixel, for areas in mm²",
+    )
     batch_id: str | None = Field(
         default=None,
-        pattern=r"^[0-9a-f]{32}$",
+        pattern=ID_PATTERN,
         description="join this batch (32 lowercase hex, chosen by the client); default: a new batch",
     )
-
-    @field_validator("mm_per_pixel")
-    @classmethod
-    def _positive_finite(cls, v: float | None) -> float | None:
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise ValueError("mm_per_pixel must be a finite number greater than 0")
-        return v
+    notify_url: NotifyUrl | None = Field(
+        default=None,
+        description=f"a new batch's webhook: {NOTIFY_URL_RULES}; a batch keeps the URL it was created with (409)",
+    )
 
 
 class PresignedJob(BaseModel):
@@ -122,12 +145,71 @@ class JobView(BaseModel):
         )
 
 
+class CreateBatch(BaseModel):
+    """Body of ``POST /v1/batches``."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_id: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="the id to give it (32 lowercase hex); default: a new one"
+    )
+    notify_url: NotifyUrl | None = Field(
+        default=None, description=f"webhook called, signed, when the batch completes: {NOTIFY_URL_RULES}"
+    )
+
+
+class WebhookAttemptView(BaseModel):
+    n: int = Field(description="1 for the first attempt")
+    at: int = Field(description="epoch ms")
+    ok: bool
+    status: int | None = Field(description="the receiver's HTTP status; null when it did not answer")
+    error: str | None = Field(description="why the attempt failed")
+    ms: int = Field(description="how long the attempt took")
+
+
+class WebhookView(BaseModel):
+    state: str = Field(description="pending, delivered or gave_up")
+    attempt_count: int
+    next_attempt_at: int | None = None
+    last_attempt_at: int | None = None
+    delivered_at: int | None = None
+    attempts: list[WebhookAttemptView] = Field(description="the last 50 attempts, oldest first")
+
+    @classmethod
+    def from_record(cls, webhook: dict[str, Any] | None) -> WebhookView | None:
+        if not webhook:
+            return None
+        return cls.model_validate({"attempt_count": 0, "attempts": [], **webhook})
+
+
+class BatchProgressView(BaseModel):
+    """The batch record's counters: jobs accepted into the batch, and how many of them finished."""
+
+    total: int
+    done: int
+    succeeded: int
+    failed: int
+
+
 class BatchView(BaseModel):
     batch_id: str
-    total: int
-    counts: dict[str, int]
+    total: int = Field(description="jobs of the batch in the job table")
+    counts: dict[str, int] = Field(description="those jobs by status")
     jobs: list[JobView]
     next_cursor: str | None
+    state: str | None = Field(
+        default=None, description="OPEN, SEALED or COMPLETED (null: a batch made before batches had a lifecycle)"
+    )
+    sealed: bool = False
+    completed: bool = False
+    opened_at: int | None = None
+    sealed_at: int | None = None
+    completed_at: int | None = None
+    progress: BatchProgressView | None = None
+    notify_url: str | None = None
+    event_id: str | None = Field(default=None, description="the Batch Completed event's id (webhooks carry it too)")
+    export_key: str | None = Field(default=None, description="S3 key of the CSV export written on completion")
+    report_key: str | None = Field(default=None, description="S3 key of the HTML report written on completion")
+    webhook: WebhookView | None = Field(default=None, description="the webhook's delivery, with every attempt")
 
 
 class S3ModelsView(BaseModel):

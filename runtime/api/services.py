@@ -20,6 +20,7 @@ from runtime.api.problems import ApiProblem
 from runtime.api.s3models import S3Cards, S3Listing
 from runtime.common import metrics
 from runtime.common.aws import client
+from runtime.common.batches import BatchStore
 from runtime.common.cards import CardError, ModelCard, load_cards
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
@@ -33,6 +34,7 @@ class Services:
     presigner: Any  # an S3 client that signs with SigV4 (the only signature S3 accepts everywhere)
     store: JobStore
     batcher: MicroBatcher
+    batches: BatchStore
     _cards: dict[str, ModelCard] | None = None
     _cards_lock: threading.Lock = field(default_factory=threading.Lock)
     s3_cards: S3Cards | None = None  # set when ``models_s3_uri`` is configured
@@ -57,7 +59,7 @@ class Services:
 
     def resolve_model(self, name: str | None) -> str:
         """A baked-in model never waits for S3; any other name is looked up in the (cached) S3 listing."""
-        chosen = (name or "").strip() or self.settings.default_model
+        chosen = self.settings.default_model if name is None else name.strip()
         cards = self.cards()
         if chosen in cards:
             return chosen
@@ -80,7 +82,9 @@ class Services:
 def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, sqs: Any = None) -> Services:
     dynamodb = dynamodb or client("dynamodb", settings)
     sqs = sqs or client("sqs", settings)
-    store = JobStore.from_settings(settings, dynamodb)
+    # The API makes a job terminal only when it refuses the request that wrote it; such a job never counts in its
+    # batch (runtime/api/batchrecord.py takes the request's reservation back), and the API sends no events.
+    store = JobStore.from_settings(settings, dynamodb, on_terminal=lambda job: None)
     batcher = MicroBatcher(
         sqs,
         settings.queue_url,
@@ -102,4 +106,12 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
     s3_cards = None
     if settings.models_s3_uri:
         s3_cards = S3Cards(s3, settings.models_s3_uri, ttl_s=settings.models_s3_cache_s)
-    return Services(settings=settings, s3=s3, presigner=presigner, store=store, batcher=batcher, s3_cards=s3_cards)
+    return Services(
+        settings=settings,
+        s3=s3,
+        presigner=presigner,
+        store=store,
+        batcher=batcher,
+        batches=BatchStore(dynamodb, settings.table),
+        s3_cards=s3_cards,
+    )

@@ -8,8 +8,16 @@ import re
 from runtime.api.problems import ApiProblem, FileProblem
 from runtime.common import imageinfo
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+ID_PATTERN = r"^[0-9a-f]{32}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_ID = re.compile(ID_PATTERN)
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+
+# Calibration bounds: every value in this range survives DynamoDB's number type (1e-130..1e125, 38 digits) and the
+# worker's area arithmetic (pixels x mm_per_pixel^2 for 64 MP images) with room to spare; nothing real is outside
+# it (1 nm to 1 km per pixel).
+MM_PER_PIXEL_MIN = 1e-9
+MM_PER_PIXEL_MAX = 1e6
 
 IMAGE_ERROR_STATUS: dict[type[imageinfo.ImageError], int] = {
     imageinfo.NotAnImage: 415,
@@ -46,8 +54,12 @@ def parse_mm_per_pixel(raw: str | float | None) -> float | None:
         value = float(raw)
     except ValueError as exc:
         raise ApiProblem(422, "invalid_mm_per_pixel", f"mm_per_pixel {str(raw)[:32]!r} is not a number") from exc
-    if not math.isfinite(value) or value <= 0:
-        raise ApiProblem(422, "invalid_mm_per_pixel", f"mm_per_pixel must be a finite number > 0, got {raw!s:.32}")
+    if not (math.isfinite(value) and MM_PER_PIXEL_MIN <= value <= MM_PER_PIXEL_MAX):
+        raise ApiProblem(
+            422,
+            "invalid_mm_per_pixel",
+            f"mm_per_pixel must be a number from {MM_PER_PIXEL_MIN:g} to {MM_PER_PIXEL_MAX:g}, got {raw!s:.32}",
+        )
     return value
 
 
@@ -69,6 +81,26 @@ def parse_batch_id(raw: str | None) -> str | None:
             422, "invalid_batch_id", f"batch_id must be 32 lowercase hex (e.g. uuid4().hex), got {raw[:40]!r}"
         )
     return raw
+
+
+BOOLEAN_SPELLINGS = {"true": True, "false": False}  # a boolean in a form field or a query, as OpenAPI writes it
+
+
+def parse_boolean(raw: str | None, name: str) -> bool:
+    """A boolean form field: ``true`` or ``false`` (absent: false). Anything else (``1``, ``yes``, an empty field)
+    is a 422, so what is accepted is exactly what the document says."""
+    if raw is None:
+        return False
+    if raw not in BOOLEAN_SPELLINGS:
+        raise ApiProblem(422, "invalid_field", f"{name} must be true or false, got {raw[:16]!r}")
+    return BOOLEAN_SPELLINGS[raw]
+
+
+def strict_boolean(value: object) -> object:
+    """For a boolean query parameter (``BeforeValidator``): FastAPI would also take 1/0, yes/no, on/off, t/f."""
+    if isinstance(value, str) and value not in BOOLEAN_SPELLINGS:
+        raise ValueError("must be true or false")
+    return value
 
 
 def is_id(value: str) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 LOG_ENV = "SEGSCALE_AWS_CALL_LOG"
 CONTAINERS = ("api", "worker", "results")
 _PARAM_MARK = "segscale.call_params"
+_OWNER = "segscale_aws_calls_owner"
 
 # Per service, the request parameters that say which resource a call touches (and, for S3 listings, the condition
 # keys). A service not listed here is recorded with its parameter names only, and the contract test fails on it
@@ -37,6 +38,7 @@ IDENTIFYING_PARAMS: dict[str, tuple[str, ...]] = {
     "dynamodb": ("TableName", "IndexName"),
     "sqs": ("QueueUrl", "QueueName"),
     "secretsmanager": ("SecretId",),
+    "events": (),  # PutEvents names its bus in each entry (see _identifying)
 }
 
 _lock = threading.Lock()
@@ -95,7 +97,19 @@ def scan_stack() -> tuple[str | None, list[Any]]:
                 container = part  # the outermost wins: the API runs the results export's code for a batch's CSV
             settings.update((id(found), found) for found in _settings_near(frame, Settings))
         frame = frame.f_back  # type: ignore[assignment]
+    owner = getattr(threading.current_thread(), _OWNER, None)
+    if container is None and owner is not None:  # a background thread working for a container (``inherit``)
+        container = owner[0]
+        settings.update((id(found), found) for found in owner[1])
     return container, list(settings.values())
+
+
+def inherit(thread: threading.Thread) -> threading.Thread:
+    """Mark a thread that makes AWS calls on behalf of the code starting it (a background event sender): its calls
+    are recorded as that code's container's, with the settings on the starter's stack. A no-op unless recording."""
+    if enabled():
+        setattr(thread, _OWNER, scan_stack())
+    return thread
 
 
 def _identifying(service: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +124,9 @@ def _identifying(service: str, params: dict[str, Any]) -> dict[str, Any]:
             out["TransactItems"] = [
                 [kind, body.get("TableName")] for item in params["TransactItems"] for kind, body in item.items()
             ]
+    if service == "events" and isinstance(params.get("Entries"), list):  # PutEvents: one bus per entry
+        buses = sorted({str(e.get("EventBusName") or "default") for e in params["Entries"] if isinstance(e, dict)})
+        out["EventBusName"] = buses[0] if len(buses) == 1 else buses
     if service == "s3" and isinstance(params.get("Delete"), dict):  # DeleteObjects
         out["DeleteKeys"] = [o.get("Key") for o in params["Delete"].get("Objects", [])]
     return out

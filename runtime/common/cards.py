@@ -72,6 +72,9 @@ class ModelCard(_Strict):
     file: str | None = "model.onnx"
     sha256: str | None = None
     processor: str | None = None  # for runtime "opencv": the name of the classical processor
+    # The processor needs every pixel of the image (a per-pixel threshold, say). Otherwise the worker may give
+    # it a JPEG decoded at 1/2 to 1/8 scale, as long as that still covers the model's input and the overlay.
+    full_resolution: bool = False
     input: InputSpec | None = None
     output: OutputSpec | None = None
     classes: tuple[ClassSpec, ...] = Field(min_length=1)

@@ -19,8 +19,9 @@ only a job's own attempts can fail it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -30,6 +31,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from runtime.common import schema
+
+log = logging.getLogger(__name__)
+# Called with the job item after each winning transition to SUCCEEDED or FAILED (runtime/common/progress.py).
+TerminalHook = Callable[[dict[str, Any]], None]
 
 
 class JobStatus(StrEnum):
@@ -126,23 +131,43 @@ class JobStore:
         lease_seconds: int = 300,
         max_attempts: int = 3,
         clock: Any = now_ms,
+        on_terminal: TerminalHook | None = None,
     ) -> None:
         self.client = dynamodb_client
         self.table = table_name
         self.lease_ms = lease_seconds * 1000
         self.max_attempts = max_attempts
         self.clock = clock
+        if on_terminal is None:  # every store counts finished jobs into their batch (docs/architecture.md D9)
+            from runtime.common.progress import BatchProgress  # it imports this module
+
+            on_terminal = BatchProgress.count_only(dynamodb_client, table_name)
+        self.on_terminal = on_terminal
 
     @classmethod
-    def from_settings(cls, settings: Any, dynamodb_client: Any | None = None) -> JobStore:
+    def from_settings(
+        cls, settings: Any, dynamodb_client: Any | None = None, *, on_terminal: TerminalHook | None = None
+    ) -> JobStore:
+        """A store for ``settings``; its terminal hook also sends job events when ``settings.event_bus`` is set."""
         from runtime.common.aws import client
+        from runtime.common.progress import BatchProgress
 
+        dynamodb_client = dynamodb_client or client("dynamodb", settings)
         return cls(
-            dynamodb_client or client("dynamodb", settings),
+            dynamodb_client,
             settings.table,
             lease_seconds=settings.lease_seconds,
             max_attempts=settings.max_attempts,
+            on_terminal=on_terminal or BatchProgress.for_settings(settings, dynamodb_client),
         )
+
+    def _finished(self, job: dict[str, Any]) -> None:
+        """Run the terminal hook for a transition this store won. Its failure never undoes the transition: a
+        count it could not record is repaired by reconcile."""
+        try:
+            self.on_terminal(job)
+        except Exception:
+            log.exception("job %s: the batch could not be told it finished", job.get("job_id"))
 
     # --- low-level helpers ---------------------------------------------------------------------------
     def _update(
@@ -366,24 +391,23 @@ class JobStore:
     ) -> bool:
         """RUNNING -> SUCCEEDED, only while ``worker_id`` holds the lease."""
         now = self.clock()
-        return (
-            self._update(
-                job_id,
-                {
-                    "status": "SUCCEEDED",
-                    "updated_at": now,
-                    "finished_at": now,
-                    "result": result,
-                    "mask_key": mask_key,
-                    "overlay_key": overlay_key,
-                },
-                "#status = :running AND lease_owner = :me",
-                {":running": "RUNNING", ":me": worker_id},
-                remove=("lease_owner", "lease_expires_at", "error", "error_class"),
-                returning=False,
-            )
-            is not None
+        done = self._update(
+            job_id,
+            {
+                "status": "SUCCEEDED",
+                "updated_at": now,
+                "finished_at": now,
+                "result": result,
+                "mask_key": mask_key,
+                "overlay_key": overlay_key,
+            },
+            "#status = :running AND lease_owner = :me",
+            {":running": "RUNNING", ":me": worker_id},
+            remove=("lease_owner", "lease_expires_at", "error", "error_class"),
         )
+        if done is not None:
+            self._finished(done)
+        return done is not None
 
     def discard(self, job_id: str, *, from_status: JobStatus) -> bool:
         """Delete a job the API never accepted, if it is still in ``from_status``. Used where a FAILED leftover
@@ -422,23 +446,22 @@ class JobStore:
             condition, cond = "#status = :from", {":from": str(from_status)}
         else:
             condition, cond = "NOT #status IN (:ok, :failed)", {":ok": "SUCCEEDED", ":failed": "FAILED"}
-        return (
-            self._update(
-                job_id,
-                {
-                    "status": "FAILED",
-                    "updated_at": now,
-                    "finished_at": now,
-                    "error": reason[:1000],
-                    "error_class": error_class,
-                },
-                condition,
-                cond,
-                remove=("lease_owner", "lease_expires_at"),
-                returning=False,
-            )
-            is not None
+        failed = self._update(
+            job_id,
+            {
+                "status": "FAILED",
+                "updated_at": now,
+                "finished_at": now,
+                "error": reason[:1000],
+                "error_class": error_class,
+            },
+            condition,
+            cond,
+            remove=("lease_owner", "lease_expires_at"),
         )
+        if failed is not None:
+            self._finished(failed)
+        return failed is not None
 
     def release(self, job_id: str, worker_id: str | None, reason: str) -> JobStatus | None:
         """RUNNING -> QUEUED (not yet re-enqueued), or FAILED when attempts are used up.
@@ -466,13 +489,11 @@ class JobStore:
         )
         if failed is not None:
             attempts = failed.get("attempts", self.max_attempts)
-            self._update(
-                job_id,
-                {"error": f"gave up after {attempts} attempts: {reason}"[:1000]},
-                "#status = :failed",
-                {":failed": "FAILED"},
-                returning=False,
-            )
+            error = f"gave up after {attempts} attempts: {reason}"[:1000]
+            try:
+                self._update(job_id, {"error": error}, "#status = :failed", {":failed": "FAILED"}, returning=False)
+            finally:
+                self._finished({**failed, "error": error})
             return JobStatus.FAILED
         queued = self._update(
             job_id,

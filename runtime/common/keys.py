@@ -11,6 +11,7 @@ REPORTS_PREFIX = "reports/"
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _EXT = re.compile(r"^[a-z0-9]{1,5}$")
+_UPLOAD_KEY = re.compile(re.escape(UPLOADS_PREFIX) + r"(?P<batch>[0-9a-f]{32})/(?P<job>[0-9a-f]{32})\.[a-z0-9]{1,5}")
 
 
 def _check_id(value: str, what: str) -> str:
@@ -26,16 +27,31 @@ def upload_key(batch_id: str, job_id: str, ext: str) -> str:
     return f"{UPLOADS_PREFIX}{_check_id(batch_id, 'batch_id')}/{_check_id(job_id, 'job_id')}.{ext}"
 
 
+def parse_upload_key(key: str) -> tuple[str, str] | None:
+    """``(batch_id, job_id)`` of a key ``upload_key`` could have made, else None."""
+    match = _UPLOAD_KEY.fullmatch(key)
+    return (match["batch"], match["job"]) if match else None
+
+
 def result_prefix(batch_id: str, job_id: str) -> str:
     return f"{RESULTS_PREFIX}{_check_id(batch_id, 'batch_id')}/{_check_id(job_id, 'job_id')}/"
 
 
+# The result files of a job and their formats: the mask is data (a lossless PNG), the overlay is a picture for
+# people (a JPEG). The worker stores each with its content type; the API names the type from the key's extension
+# (runtime/api/links.py), which keeps jobs finished when overlays were "overlay.png" served as PNG.
+MASK_FILE = "mask.png"
+MASK_CONTENT_TYPE = "image/png"
+OVERLAY_FILE = "overlay.jpg"
+OVERLAY_CONTENT_TYPE = "image/jpeg"
+
+
 def mask_key(batch_id: str, job_id: str) -> str:
-    return result_prefix(batch_id, job_id) + "mask.png"
+    return result_prefix(batch_id, job_id) + MASK_FILE
 
 
 def overlay_key(batch_id: str, job_id: str) -> str:
-    return result_prefix(batch_id, job_id) + "overlay.png"
+    return result_prefix(batch_id, job_id) + OVERLAY_FILE
 
 
 def report_prefix(name: str) -> str:

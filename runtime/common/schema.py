@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 # --- job table -----------------------------------------------------------------------------------------
-TABLE_PARTITION_KEY = "pk"  # "job#<job_id>" for jobs, "idem#<sha256>" for idempotency records
+TABLE_PARTITION_KEY = "pk"  # "job#<job_id>" for jobs, "idem#<sha256>" for idempotency records, "batch#<id>"
 JOB_PK_PREFIX = "job#"
 IDEMPOTENCY_PK_PREFIX = "idem#"
 # Worker slots (docs/architecture.md D8): "slot#<n>" for n < max_workers, and one item that serialises the
@@ -18,10 +18,16 @@ WORKER_SLOT_PK_PREFIX = "slot#"
 FLEET_SCALER_PK = "fleet#scaler"
 # How far reconcile has counted finished jobs for the JobsSucceeded / JobsFailed metrics.
 METRICS_WATERMARK_PK = "fleet#counted"
+# Batch records (runtime/common/batches.py): no ``batch_id``, ``status`` or ``created_at``, so the job indexes
+# never see them; the sparse ``by_work`` index holds only the batches with background work due.
+BATCH_PK_PREFIX = "batch#"
 TTL_ATTRIBUTE = "expires_at"  # epoch seconds; set on idempotency records only
 
 BY_BATCH_INDEX = "by_batch"  # batch_id (S) + created_at (N): batch status and export
 BY_STATUS_INDEX = "by_status"  # status (S) + updated_at (N): reconcile and time-range export
+# work (S) + work_due_at (N), keys only: batches waiting for a completion check or their notifications. Keys only,
+# so the per-job counter updates of a batch record never write to the index.
+BY_WORK_INDEX = "by_work"
 
 ATTRIBUTE_TYPES: dict[str, str] = {
     TABLE_PARTITION_KEY: "S",
@@ -29,10 +35,14 @@ ATTRIBUTE_TYPES: dict[str, str] = {
     "created_at": "N",
     "status": "S",
     "updated_at": "N",
+    "work": "S",
+    "work_due_at": "N",
 }
+# ``projection``: "ALL" (the item) or "KEYS_ONLY" (the table key and the index keys).
 GLOBAL_SECONDARY_INDEXES: list[dict[str, str]] = [
-    {"name": BY_BATCH_INDEX, "partition_key": "batch_id", "sort_key": "created_at"},
-    {"name": BY_STATUS_INDEX, "partition_key": "status", "sort_key": "updated_at"},
+    {"name": BY_BATCH_INDEX, "partition_key": "batch_id", "sort_key": "created_at", "projection": "ALL"},
+    {"name": BY_STATUS_INDEX, "partition_key": "status", "sort_key": "updated_at", "projection": "ALL"},
+    {"name": BY_WORK_INDEX, "partition_key": "work", "sort_key": "work_due_at", "projection": "KEYS_ONLY"},
 ]
 
 # --- queues --------------------------------------------------------------------------------------------
@@ -64,7 +74,7 @@ def boto3_create_table_kwargs(table_name: str) -> dict[str, Any]:
                     {"AttributeName": gsi["partition_key"], "KeyType": "HASH"},
                     {"AttributeName": gsi["sort_key"], "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": gsi["projection"]},
             }
             for gsi in GLOBAL_SECONDARY_INDEXES
         ],

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     batch_window_s: float = Field(default=1.0, ge=0)
     presign_expiry_s: int = Field(default=900, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    # A request body that sends nothing for this long is answered 408 and its connection closed.
+    request_body_timeout_s: float = Field(default=20.0, gt=0)
 
     # Models (docs/architecture.md D5).
     default_model: str = "person"
@@ -68,6 +70,21 @@ class Settings(BaseSettings):
     # cannot be processed (for example its worker tasks never start) ends this way.
     job_max_age_s: int = Field(default=24 * 3600, gt=0)
     retention_days: int = Field(default=30, gt=0)
+    # An object under uploads/ with no job this much after it was written is an orphan; reconcile deletes it.
+    orphan_grace_s: int = Field(default=3600, gt=0)
+
+    # Notifications (docs/notifications.md). The EventBridge bus for job and batch events; unset: no events. CDK
+    # gives it to the worker and results task only (the API never sends events).
+    event_bus: str | None = None
+    # The Secrets Manager secret whose value signs webhook deliveries (results task only).
+    webhook_secret_arn: str | None = None
+    # Local mode only: a notify_url may be http:// and on a loopback address (the local webhook receiver).
+    webhook_local_http: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Failed deliveries are retried with exponential backoff for this long after completion, then given up.
+    webhook_retry_s: int = Field(default=24 * 3600, gt=0)
+    # Write the batch's CSV export and HTML report when it completes; the Batch Completed event carries their keys.
+    export_on_completion: bool = True
 
     # Warm workers (docs/architecture.md D8). At most ``max_workers`` worker tasks hold a slot at once; one more is
     # woken per ``jobs_per_worker`` jobs waiting in the queue. A worker drains the queue until it has been idle

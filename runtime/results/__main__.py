@@ -1,4 +1,4 @@
-"""``python -m runtime.results {export,report,reconcile}``: the results task's one entry point."""
+"""``python -m runtime.results {export,report,reconcile,notify}``: the results task's one entry point."""
 
 from runtime.results.cli import main
 

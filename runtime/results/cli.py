@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="re-drive stuck jobs or fail them after max attempts")
     rec.add_argument("--max-jobs", type=_positive, default=1000, help="most jobs to act on in this pass")
     rec.add_argument("--max-scan", type=_positive, help="most jobs to read in this pass (default 10 x max-jobs)")
+
+    note = sub.add_parser("notify", help="a completed batch's export, report, Batch Completed event and webhook")
+    note.add_argument("--batch", help="this batch (what the bus's rule runs); default: every batch that is due")
     return parser
 
 
@@ -109,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             from runtime.results.report import build_report
 
             result = build_report(settings, args.batch, out_path=args.out, max_gallery=args.max_gallery).to_dict()
+            stream = sys.stdout
+        elif args.command == "notify":
+            from runtime.results.notify import notify_batch, notify_due
+
+            if args.batch is not None:
+                result = notify_batch(settings, args.batch).to_dict()
+            else:
+                result = {"batches": [o.to_dict() for o in notify_due(settings)]}
             stream = sys.stdout
         else:
             from runtime.results.reconcile import reconcile_once

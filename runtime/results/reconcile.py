@@ -13,7 +13,9 @@ task that never started leaves jobs that nothing will pick up. The job table kno
    simply be waiting behind other messages, so while the jobs queue holds messages these are left alone until
    ``backlog_grace_s``: re-driving them would only add duplicates to the backlog. A QUEUED job older than
    ``job_max_age_s`` (far above any normal queueing) is FAILED as ``expired``, with its history in the reason;
-3. AWAITING_UPLOAD jobs older than the presigned URL expiry plus ``stuck_after_s``: FAILED.
+3. AWAITING_UPLOAD jobs older than the presigned URL expiry plus ``stuck_after_s``: FAILED;
+4. objects under ``uploads/`` that have had no job for ``orphan_grace_s``: deleted (``runtime/results/orphans.py``);
+5. sealed batches a lost count held back: recounted and completed, and the notifications that are due sent (D9).
 
 Then, as the safety net of the warm workers: if work is queued (or was just re-driven) and no worker is live or
 starting, it wakes one. With a metrics stream it also reports the live and starting workers, and counts the jobs
@@ -44,6 +46,7 @@ from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.jobs import now_ms as wall_clock_ms
 from runtime.common.settings import Settings
 from runtime.common.workers import Waker
+from runtime.results.orphans import sweep_orphans
 from runtime.results.stuck import emit_stuck_queued
 
 DEFAULT_MAX_JOBS = 1000
@@ -75,6 +78,9 @@ class ReconcileReport:
     starting_workers: int | None = None  # slots woken whose task has not started yet
     woke_slot: int | None = None  # the worker this pass woke, when work waited and none was live
     counted: dict[str, int] | None = None  # jobs finished since the last counted pass (with a metrics stream)
+    # Sealed batches recounted and completed, completed batches notified (docs/architecture.md D9).
+    batches: dict[str, Any] = field(default_factory=dict)
+    orphans: dict[str, Any] | None = None  # uploads/ objects without a job, deleted (runtime/results/orphans.py)
 
     @property
     def actions(self) -> int:
@@ -89,6 +95,7 @@ class ReconcileReport:
         data["summary"] = {
             **{f"requeued_{k}": len(v) for k, v in self.requeued.items()},
             **{f"failed_{k}": len(v) for k, v in self.failed.items()},
+            "orphans_deleted": (self.orphans or {}).get("deleted", 0),
         }
         return data
 
@@ -330,6 +337,7 @@ def reconcile_once(
         lease_seconds=base.lease_ms // 1000,
         max_attempts=base.max_attempts,
         clock=lambda: now,
+        on_terminal=base.on_terminal,
     )
     emit_stuck_queued(settings, frozen, now, stream=metrics_stream)  # what this pass found, before it acts
     sqs = sqs or client("sqs", settings)
@@ -353,4 +361,20 @@ def reconcile_once(
     work.keep_a_worker(waker, out)
     if metrics_stream is not None:
         work.count_finished(out)
+    work.report.orphans = sweep_orphans(settings, now_ms=now, dynamodb=base.client).to_dict()
+    work.report.batches = batch_pass(settings, frozen, now)  # last: it may wait on webhooks
     return work.report
+
+
+def batch_pass(settings: Settings, store: JobStore, now: int) -> dict[str, Any]:
+    """Complete sealed batches a lost count held back, then send the notifications that are due."""
+    from runtime.results.notify import notify_due
+    from runtime.results.settle import settle_for
+
+    settled = settle_for(store, now=now, stuck_after_ms=settings.stuck_after_s * 1000)
+    notified = notify_due(settings, jobs=store)
+    return {
+        "recounted": settled.recounted,
+        "completed": settled.completed,
+        "notified": [o.to_dict() for o in notified if o.claimed],
+    }

@@ -106,7 +106,7 @@ class _Stats:
 
 
 def thumbnail_data_uri(data: bytes, size: int = THUMBNAIL_PX) -> str:
-    """A small JPEG of an overlay PNG, as a data: URI (a few KB instead of the full PNG)."""
+    """A small JPEG of an overlay (a JPEG; a PNG for jobs from before), as a data: URI of a few KB."""
     with Image.open(io.BytesIO(data)) as img:
         img.thumbnail((size, size))
         rgb = img.convert("RGB")

@@ -21,23 +21,32 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from runtime.common import keys, messages, metrics
+from runtime.common import keys, logs, messages, metrics
 from runtime.common.aws import client
 from runtime.common.imageinfo import ImageInfo, probe
 from runtime.common.jobs import JobStatus, JobStore, is_crash_suspect, now_ms
 from runtime.common.settings import Settings
-from runtime.worker.decode import DecodedImage, decode
 from runtime.worker.errors import Failure, classify
 from runtime.worker.inputs import read_input
 from runtime.worker.models import ModelRegistry
 from runtime.worker.models_s3 import build_registry
-from runtime.worker.process import Analysis, analyse, render, result_document
+from runtime.worker.process import Analysis, Photo, analyse, load_photo, render, result_document
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def for_job(job: dict[str, Any], fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` with the job's ids bound to every log line it writes (``logs.bind``). Bound ids live in a
+    context variable, which a pool thread does not inherit, so every stage binds them on its own thread."""
+    with logs.bind(job_id=str(job["job_id"]), batch_id=job.get("batch_id")):
+        return fn(*args)
 
 
 def new_worker_id() -> str:
@@ -102,7 +111,7 @@ class _Held:
     job: dict[str, Any]
     claimed_at: float
     timings_ms: dict[str, float] = field(default_factory=dict)
-    decoded: DecodedImage | None = None
+    decoded: Photo | None = None
 
     @property
     def job_id(self) -> str:
@@ -142,14 +151,17 @@ class _LeaseKeeper:
             with self._lock:
                 held = list(self.held)
             for job_id in held:
-                try:
-                    if not self.store.renew_lease(job_id, self.worker_id):
-                        log.warning("lease on job %s was lost", job_id)
-                        with self._lock:
-                            self.lost.add(job_id)
-                            self.held.discard(job_id)
-                except Exception:  # a failed renewal is retried next round; the lease is still valid
-                    log.exception("lease renewal for job %s failed", job_id)
+                for_job({"job_id": job_id}, self._renew, job_id)
+
+    def _renew(self, job_id: str) -> None:
+        try:
+            if not self.store.renew_lease(job_id, self.worker_id):
+                log.warning("lease on job %s was lost", job_id)
+                with self._lock:
+                    self.lost.add(job_id)
+                    self.held.discard(job_id)
+        except Exception:  # a failed renewal is retried next round; the lease is still valid
+            log.exception("lease renewal for job %s failed", job_id)
 
 
 class BatchRunner:
@@ -230,12 +242,17 @@ class BatchRunner:
         held.timings_ms["download"] = fetched.download_ms
         return held
 
-    def _compute(self, held: _Held, body: bytes) -> Analysis:
+    def _compute(self, held: _Held, fetched: _Fetched) -> Analysis:
+        """Decode (on this thread, after the claim: decoding is part of the job's attempt) and analyse."""
+        if fetched.error is not None:
+            raise fetched.error
+        assert fetched.body is not None
         started = time.perf_counter()
-        held.decoded = decode(body, max_pixels=self.settings.max_pixels)
+        card = self.registry.card(held.job["model"])
+        held.decoded = load_photo(card, fetched.body, max_pixels=self.settings.max_pixels)
         held.timings_ms["decode"] = (time.perf_counter() - started) * 1000.0
         processor = self.registry.get(held.job["model"])
-        return analyse(processor, held.decoded.rgb, mm_per_pixel=held.job.get("mm_per_pixel"))
+        return analyse(processor, held.decoded, mm_per_pixel=held.job.get("mm_per_pixel"))
 
     # --- stage 3, I/O thread: render, upload, record -----------------------------------------------------
     def _finish(self, held: _Held, analysis: Analysis) -> None:
@@ -244,16 +261,19 @@ class BatchRunner:
             assert held.decoded is not None
             processor = self.registry.get(job["model"])
             started = time.perf_counter()
-            mask, overlay = render(processor, held.decoded.rgb, analysis.labels)
+            mask, overlay = render(processor, held.decoded, analysis.labels)
             mask_key = keys.mask_key(job["batch_id"], job_id)
             overlay_key = keys.overlay_key(job["batch_id"], job_id)
-            for key, body in ((mask_key, mask), (overlay_key, overlay)):
-                self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body, ContentType="image/png")
+            for key, body, media in (
+                (mask_key, mask, keys.MASK_CONTENT_TYPE),
+                (overlay_key, overlay, keys.OVERLAY_CONTENT_TYPE),
+            ):
+                self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body, ContentType=media)
             timings = {**held.timings_ms, **analysis.timings_ms, "upload": (time.perf_counter() - started) * 1000.0}
             timings["total"] = (time.perf_counter() - held.claimed_at) * 1000.0
             result = result_document(
                 processor,
-                held.decoded.rgb,
+                held.decoded,
                 analysis,
                 mm_per_pixel=job.get("mm_per_pixel"),
                 timings_ms=timings,
@@ -335,7 +355,8 @@ class BatchRunner:
         for job_id in ids:
             job = current.get(job_id)
             if job is None or job.get("status") != JobStatus.QUEUED:
-                log.info("skipping job %s: %s", job_id, self._state(job))
+                with logs.bind(job_id=job_id):
+                    log.info("skipping job %s: %s", job_id, self._state(job))
                 self._record("skipped", job_id)
             else:
                 todo.append(job)
@@ -357,7 +378,7 @@ class BatchRunner:
                     job = next(todo, None)
                     if job is None:
                         return
-                    pending.append(pool.submit(self._prefetch, job))
+                    pending.append(pool.submit(for_job, job, self._prefetch, job))
 
             def drain_finishing() -> None:
                 while finishing:
@@ -369,32 +390,7 @@ class BatchRunner:
                 fill()
                 if self.stop.is_set():
                     continue  # recorded as unclaimed below, and handed back
-                suspect = is_crash_suspect(fetched.job)
-                if suspect:  # alone: nothing else in flight while it is processed
-                    drain_finishing()
-                held = self._claim(fetched)
-                if held is None:
-                    continue
-                if suspect:
-                    self.report.suspects += 1
-                    log.info("job %s: processing it alone (a worker vanished while processing it before)", held.job_id)
-                compute_started = time.perf_counter()
-                try:
-                    if fetched.error is not None:
-                        raise fetched.error
-                    assert fetched.body is not None
-                    analysis = self._compute(held, fetched.body)
-                except Exception as exc:
-                    self._settle_failure(held, exc)
-                    continue
-                finally:
-                    fetched.body = None
-                    self.report.compute_s += time.perf_counter() - compute_started
-                while len(finishing) >= self.window:  # bound memory: rendered results waiting for upload
-                    finishing.popleft().result()
-                finishing.append(pool.submit(self._finish, held, analysis))
-                if suspect:
-                    drain_finishing()
+                for_job(fetched.job, self._process, fetched, pool, finishing, drain_finishing)
         seen = self._seen()  # the pool has drained: every claimed job is settled
         self.report.unclaimed.extend(i for i in ids if i not in seen)
         self.leases.stop()
@@ -403,6 +399,38 @@ class BatchRunner:
         self.report.wall_s = time.perf_counter() - run_started
         log.info("batch done: %s", self.report.summary())
         return self.report
+
+    def _process(
+        self,
+        fetched: _Fetched,
+        pool: ThreadPoolExecutor,
+        finishing: deque[Future[None]],
+        drain_finishing: Callable[[], None],
+    ) -> None:
+        """Claim, decode and analyse one job on this thread, then hand its results to the pool."""
+        suspect = is_crash_suspect(fetched.job)
+        if suspect:  # alone: nothing else in flight while it is processed
+            drain_finishing()
+        held = self._claim(fetched)
+        if held is None:
+            return
+        if suspect:
+            self.report.suspects += 1
+            log.info("job %s: processing it alone (a worker vanished while processing it before)", held.job_id)
+        compute_started = time.perf_counter()
+        try:
+            analysis = self._compute(held, fetched)
+        except Exception as exc:
+            self._settle_failure(held, exc)
+            return
+        finally:
+            fetched.body = None
+            self.report.compute_s += time.perf_counter() - compute_started
+        while len(finishing) >= self.window:  # bound memory: rendered results waiting for upload
+            finishing.popleft().result()
+        finishing.append(pool.submit(for_job, held.job, self._finish, held, analysis))
+        if suspect:
+            drain_finishing()
 
     def _seen(self) -> set[str]:
         r = self.report
@@ -427,7 +455,8 @@ class BatchRunner:
                     try:
                         self.store.mark_enqueued(job_id)
                     except Exception:  # the message is out; the worst case is one extra re-drive
-                        log.warning("job %s: re-enqueued, but enqueued_at not recorded", job_id)
+                        with logs.bind(job_id=job_id):
+                            log.warning("job %s: re-enqueued, but enqueued_at not recorded", job_id)
         except Exception:  # still QUEUED in DynamoDB: the reconciler re-drives them (docs/architecture.md D1)
             log.exception("re-enqueue failed; the jobs wait in their original message or for reconcile")
             self.report.handback_failed = True

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from runtime.common.cards import CardError, ModelCard, load_card, mask_problem
@@ -52,7 +53,10 @@ class Segmentation:
 class Processor(Protocol):
     card: ModelCard
 
-    def segment(self, rgb: np.ndarray) -> Segmentation: ...
+    def segment(self, rgb: np.ndarray, size: tuple[int, int] | None = None) -> Segmentation:
+        """Labels at ``size`` (the full image's (h, w); default: ``rgb``'s own), from ``rgb``, which may be a
+        smaller copy of the image unless the card asks for ``full_resolution``."""
+        ...
 
 
 def _ms(start: float) -> float:
@@ -70,7 +74,7 @@ def cpu_count() -> int:
 class OnnxProcessor:
     """One onnxruntime session, used from one inference thread at a time."""
 
-    def __init__(self, card: ModelCard, model_path: Path, *, threads: int | None = None) -> None:
+    def __init__(self, card: ModelCard, model_path: Path, *, threads: int | None = None, exact: bool = False) -> None:
         import onnxruntime as ort
 
         ort.disable_telemetry_events()  # no usage events from our tasks (the image keeps its store unwritable too)
@@ -79,6 +83,7 @@ class OnnxProcessor:
         self.card = card
         self.input_spec = card.input
         self.output_spec = card.output
+        self.exact = exact  # float upsampling of the probabilities (tensors.labels_from_output)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -103,13 +108,15 @@ class OnnxProcessor:
                 f"the file has inputs {sorted(inputs)} and outputs {sorted(outputs)}"
             )
 
-    def segment(self, rgb: np.ndarray) -> Segmentation:
+    def segment(self, rgb: np.ndarray, size: tuple[int, int] | None = None) -> Segmentation:
         t0 = time.perf_counter()
-        prepared = prepare(rgb, self.input_spec)
+        prepared = prepare(rgb, self.input_spec, size)
         t1 = time.perf_counter()
         (output,) = self.session.run([self.output_name], {self.input_name: prepared.tensor})
         t2 = time.perf_counter()
-        labels = labels_from_output(output, prepared, self.input_spec, self.output_spec, self.card.classes)
+        labels = labels_from_output(
+            output, prepared, self.input_spec, self.output_spec, self.card.classes, exact=self.exact
+        )
         return Segmentation(labels, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, _ms(t2))
 
 
@@ -120,10 +127,13 @@ class ClassicalProcessor:
         self.card = card
         self.fn = fn
 
-    def segment(self, rgb: np.ndarray) -> Segmentation:
+    def segment(self, rgb: np.ndarray, size: tuple[int, int] | None = None) -> Segmentation:
         t0 = time.perf_counter()
         labels = self.fn(rgb, self.card)
-        return Segmentation(labels, 0.0, _ms(t0), 0.0)
+        t1 = time.perf_counter()
+        if size is not None and labels.shape != size:  # a reduced image (the card allows it): label the full size
+            labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+        return Segmentation(labels, 0.0, (t1 - t0) * 1000.0, _ms(t1))
 
 
 def _sha256(path: Path) -> str:
@@ -137,9 +147,10 @@ def _sha256(path: Path) -> str:
 class ModelRegistry:
     """Cards by name, processors built lazily and kept for the life of the process."""
 
-    def __init__(self, models_dir: Path, *, threads: int | None = None) -> None:
+    def __init__(self, models_dir: Path, *, threads: int | None = None, exact: bool = False) -> None:
         self.models_dir = Path(models_dir)
         self.threads = threads
+        self.exact = exact  # processors keep the float postprocessing (the accuracy tests' reference)
         self.cards: dict[str, ModelCard] = {}
         self.broken: dict[str, str] = {}  # model name -> why its card cannot be used
         self.files: dict[str, Path] = {}  # model name -> its file, for models from outside ``models_dir``
@@ -219,6 +230,6 @@ class ModelRegistry:
         if card.sha256 and _sha256(path) != card.sha256.lower():
             raise ModelError(f"model {card.name!r}: {path.name} does not match the sha256 in its card")
         started = time.perf_counter()
-        processor = OnnxProcessor(card, path, threads=self.threads)
+        processor = OnnxProcessor(card, path, threads=self.threads, exact=self.exact)
         log.info("loaded model %s %s in %.0f ms", card.name, card.version, _ms(started))
         return processor

@@ -57,12 +57,21 @@ def _content_size(height: int, width: int, target: tuple[int, int], spec: InputS
     return max(1, min(th, math.floor(height * scale + 0.5))), max(1, min(tw, math.floor(width * scale + 0.5)))
 
 
-def prepare(rgb: np.ndarray, spec: InputSpec) -> Prepared:
-    """RGB uint8 HxWx3 -> the card's input tensor (resize, colour order, scale/mean/std, layout)."""
-    height, width = rgb.shape[:2]
+def content_size(height: int, width: int, spec: InputSpec) -> tuple[int, int]:
+    """(h, w) of the part of the model input that holds an image of this size: the pixels the model sees."""
+    return _content_size(height, width, target_size(height, width, spec), spec)
+
+
+def prepare(rgb: np.ndarray, spec: InputSpec, image_hw: tuple[int, int] | None = None) -> Prepared:
+    """RGB uint8 HxWx3 -> the card's input tensor (resize, colour order, scale/mean/std, layout).
+
+    ``image_hw`` is the full image's (h, w) when ``rgb`` is a smaller copy of it (a reduced decode): the input
+    size follows from the full size, so the tensor is the same shape whichever copy it is made from.
+    """
+    height, width = image_hw or rgb.shape[:2]
     target = target_size(height, width, spec)
     ch, cw = _content_size(height, width, target, spec)
-    shrinking = ch * cw < height * width
+    shrinking = ch * cw < rgb.shape[0] * rgb.shape[1]
     resized = cv2.resize(rgb, (cw, ch), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     if spec.color_order == "BGR":
         pixels = resized[:, :, ::-1]
@@ -104,13 +113,24 @@ def output_maps(output: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def labels_from_output(
-    output: np.ndarray, prepared: Prepared, inp: InputSpec, out: OutputSpec, classes: tuple[ClassSpec, ...]
+    output: np.ndarray,
+    prepared: Prepared,
+    inp: InputSpec,
+    out: OutputSpec,
+    classes: tuple[ClassSpec, ...],
+    *,
+    exact: bool = False,
 ) -> np.ndarray:
     """Model output -> uint8 label map at the image's size (value = class id, 0 = no class).
 
     Probabilities are cropped to the content (no padding), resized back bilinearly, then thresholded, so
     the mask edges follow the full-resolution image rather than the model's grid. An output on a coarser
     grid than the input (a strided head) is handled by cropping the same fraction of it.
+
+    A single probability map (the common case) is resized as 16-bit integers (``_threshold_16bit``), about 5
+    times cheaper at 12 MP than resizing floats and comparing them; the mask moves only where the probability
+    is within 1/65535 of the threshold (a few dozen pixels in 12 million). ``exact`` keeps the float path
+    everywhere (the accuracy tests' reference).
     """
     maps = output_maps(output, inp)
     oh, ow = maps.shape[:2]
@@ -129,12 +149,30 @@ def labels_from_output(
         table = np.zeros(probs.shape[2], dtype=np.uint8)
         table[np.asarray(channels)] = ids
         return table[full.argmax(axis=2)]
+    if len(channels) == 1 and not exact:  # the common case: one foreground map, no argmax needed
+        return _threshold_16bit(probs[:, :, channels[0]], height, width, out.threshold, int(ids[0]))
     full = _resize_maps(probs[:, :, channels], height, width)
-    if len(channels) == 1:  # the common case: one foreground map, no argmax needed
+    if len(channels) == 1:
         return np.where(full[:, :, 0] > out.threshold, ids[0], 0).astype(np.uint8)
     best = full.argmax(axis=2)
     best_p = np.take_along_axis(full, best[:, :, None], axis=2)[:, :, 0]
     return np.where(best_p > out.threshold, ids[best], 0).astype(np.uint8)
+
+
+def _threshold_16bit(prob: np.ndarray, height: int, width: int, threshold: float, class_id: int) -> np.ndarray:
+    """One probability map, quantised to 16 bits, resized bilinearly to (height, width) and thresholded.
+
+    ``p > threshold`` becomes ``q > floor(65535 * threshold)`` on the resized 16-bit values ``q``: the same
+    comparison up to the quantisation of ``p`` (half a step of 1/65535), at a fraction of the float cost.
+    """
+    quantised = np.clip(prob * np.float32(65535.0) + np.float32(0.5), 0, 65535).astype(np.uint16)
+    full = cv2.resize(quantised, (width, height), interpolation=cv2.INTER_LINEAR)
+    labels = np.empty((height, width), dtype=np.uint8)
+    # numpy, not cv2.compare: OpenCV takes a 1x1 array for a scalar and refuses the comparison.
+    np.greater(full, math.floor(65535.0 * threshold), out=labels.view(np.bool_))  # 1 where above, else 0
+    if class_id != 1:
+        np.multiply(labels, np.uint8(class_id), out=labels)
+    return labels
 
 
 def _resize_maps(maps: np.ndarray, height: int, width: int) -> np.ndarray:

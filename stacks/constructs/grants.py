@@ -25,23 +25,25 @@ from runtime.common import keys, schema
 API_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # a job, an idempotency record
     "dynamodb:PutItem",  # create, put_idempotency
-    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued
-    "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch
+    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued; batch records: reserve, seal, complete
+    "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch (and a new batch record)
     "dynamodb:Query",  # a batch's page and counts (by_batch)
     "dynamodb:BatchGetItem",  # the worker slots: is a worker live? (runtime/common/workers.py)
 )
 WORKER_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # why a job was skipped
     "dynamodb:BatchGetItem",  # a message's jobs, which released jobs to re-enqueue, the worker slots
-    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued; adopt, renew its slot
+    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued; a batch's counters;
+    # adopt and renew its slot
     "dynamodb:PutItem",  # take a free slot, the fleet's scale turn
 )
 RESULTS_TABLE_ACTIONS = (
-    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; the counted watermark
-    "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status)
-    "dynamodb:GetItem",  # how far finished jobs were counted
+    "dynamodb:GetItem",  # a batch record (settle, notify), how far finished jobs were counted
+    # reconcile: which uploads/ objects still have their job (runtime/results/orphans.py); is a worker live?
+    "dynamodb:BatchGetItem",
+    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; batch records; the watermark
+    "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status), by_work
     "dynamodb:PutItem",  # reserve a slot to wake a worker, start the count
-    "dynamodb:BatchGetItem",  # the worker slots: is a worker live?
 )
 
 
@@ -63,6 +65,16 @@ def _objects(r: AppResources, prefix: str) -> str:
 
 def _s3(role: iam.IGrantable, r: AppResources, actions: list[str], *prefixes: str) -> None:
     iam.Grant.add_to_principal(grantee=role, actions=actions, resource_arns=[_objects(r, p) for p in prefixes])
+
+
+def _list(role: iam.IGrantable, r: AppResources, prefix: str) -> None:
+    """``s3:ListBucket`` on the bucket, for keys under ``prefix`` only."""
+    iam.Grant.add_to_principal(
+        grantee=role,
+        actions=["s3:ListBucket"],
+        resource_arns=[r.bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+    )
 
 
 def _table(role: iam.IGrantable, r: AppResources, actions: tuple[str, ...], *indexes: str) -> None:
@@ -119,12 +131,7 @@ def grant_api(role: iam.IGrantable, r: AppResources) -> None:
     _s3(role, r, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], keys.UPLOADS_PREFIX)
     _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX, keys.REPORTS_PREFIX)  # presigned GETs
     # Whether a batch's HTML report exists: a listing of its one key (a HEAD of a missing key is 403 without it).
-    iam.Grant.add_to_principal(
-        grantee=role,
-        actions=["s3:ListBucket"],
-        resource_arns=[r.bucket.bucket_arn],
-        conditions={"StringLike": {"s3:prefix": [f"{keys.REPORTS_PREFIX}*"]}},
-    )
+    _list(role, r, keys.REPORTS_PREFIX)
     _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX)
     _send(role, r)
     _wake(role, r)
@@ -143,10 +150,13 @@ def grant_worker(role: iam.IGrantable, r: AppResources) -> None:
 
 def grant_results(role: iam.IGrantable, r: AppResources) -> None:
     """Reads overlays for reports, writes reports (multipart for big exports), re-drives stuck jobs (and reads
-    the queue's depth to tell a backlog from a lost message)."""
+    the queue's depth to tell a backlog from a lost message), and deletes uploads that have no job
+    (runtime/results/orphans.py: it lists uploads/ and deletes under it, nothing else)."""
     _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX)
     _s3(role, r, ["s3:PutObject", "s3:AbortMultipartUpload"], keys.REPORTS_PREFIX)
-    _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX)
+    _list(role, r, keys.UPLOADS_PREFIX)
+    _s3(role, r, ["s3:DeleteObject"], keys.UPLOADS_PREFIX)
+    _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX, schema.BY_WORK_INDEX)
     _send(role, r, "sqs:GetQueueAttributes")
     _wake(role, r)
 

@@ -93,7 +93,7 @@ class Storage(Construct):
                     index_name=g["name"],
                     partition_key=_attribute(g["partition_key"]),
                     sort_key=_attribute(g["sort_key"]),
-                    projection_type=dynamodb.ProjectionType.ALL,
+                    projection_type=dynamodb.ProjectionType[g["projection"]],
                 )
                 for g in gsis
             ],

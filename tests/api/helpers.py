@@ -116,6 +116,42 @@ class ThreadedUvicorn:
         self.thread.join(10)
 
 
+class ApiProcess:
+    """The API as ``make dev`` runs it (``uvicorn runtime.api.main:app`` in its own process) on a test's resources,
+    for what needs a real server process: its memory, or a client that is not Python (the schemathesis CLI)."""
+
+    def __init__(self, resources: Any, log_dir: Any, **settings: str) -> None:
+        from local.dev import settings_env
+        from local.procs import free_port
+
+        self.port = free_port()
+        self.env = {**resources.env(), **settings_env({"api_key": API_KEY, **settings})}
+        self.log_dir = log_dir
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_kib(self) -> int:
+        """The process's resident memory now (VmRSS), in KiB."""
+        from pathlib import Path
+
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+    def __enter__(self) -> ApiProcess:
+        from local.dev import start_api
+
+        self.proc = start_api(self.port, self.env, log_dir=self.log_dir, timeout_s=60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from local.procs import stop
+
+        stop(self.proc)
+
+
 def presigned_post(job: dict[str, Any], data: bytes) -> httpx.Response:
     """What a client does with one job of ``POST /v1/uploads``: a form POST of its fields, then the file."""
     return httpx.post(

@@ -67,7 +67,9 @@ def test_order_is_s3_then_dynamodb_then_sqs(api_settings: Settings) -> None:
     assert r.status_code == 202
     writes = [e for e in log if e in ("s3.put_object", "dynamodb.put_item", "sqs.send_message")]
     assert writes == ["s3.put_object"] * 2 + ["dynamodb.put_item"] * 2 + ["sqs.send_message"]
-    assert log.index("sqs.send_message") < log.index("dynamodb.update_item")  # enqueued_at only after the send
+    assert log.index("dynamodb.update_item") < log.index("s3.put_object")  # the batch counts the jobs first
+    after_jobs = log[log.index("dynamodb.put_item") :]
+    assert after_jobs.index("sqs.send_message") < after_jobs.index("dynamodb.update_item")  # enqueued_at after send
     s = _assert_no_orphans(api_settings)
     assert len(s["jobs"]) == 2 and len(s["messages"]) == 1
 

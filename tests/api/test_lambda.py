@@ -93,3 +93,16 @@ def test_bad_input_through_mangum_is_a_problem(api_settings: Settings) -> None:
 
 def test_lambda_settings_force_window_zero(api_settings: Settings) -> None:
     assert lambda_settings(api_settings.model_copy(update={"batch_window_s": 2.0})).batch_window_s == 0.0
+
+
+def test_the_gate_through_mangum(api_settings: Settings) -> None:
+    """Authentication before the body and the replayed JSON body work without a socket (no connection header)."""
+    handler = make_handler(api_settings)
+    json_type = {"content-type": "application/json"}
+    refused = handler(_event("function-url", "POST", "/v1/uploads", json_type, b"{not json"), _context())
+    assert refused["statusCode"] == 401 and json.loads(refused["body"])["type"].endswith("missing_api_key")
+    assert "connection" not in refused["headers"]
+    body = json.dumps({"files": [{"file_name": "a.jpg"}], "mm_per_pixel": 0.5}).encode()
+    out = handler(_event("function-url", "POST", "/v1/uploads", {**json_type, "x-api-key": API_KEY}, body), _context())
+    assert out["statusCode"] == 201, out
+    assert len(json.loads(out["body"])["jobs"]) == 1

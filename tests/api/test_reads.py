@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import io
+
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
+from runtime.api.links import content_type_for
 from runtime.api.main import create_app
 from runtime.common import keys
 from runtime.common.aws import client
+from runtime.common.cards import ClassSpec
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
+from runtime.worker.render import mask_png, overlay_jpeg
 from tests.api.helpers import image_bytes, post_images
 
 
@@ -30,22 +37,52 @@ def test_job_lifecycle_shows_result_and_redirects_to_mask(
     assert view["mask_url"] is None and view["result"] is None and view["created_at"] > 1_700_000_000_000
     assert api.get(f"/v1/jobs/{job_id}/mask").status_code == 404
 
+    # What the worker writes, stored without a content type: the API's redirect names the right one anyway.
+    labels = np.zeros((32, 48), dtype=np.uint8)
+    labels[8:24, 12:36] = 1
+    person = (ClassSpec(id=1, name="person", color=(255, 0, 0)),)
+    photo = np.full((32, 48, 3), 90, dtype=np.uint8)
+    mask, overlay = keys.mask_key(batch_id, job_id), keys.overlay_key(batch_id, job_id)
     s3 = client("s3", api_settings)
-    mask = keys.mask_key(batch_id, job_id)
-    s3.put_object(Bucket=api_settings.bucket, Key=mask, Body=b"mask-png")
-    s3.put_object(Bucket=api_settings.bucket, Key=keys.overlay_key(batch_id, job_id), Body=b"overlay-png")
+    s3.put_object(Bucket=api_settings.bucket, Key=mask, Body=mask_png(labels, person))
+    s3.put_object(Bucket=api_settings.bucket, Key=overlay, Body=overlay_jpeg(photo, labels, person))
     assert store.claim(job_id, "w1") is not None
     result = {"model": "person", "classes": {"person": {"pixels": 10, "fraction": 0.5}}}
-    assert store.complete(job_id, "w1", result=result, mask_key=mask, overlay_key=keys.overlay_key(batch_id, job_id))
+    assert store.complete(job_id, "w1", result=result, mask_key=mask, overlay_key=overlay)
 
     view = api.get(f"/v1/jobs/{job_id}").json()
     assert view["status"] == "SUCCEEDED" and view["attempts"] == 1 and view["result"] == result
     assert view["mask_url"] == f"/v1/jobs/{job_id}/mask" and view["finished_at"] >= view["started_at"]
-    for kind, content in (("mask", b"mask-png"), ("overlay", b"overlay-png")):
+    served = {}
+    for kind, media_type, fmt in (("mask", "image/png", "PNG"), ("overlay", "image/jpeg", "JPEG")):
         r = api.get(f"/v1/jobs/{job_id}/{kind}", follow_redirects=False)
         assert r.status_code == 307
-        assert httpx.get(r.headers["location"]).content == content
+        got = httpx.get(r.headers["location"])
+        assert got.headers["content-type"] == media_type
+        with Image.open(io.BytesIO(got.content)) as img:
+            assert img.format == fmt
+            served[kind] = np.asarray(img.convert("RGB") if fmt == "JPEG" else img)
+    assert np.array_equal(served["mask"], labels)  # class ids, exactly
+    assert (content_type_for(mask), content_type_for(overlay)) == (keys.MASK_CONTENT_TYPE, keys.OVERLAY_CONTENT_TYPE)
+    assert served["overlay"][16, 24, 0] > served["overlay"][2, 2, 0] + 40  # the person is tinted red
     assert api.get(f"/v1/jobs/{job_id}/other").status_code == 422
+
+
+def test_an_overlay_written_as_png_is_still_served_as_png(
+    api: TestClient, api_settings: Settings, store: JobStore
+) -> None:
+    """Jobs finished before overlays became JPEGs keep their overlay.png key."""
+    accepted = _upload(api)
+    job_id, batch_id = accepted["jobs"][0]["job_id"], accepted["batch_id"]
+    old_key = keys.result_prefix(batch_id, job_id) + "overlay.png"
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 10)).save(buf, format="PNG")
+    client("s3", api_settings).put_object(Bucket=api_settings.bucket, Key=old_key, Body=buf.getvalue())
+    assert store.claim(job_id, "w1") is not None
+    assert store.complete(job_id, "w1", result={}, mask_key=keys.mask_key(batch_id, job_id), overlay_key=old_key)
+    r = api.get(f"/v1/jobs/{job_id}/overlay", follow_redirects=False)
+    got = httpx.get(r.headers["location"])
+    assert got.headers["content-type"] == "image/png" and got.content == buf.getvalue()
 
 
 def test_failed_job_shows_reason(api: TestClient, store: JobStore) -> None:
@@ -94,10 +131,17 @@ def test_bad_batch_queries(api: TestClient, query: str, status: int) -> None:
     assert r.status_code == status and r.headers["content-type"] == "application/problem+json", r.text
 
 
-def test_cursor_of_another_batch_is_refused(api: TestClient) -> None:
-    a, b = _upload(api, 3)["batch_id"], _upload(api, 1)["batch_id"]
+def test_a_cursor_is_a_position_in_the_batch_it_is_used_on(api: TestClient) -> None:
+    """Any string the schema admits is a valid position: it can only page through the batch in the path."""
+    a, b = _upload(api, 3)["batch_id"], _upload(api, 2)["batch_id"]
     cursor = api.get(f"/v1/batches/{a}?limit=1").json()["next_cursor"]
-    assert cursor and api.get(f"/v1/batches/{b}?cursor={cursor}").status_code == 422
+    assert cursor
+    for position in (cursor, "0-" + "f" * 32):  # one from another batch, one made up: both before b's jobs
+        r = api.get(f"/v1/batches/{b}?cursor={position}")
+        assert r.status_code == 200, r.text
+        assert [j["batch_id"] for j in r.json()["jobs"]] == [b, b]
+    late = api.get(f"/v1/batches/{b}?cursor=999999999999999-{'0' * 32}")
+    assert late.status_code == 200 and late.json()["jobs"] == [] and late.json()["total"] == 2
 
 
 @pytest.mark.parametrize("batch_id", ["0" * 32, "nope"])

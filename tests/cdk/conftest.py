@@ -43,8 +43,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "api_min_count": 3,
         "api_desired_count": 3,
         "api_max_count": 20,
+        "email_batch_completed": True,
+        "event_archive_days": 400,
     },
-    "lambda": {"api_mode": "lambda", "nat_gateways": 0},
+    "lambda": {"api_mode": "lambda", "nat_gateways": 0, "event_archive_days": 0, "export_on_completion": False},
 }
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
 

@@ -65,6 +65,10 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ),
     ({"retention_days": -5}, "segscale.retention_days: Input should be greater than or equal to 1"),
     ({"api_mode": "k8s"}, "segscale.api_mode: Input should be 'fargate' or 'lambda'"),
+    ({"event_archive_days": -1}, "segscale.event_archive_days: Input should be greater than or equal to 0"),
+    ({"event_archive_days": "forever"}, "segscale.event_archive_days: Input should be a valid integer"),
+    ({"email_batch_completed": True}, "email_batch_completed is true but alarm_email is not set"),
+    ({"export_on_completion": "sometimes"}, "segscale.export_on_completion: Input should be a valid boolean"),
     ({"name": "Seg Scale"}, "segscale.name: must be 1-20 characters"),
     (
         {"models_s3_uri": "https://example.com/models"},

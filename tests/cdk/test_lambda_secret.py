@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runtime.common.settings import env_name
-from tests.cdk.conftest import Synth, by_path, one
+from tests.cdk.conftest import Synth, by_path
 from tests.cdk.test_wiring import as_list, statements
 
 pytestmark = pytest.mark.cdk
@@ -20,7 +20,7 @@ def function(s: Synth) -> tuple[str, dict[str, Any]]:
 
 def test_the_function_gets_the_secrets_arn_not_its_value(lambda_mode: Synth) -> None:
     _, fn = function(lambda_mode)
-    secret_id, _ = one(lambda_mode.pipeline, "AWS::SecretsManager::Secret")
+    secret_id, _ = by_path(lambda_mode.pipeline, "/ApiKey/", "AWS::SecretsManager::Secret")
     variables = fn["Properties"]["Environment"]["Variables"]
     assert env_name("api_key") not in variables
     assert variables[env_name("api_key_secret_arn")] == {"Ref": secret_id}  # a Secret's Ref is its ARN
@@ -30,7 +30,7 @@ def test_the_function_gets_the_secrets_arn_not_its_value(lambda_mode: Synth) -> 
 
 def test_the_function_role_can_read_only_that_secret(lambda_mode: Synth) -> None:
     _, fn = function(lambda_mode)
-    secret_id, _ = one(lambda_mode.pipeline, "AWS::SecretsManager::Secret")
+    secret_id, _ = by_path(lambda_mode.pipeline, "/ApiKey/", "AWS::SecretsManager::Secret")
     role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
     secret_statements = [
         s

@@ -244,7 +244,10 @@ def test_table_matches_the_shared_schema(dev: Synth) -> None:
         g["IndexName"]: ([k["AttributeName"] for k in g["KeySchema"]], g["Projection"]["ProjectionType"])
         for g in props["GlobalSecondaryIndexes"]
     }
-    assert gsis == {g["name"]: ([g["partition_key"], g["sort_key"]], "ALL") for g in schema.GLOBAL_SECONDARY_INDEXES}
+    expected = {
+        g["name"]: ([g["partition_key"], g["sort_key"]], g["projection"]) for g in schema.GLOBAL_SECONDARY_INDEXES
+    }
+    assert gsis == expected and expected[schema.BY_WORK_INDEX][1] == "KEYS_ONLY"  # counter writes skip it
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["TimeToLiveSpecification"] == {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True}
     (replica,) = props["Replicas"]
@@ -315,7 +318,7 @@ def test_data_removal_policy_follows_env(synth: SynthFn, variant: str, policy: s
 
 def test_api_gets_its_key_from_secrets_manager(dev: Synth) -> None:
     api = container(dev.pipeline, "Api/Task")
-    secret_id, secret = one(dev.pipeline, "AWS::SecretsManager::Secret")
+    secret_id, secret = by_path(dev.pipeline, "/ApiKey/", "AWS::SecretsManager::Secret")
     assert "GenerateSecretString" in secret["Properties"]
     assert api["Secrets"] == [{"Name": env_name("api_key"), "ValueFrom": {"Ref": secret_id}}]
     assert env_name("api_key") not in {e["Name"] for e in api["Environment"]}
@@ -469,11 +472,17 @@ def test_task_roles_reach_only_their_prefixes(synth: SynthFn, variant: str) -> N
     assert prefixes(roles["api"], "s3:PutObject") == {"/uploads/*"}
     assert prefixes(roles["api"], "s3:GetObject") == {"/uploads/*", "/results/*", "/reports/*"}
     assert prefixes(roles["results"], "s3:PutObject") == {"/reports/*"}
+    # Deleting uploads that have no job: the results task may delete under uploads/, the others may not.
+    assert prefixes(roles["results"], "s3:DeleteObject") == {"/uploads/*"}
+    assert prefixes(roles["worker"], "s3:DeleteObject") == set()
+    # Listing, one prefix each where the code needs it: whether a batch's HTML report exists (API), which uploads
+    # have no job (results).
+    listed = {"api": "reports/*", "results": "uploads/*"}
     for name, role in roles.items():
         listings = [s_ for s_ in statements(t, role) if "s3:ListBucket" in as_list(s_["Action"])]
-        if name == "api":  # whether a batch's HTML report exists (GET /v1/batches/{id}/report): that prefix only
+        if name in listed:
             (listing,) = listings
-            assert listing["Condition"] == {"StringLike": {"s3:prefix": ["reports/*"]}}
+            assert listing["Condition"] == {"StringLike": {"s3:prefix": [listed[name]]}}
             assert listing["Resource"] == {"Fn::ImportValue": bucket_arn}
         else:
             assert not listings
@@ -607,7 +616,8 @@ def test_models_prefix_is_readable_by_api_and_worker_only(prod: Synth, dev: Synt
         model_objects = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::segscale-models-example/extra/*"]]}
         assert model_objects in allowed(stmts, "s3:GetObject")
     results_role = t["Resources"][task_logical_id(t, "Results/Task")]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    assert not allowed(statements(t, results_role), "s3:ListBucket")
+    results_lists = allowed(statements(t, results_role), "s3:ListBucket")
+    assert results_lists == [{"Fn::ImportValue": export_name(prod.app.config, "bucket-arn")}]  # uploads/ only
     # Not configured: no variable, no grant.
     worker = container(dev.pipeline, "Worker/Task")
     assert env_name("models_s3_uri") not in {e["Name"] for e in worker["Environment"]}

@@ -142,7 +142,7 @@ class Target:
     """A resource as the code named it: by the setting that holds its name, plus what lies under it."""
 
     setting: str
-    kind: str  # "s3-object", "s3-bucket", "table", "index", "queue", "secret", "any"
+    kind: str  # "s3-object", "s3-bucket", "table", "index", "queue", "secret", "event-bus", "any"
     rest: str = ""  # object key / list prefix relative to the setting / index name
 
 
@@ -195,6 +195,9 @@ def needs(call: Call, rec: Recording) -> list[Need]:
         action = SQS_ACTIONS.get(call.operation, f"sqs:{call.operation}")
         name = p.get("QueueUrl") or p.get("QueueName", "")
         return [Need(action, t, name) for t in _by_name(name, "queue", call, rec)]
+    if call.service == "events":
+        name = p.get("EventBusName", "")
+        return [Need(f"events:{call.operation}", t, str(name)) for t in _by_name(str(name), "event-bus", call, rec)]
     if call.service == "secretsmanager":
         name = p.get("SecretId", "")
         return [Need(f"secretsmanager:{call.operation}", t, name) for t in _by_name(name, "secret", call, rec)]
@@ -269,6 +272,9 @@ def place(need: Need, role: ContainerRole) -> Iterator[IamRequest]:
         resource = f"{_table_arn(value, role)}/index/{target.rest}"
     elif target.kind == "queue":
         resource = queue_arn(value) if value.startswith("http") else value
+    elif target.kind == "event-bus":
+        region, account = role.settings.get("region", "us-east-1"), role.role_arn.split(":")[4]
+        resource = value if value.startswith("arn:") else f"arn:{PARTITION}:events:{region}:{account}:event-bus/{value}"
     else:  # secret ARNs and anything else named by its ARN
         resource = value
     yield IamRequest(need.action, representative(resource), tuple(sorted(context.items())))

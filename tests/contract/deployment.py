@@ -139,6 +139,7 @@ class Deployment:
             "AWS::Lambda::Function": f"arn:{p}:lambda:{r}:{a}:function:{name}",
             "AWS::KMS::Key": f"arn:{p}:kms:{r}:{a}:key/{name}",
             "AWS::SNS::Topic": f"arn:{p}:sns:{r}:{a}:{name}",
+            "AWS::Events::EventBus": f"arn:{p}:events:{r}:{a}:event-bus/{name}",
         }
         arn = arns.get(kind, f"arn:{p}:{kind.split('::')[1].lower()}:{r}:{a}:{name}")
         if attribute == "Arn":

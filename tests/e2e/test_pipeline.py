@@ -13,6 +13,7 @@ import pytest
 
 from local.dev import LocalStack
 from local.procs import REPO_ROOT
+from runtime.common import keys
 from segscale_cli.client import ApiClient
 from segscale_cli.main import batch_jobs
 from segscale_cli.main import main as cli
@@ -92,7 +93,8 @@ def test_200_images_in_mixed_single_and_multi_file_requests(stack: LocalStack) -
     assert all("person" in j["result"]["classes"] for j in jobs.values())
     objects = result_objects(stack, {a["batch_id"] for a in answers})
     assert sorted(objects) == sorted(job_ids)
-    assert all(sorted(k.rsplit("/", 1)[1] for k in keys) == ["mask.png", "overlay.png"] for keys in objects.values())
+    files = sorted([keys.MASK_FILE, keys.OVERLAY_FILE])
+    assert all(sorted(k.rsplit("/", 1)[1] for k in found) == files for found in objects.values())
     # The CLI's paging through GET /v1/batches/{id} (small pages, so the cursor is followed several times).
     biggest = max(answers, key=lambda a: len(a["jobs"]))
     with ApiClient(stack.api_url, stack.api_key) as api:

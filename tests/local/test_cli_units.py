@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from runtime.api.main import create_app
+from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
 from segscale_cli.client import ApiClient, ApiError
 from segscale_cli.config import ConfigError, resolve
@@ -117,11 +120,13 @@ def test_upload_retries_with_the_same_idempotency_key() -> None:
             raise httpx.ConnectError("connection refused")
         if len(seen) == 2:
             return httpx.Response(503, json={"detail": "busy"})
+        if len(seen) == 3:
+            return httpx.Response(408, json={"detail": "the request body stopped arriving"})
         return httpx.Response(202, json={"batch_id": "b" * 32, "jobs": []})
 
     out = _client(server).upload([("a.jpg", b"data")], idempotency_key="key-1")
     assert out["batch_id"] == "b" * 32
-    assert seen == ["key-1", "key-1", "key-1"]
+    assert seen == ["key-1"] * 4
 
 
 def test_a_post_without_a_key_is_not_retried_and_4xx_is_raised() -> None:
@@ -184,19 +189,52 @@ def test_a_folder_upload_makes_one_batch(
     live_api: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     photos = _photos(tmp_path / "photos", 5)
-    # 5 files, 2 per request: 3 requests, one batch id printed.
-    assert main(["upload", *live_api, "--files-per-request", "2", "--concurrency", "3", str(photos)]) == 0
+    # 5 files, 2 per request: 3 requests, one batch id printed; left open for more.
+    args = ["upload", *live_api, "--files-per-request", "2", "--concurrency", "3", "--no-seal", str(photos)]
+    assert main(args) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert len(lines) == 1 and len(lines[0]) == 32 and "3 request(s)" in err, (out, err)
+    assert len(lines) == 1 and len(lines[0]) == 32 and "3 request(s)" in err and "sealed" not in err, (out, err)
     batch = lines[0]
-    # --batch adds to it; a malformed one is refused before any request.
+    assert _batch_files(live_api, batch)[0]["state"] == "OPEN"
+    # --batch adds to it, and this time the batch is sealed; a malformed one is refused before any request.
     assert main(["upload", *live_api, "--batch", batch, str(photos / "p0.png")]) == 0
     assert capsys.readouterr().out.split() == [batch]
     assert main(["upload", *live_api, "--batch", "not-a-batch", str(photos)]) == 2
     page, names = _batch_files(live_api, batch)
-    assert page["total"] == 6 and page["counts"]["QUEUED"] == 6
+    assert page["total"] == 6 and page["counts"]["QUEUED"] == 6 and page["state"] == "SEALED"
     assert names == ["p0.png", "p0.png", "p1.png", "p2.png", "p3.png", "p4.png"]
+    # A sealed batch takes no more images.
+    assert main(["upload", *live_api, "--batch", batch, str(photos / "p1.png")]) == 1
+    assert "HTTP 409" in capsys.readouterr().err
+    assert _batch_files(live_api, batch)[0]["total"] == 6
+
+
+def test_upload_with_a_notify_url_seals_and_wait_returns_once_completed(
+    live_api: list[str], settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = _photos(tmp_path / "photos", 3)
+    # The fixture's API runs in AWS mode: a loopback URL is refused before anything is uploaded.
+    assert main(["upload", *live_api, "--notify-url", "https://127.0.0.1/hook", str(photos)]) == 1
+    assert "HTTP 422: notify_url may not point inside a network" in capsys.readouterr().err
+    assert main(["upload", *live_api, "--notify-url", "https://93.184.216.34/hook", "--batch", "0" * 32, "x"]) == 2
+    assert main(["upload", *live_api, str(photos)]) == 0
+    batch = capsys.readouterr().out.strip()
+    store = JobStore.from_settings(settings)
+
+    def worker() -> None:  # what the worker does, a moment after wait started polling
+        time.sleep(1.0)
+        for job in store.iter_batch(batch):
+            store.claim(job["job_id"], "w")
+            store.complete(job["job_id"], "w", result={}, mask_key=None, overlay_key=None)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert main(["wait", *live_api, "--interval", "0.2", "--timeout", "30", batch]) == 0
+    thread.join()
+    assert "3 succeeded, 0 failed" in capsys.readouterr().err
+    assert _batch_files(live_api, batch)[0]["state"] == "COMPLETED"
+    assert main(["seal", *live_api, batch]) == 0 and "COMPLETED" in capsys.readouterr().err
 
 
 def test_one_bad_file_does_not_cost_the_rest_of_its_request(

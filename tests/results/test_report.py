@@ -14,15 +14,18 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from runtime.common import keys
 from runtime.common.aws import client
+from runtime.common.cards import ClassSpec
 from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.settings import Settings
 from runtime.results.histogram import bin_counts, histogram_png
 from runtime.results.report import build_report
+from runtime.worker.render import overlay_jpeg
 from tests.results.conftest import Clock, new_job, person_result
 
 
@@ -57,10 +60,12 @@ class Page(HTMLParser):
         return [a for t, a in self.tags if t == "img" and a.get("class") == cls]
 
 
-def overlay_png(width: int, height: int, color: tuple[int, int, int]) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(buf, format="PNG")
-    return buf.getvalue()
+def overlay(width: int, height: int, color: tuple[int, int, int]) -> bytes:
+    """An overlay as the worker writes it (a JPEG): a plain photo of ``color`` with nothing tinted."""
+    picture = np.empty((height, width, 3), dtype=np.uint8)
+    picture[:] = color
+    person = (ClassSpec(id=1, name="person", color=(255, 0, 0)),)
+    return overlay_jpeg(picture, np.zeros((height, width), dtype=np.uint8), person)
 
 
 def succeed(
@@ -68,13 +73,13 @@ def succeed(
 ) -> str:
     job = new_job(store, batch, file_name=file_name, mm_per_pixel=0.5)
     store.claim(job, "w")
-    overlay = keys.overlay_key(batch, job)
+    overlay_key = keys.overlay_key(batch, job)
     if upload:
         client("s3", settings).put_object(
-            Bucket=settings.bucket, Key=overlay, Body=overlay_png(640, 480, (pixels % 255, 0, 0))
+            Bucket=settings.bucket, Key=overlay_key, Body=overlay(640, 480, (pixels % 255, 0, 0))
         )
     result = person_result(pixels, mm_per_pixel=0.5, total_ms=float(pixels))
-    store.complete(job, "w", result=result, mask_key=keys.mask_key(batch, job), overlay_key=overlay)
+    store.complete(job, "w", result=result, mask_key=keys.mask_key(batch, job), overlay_key=overlay_key)
     return job
 
 
@@ -82,8 +87,13 @@ def test_report_renders_with_one_overlay_per_succeeded_job(
     rsettings: Settings, store: JobStore, clock: Clock, tmp_path: Path
 ) -> None:
     batch = uuid.uuid4().hex
-    ok = [succeed(store, rsettings, batch, f"img{i}.jpg", p) for i, p in enumerate((100, 900, 400))]
+    red = {}  # job id -> the red of its overlay
+    ok = []
+    for i, pixels in enumerate((100, 900, 400)):
+        ok.append(succeed(store, rsettings, batch, f"img{i}.jpg", pixels))
+        red[ok[-1]] = pixels % 255
     nasty = succeed(store, rsettings, batch, "<script>alert(1)</script>.jpg", 50)
+    red[nasty] = 50
     failed = new_job(store, batch, file_name="broken.jpg")
     store.fail(
         failed, "the image header is damaged: <b>bad</b>", error_class="corrupt_image", from_status=JobStatus.QUEUED
@@ -102,6 +112,8 @@ def test_report_renders_with_one_overlay_per_succeeded_job(
         assert a["src"].startswith("data:image/jpeg;base64,")
         with Image.open(io.BytesIO(base64.b64decode(a["src"].split(",", 1)[1]))) as thumb:
             assert max(thumb.size) == 256 and thumb.format == "JPEG"
+            r, g, b = thumb.convert("RGB").getpixel((128, 96))
+            assert abs(r - red[a["data-job-id"]]) <= 6 and g < 10 and b < 10  # the job's own overlay, decoded
     assert [a["data-class"] for a in page.imgs("histogram")] == ["person"]
     assert not any(t == "script" for t, _ in page.tags) and not any(t == "b" for t, _ in page.tags)
     cells = page.cells

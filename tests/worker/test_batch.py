@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.common import keys, metrics
+from runtime.common import keys, logs, metrics
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
@@ -48,8 +50,14 @@ def test_batch_writes_measurements_masks_and_metrics(
     assert job["mask_key"] == keys.mask_key(job["batch_id"], a) and mask.mode == "P" and mask.size == (128, 128)
     labels = np.asarray(mask)
     assert labels[64, 64] == 1 and labels[5, 5] == 0 and tuple(mask.getpalette()[3:6]) == (255, 0, 0)
-    overlay = np.asarray(read_png(s3, worker_settings.bucket, job["overlay_key"]).convert("RGB"))
-    assert overlay.shape == (128, 128, 3) and overlay[64, 64, 0] > overlay[5, 5, 0]
+    overlay = read_png(s3, worker_settings.bucket, job["overlay_key"])
+    assert job["overlay_key"] == keys.overlay_key(job["batch_id"], a) and overlay.format == "JPEG"
+    overlay_rgb = np.asarray(overlay.convert("RGB"))
+    assert overlay_rgb.shape == (128, 128, 3) and overlay_rgb[64, 64, 0] > overlay_rgb[5, 5, 0]
+    stored = {
+        k: s3.head_object(Bucket=worker_settings.bucket, Key=job[k])["ContentType"] for k in ("mask_key", "overlay_key")
+    }
+    assert stored == {"mask_key": "image/png", "overlay_key": "image/jpeg"}
 
     exact = store.get(b)["result"]["classes"]["red"]  # keep_aspect + size rule on a 100x100 image
     assert abs(exact["pixels"] - 30 * 40) <= 2 * (30 + 40) and exact["bboxes"][0][2:] in ([30, 40], [31, 41])
@@ -292,3 +300,38 @@ def test_unusable_models_fail_their_jobs_with_the_reason(
     t, b = store.get(tampered), store.get(broken)
     assert t["error_class"] == "model_error" and "sha256" in t["error"]
     assert b["error_class"] == "model_error" and "misconfigured" in b["error"] and "license" in b["error"]
+
+
+def test_every_line_about_a_job_carries_its_job_id(
+    worker_settings: Settings, store: JobStore, s3: Any, registry: ModelRegistry
+) -> None:
+    """The worker's JSON log lines name the job they are about (``logs.bind``), on whichever thread wrote them:
+    prefetch and results on the I/O pool, claim and failure on the inference thread, skips on the caller's."""
+    good = submit(store, s3, worker_settings, encode(red_square(64, (0, 0, 32, 32))), model="red")
+    corrupt = submit(store, s3, worker_settings, b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20, model="red")
+    unknown = submit(store, s3, worker_settings, encode(red_square(32, (0, 0, 8, 8))), model="nope")
+    done = submit(store, s3, worker_settings, encode(red_square(32, (0, 0, 8, 8))), model="red")
+    store.fail(done, "refused earlier", error_class="test")
+    ids = [good, corrupt, unknown, done]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonLines())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        report = run_batch(worker_settings, ids, registry=registry, metrics_stream=io.StringIO())
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert report.ok and report.succeeded == [good] and report.skipped == [done]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    about = {job_id: [d for d in lines if job_id in d["message"]] for job_id in ids}
+    assert all(about[j] for j in (corrupt, unknown, done)), about  # each is logged: failed, failed, skipped
+    for job_id, docs in about.items():
+        assert all(d.get("job_id") == job_id for d in docs), docs
+    bound = {d["job_id"] for d in lines if "job_id" in d}
+    assert bound <= set(ids) and {corrupt, unknown, done} <= bound
+    batch_ids = {d["job_id"]: d.get("batch_id") for d in lines if "job_id" in d and d["job_id"] != done}
+    assert all(batch_ids[j] == store.get(j)["batch_id"] for j in batch_ids)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from runtime.common.imageinfo import CorruptImage, EmptyImage, NotAnImage, TooManyPixels
-from runtime.worker.decode import decode
+from runtime.worker.decode import decode, reduction_for
 from tests.worker.helpers import encode, png_bomb, red_square
 
 LIMIT = 4_000_000
@@ -77,3 +78,78 @@ def test_truncated_jpeg_is_corrupt() -> None:
     data = encode(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "JPEG")
     with pytest.raises(CorruptImage, match="truncated or corrupt"):
         decode(data[: len(data) // 2], max_pixels=LIMIT)
+
+
+def _asymmetric(width: int = 48, height: int = 32) -> np.ndarray:
+    """A photo-like gradient with a red block at the top left: every flip and turn of it looks different."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 90)], axis=2).astype(np.uint8)
+    rgb[: height // 4, : width // 4] = (250, 20, 20)
+    return rgb
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(fmt: str, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(Image.fromarray(_asymmetric()), fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+    with Image.open(io.BytesIO(data)) as img:
+        expected = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    out = decode(data, max_pixels=LIMIT)
+    assert out.size == expected.shape[:2] and out.info.width == 48  # upright size; the header as stored
+    assert np.array_equal(out.rgb, expected)
+
+
+def test_a_large_jpeg_is_decoded_at_the_smallest_scale_that_covers_the_need() -> None:
+    photo = cv2.resize(_asymmetric(), (1600, 1200), interpolation=cv2.INTER_CUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, as phones store portrait photos
+    data = encode(Image.fromarray(photo), "JPEG", exif=exif, quality=92)
+    asked: list[tuple[int, int]] = []
+
+    def need(height: int, width: int) -> tuple[int, int]:
+        asked.append((height, width))
+        return 390, 290  # 1/4 of 1600x1200 covers it, 1/8 does not
+
+    out = decode(data, max_pixels=LIMIT, need=need)
+    assert asked == [(1600, 1200)]  # the need is asked for the upright full size
+    assert out.size == (1600, 1200) and out.reduction == 4 and out.rgb.shape == (400, 300, 3)
+    with Image.open(io.BytesIO(data)) as img:
+        full = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    expected = cv2.resize(full, (300, 400), interpolation=cv2.INTER_AREA)
+    assert np.abs(out.rgb.astype(int) - expected).mean() < 2.0  # the same picture, upright
+    assert out.rgb[5, -5, 0] > 200 and out.rgb[5, 5, 0] < 100  # the red block turned to the top right
+
+
+def test_reduction_rules() -> None:
+    assert reduction_for((3024, 4032), None) == 1
+    assert reduction_for((3024, 4032), lambda h, w: (768, 1024)) == 2  # 1/4 would give 756x1008
+    assert reduction_for((3024, 4032), lambda h, w: (756, 1008)) == 4
+    assert reduction_for((3024, 4032), lambda h, w: (256, 256)) == 8
+    assert reduction_for((100, 100), lambda h, w: (h, w)) == 1
+    assert reduction_for((9, 9), lambda h, w: (3, 3)) == 4  # libjpeg rounds up: ceil(9 / 4) = 3
+
+
+def test_only_jpegs_are_reduced_and_odd_jpegs_still_decode() -> None:
+    photo = cv2.resize(_asymmetric(), (800, 600), interpolation=cv2.INTER_CUBIC)
+    quarter = lambda h, w: (h // 4, w // 4)  # noqa: E731
+    png = decode(encode(photo), max_pixels=LIMIT, need=quarter)
+    assert png.reduction == 1 and png.rgb.shape == (600, 800, 3)
+    cmyk = decode(encode(Image.fromarray(photo).convert("CMYK"), "JPEG"), max_pixels=LIMIT, need=quarter)
+    assert cmyk.reduction == 4 and cmyk.rgb.shape == (150, 200, 3) and cmyk.size == (600, 800)
+    gray = decode(encode(Image.fromarray(photo).convert("L"), "JPEG"), max_pixels=LIMIT, need=quarter)
+    assert gray.rgb.shape == (150, 200, 3) and (gray.rgb[..., 0] == gray.rgb[..., 2]).all()
+
+
+def test_plain_jpeg_pixels_equal_pillows() -> None:
+    data = encode(cv2.resize(_asymmetric(), (640, 480)), "JPEG", quality=90)
+    with Image.open(io.BytesIO(data)) as img:
+        assert np.array_equal(decode(data, max_pixels=LIMIT).rgb, np.asarray(img.convert("RGB")))
+
+
+def test_truncated_jpeg_is_corrupt_even_when_reduced() -> None:
+    photo = cv2.resize(_asymmetric(), (800, 600), interpolation=cv2.INTER_CUBIC)
+    data = encode(photo, "JPEG")
+    with pytest.raises(CorruptImage, match="truncated or corrupt"):
+        decode(data[: len(data) // 2], max_pixels=LIMIT, need=lambda h, w: (h // 4, w // 4))

@@ -7,7 +7,14 @@ import pytest
 
 from runtime.common.cards import ClassSpec, InputSpec, OutputSpec
 from runtime.worker.measure import measure, measure_class
-from runtime.worker.tensors import DEFAULT_MAX_SIDE, TensorError, labels_from_output, prepare, target_size
+from runtime.worker.tensors import (
+    DEFAULT_MAX_SIDE,
+    TensorError,
+    content_size,
+    labels_from_output,
+    prepare,
+    target_size,
+)
 
 
 def test_size_rules() -> None:
@@ -72,3 +79,30 @@ def test_measurements() -> None:
     assert m["area_mm2"] == pytest.approx(550.0)
     empty = measure(np.zeros((5, 5), np.uint8), (ClassSpec(id=1, name="a"),), mm_per_pixel=None)
     assert empty == {"a": {"pixels": 0, "fraction": 0.0, "components": 0, "largest_component_pixels": 0, "bboxes": []}}
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (300, 400)])
+@pytest.mark.parametrize("class_id", [1, 3])
+def test_fast_upsampling_agrees_with_the_float_path(size: tuple[int, int], class_id: int) -> None:
+    rng = np.random.default_rng(size[0])
+    logits = rng.normal(0.0, 3.0, (1, 1, 16, 16)).astype(np.float32)  # a rough map: many edges to disagree on
+    inp, out = InputSpec(size=(16, 16)), OutputSpec(activation="sigmoid", threshold=0.4)
+    classes = (ClassSpec(id=class_id, name="a"),)
+    prepared = prepare(np.zeros((*size, 3), dtype=np.uint8), inp)
+    fast = labels_from_output(logits, prepared, inp, out, classes)
+    exact = labels_from_output(logits, prepared, inp, out, classes, exact=True)
+    assert fast.shape == exact.shape == size and fast.dtype == np.uint8
+    assert set(np.unique(fast)) <= {0, class_id}
+    assert np.count_nonzero(fast != exact) <= max(1, fast.size // 10_000)
+
+
+def test_a_reduced_copy_gives_the_full_images_input_and_labels() -> None:
+    """A reduced decode feeds the model: the tensor's shape and the labels' size follow the full image."""
+    spec = InputSpec(short_side=64, multiple_of=32, resize="keep_aspect", size=None)
+    full = np.zeros((600, 1000, 3), dtype=np.uint8)
+    quarter = np.zeros((150, 250, 3), dtype=np.uint8)
+    want, got = prepare(full, spec), prepare(quarter, spec, (600, 1000))
+    assert got.tensor.shape == want.tensor.shape and got.content_hw == want.content_hw == content_size(600, 1000, spec)
+    output = np.ones((1, 1, *got.tensor_hw), dtype=np.float32)
+    labels = labels_from_output(output, got, spec, OutputSpec(), (ClassSpec(id=1, name="a"),))
+    assert labels.shape == (600, 1000) and labels.all()

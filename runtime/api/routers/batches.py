@@ -1,72 +1,146 @@
-"""``GET /v1/batches/{id}``: counts by status and one page of jobs (cursor pagination)."""
+"""Batches: create one (with a webhook), seal it, and read its lifecycle, counts and one page of jobs.
+
+``GET /v1/batches/{id}`` shows the batch record (state, times, counters, webhook attempts; docs/notifications.md)
+with the counts by status and a page of jobs (cursor pagination)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api import batchrecord
+from runtime.api.deps import BatchIdPath, ServicesDep, add_job_ids
 from runtime.api.problems import ApiProblem, problem_responses
-from runtime.api.schemas import BatchView, JobView
+from runtime.api.schemas import BatchProgressView, BatchView, CreateBatch, JobView, WebhookView
+from runtime.api.services import Services
 from runtime.api.validation import is_id
+from runtime.common import schema
+from runtime.common.batches import Batch, BatchState
 
 router = APIRouter(tags=["batches"])
+CURSOR_PATTERN = r"^[0-9]{1,15}-[0-9a-f]{32}$"
 
 
 def encode_cursor(key: dict[str, Any] | None) -> str | None:
+    """DynamoDB's LastEvaluatedKey as ``<created_at>-<job_id>``: a position in the batch's upload order."""
     if not key:
         return None
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+    return f"{key['created_at']['N']}-{key['pk']['S'].removeprefix(schema.JOB_PK_PREFIX)}"
 
 
 def decode_cursor(cursor: str, batch_id: str) -> dict[str, Any]:
-    """The cursor is DynamoDB's LastEvaluatedKey; check its shape so a forged one is a 422, not a 500."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiProblem(422, "invalid_cursor", "cursor is not one this API returned") from exc
-    ok = (
-        isinstance(key, dict)
-        and set(key) == {"pk", "batch_id", "created_at"}
-        and key["batch_id"] == {"S": batch_id}
-        and isinstance(key["pk"], dict)
-        and isinstance(key["pk"].get("S"), str)
-        and isinstance(key["created_at"], dict)
-        and isinstance(key["created_at"].get("N"), str)
-        and key["created_at"]["N"].isdigit()
-    )
-    if not ok:
-        raise ApiProblem(422, "invalid_cursor", "cursor is not one this API returned for this batch")
-    return key
+    """Every string the pattern admits is a valid position (the page starts after it, in this batch), so a cursor
+    can never be refused once it has passed the schema, and never reaches another batch."""
+    created_at, job_id = cursor.split("-", 1)
+    return {
+        "pk": {"S": schema.JOB_PK_PREFIX + job_id},
+        "batch_id": {"S": batch_id},
+        "created_at": {"N": str(int(created_at))},
+    }
 
 
-@router.get("/v1/batches/{batch_id}", response_model=BatchView, responses=problem_responses(401, 404, 422, 503))
-def get_batch(
-    request: Request,
+def batch_view(
+    services: Services,
     batch_id: str,
-    services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    record: Batch | None,
+    *,
+    limit: int = 100,
+    cursor: dict[str, Any] | None = None,
 ) -> BatchView:
-    """Counts by status for the whole batch, and ``limit`` jobs from ``cursor`` on (in upload order)."""
-    if not is_id(batch_id):
-        raise ApiProblem(404, "batch_not_found", f"no batch {batch_id[:64]!r}")
-    start = decode_cursor(cursor, batch_id) if cursor else None
+    """The record (if any) with the counts by status and one page of jobs; 404 when neither exists."""
     counts = services.store.batch_counts(batch_id)
     total = sum(counts.values())
-    if total == 0:
+    if total == 0 and record is None:
         raise ApiProblem(404, "batch_not_found", f"no batch {batch_id}")
-    items, next_key = services.store.page_batch(batch_id, limit=limit, cursor=start)
-    add_job_ids(request, [], batch_id)
-    return BatchView(
+    items, next_key = services.store.page_batch(batch_id, limit=limit, cursor=cursor)
+    view = BatchView(
         batch_id=batch_id,
         total=total,
         counts=counts,
         jobs=[JobView.from_item(i) for i in items],
         next_cursor=encode_cursor(next_key),
     )
+    if record is None:
+        return view
+    return view.model_copy(
+        update={
+            "state": str(record.state),
+            "sealed": record.state != BatchState.OPEN,
+            "completed": record.state == BatchState.COMPLETED,
+            "opened_at": record.opened_at,
+            "sealed_at": record.sealed_at,
+            "completed_at": record.completed_at,
+            "progress": BatchProgressView(
+                total=record.total, done=record.done, succeeded=record.succeeded, failed=record.failed
+            ),
+            "notify_url": record.notify_url,
+            "event_id": record.event_id,
+            "export_key": record.export_key,
+            "report_key": record.report_key,
+            "webhook": WebhookView.from_record(record.webhook),
+        }
+    )
+
+
+def _checked_id(batch_id: str) -> str:
+    if not is_id(batch_id):
+        raise ApiProblem(404, "batch_not_found", f"no batch {batch_id[:64]!r}")
+    return batch_id
+
+
+@router.post(
+    "/v1/batches",
+    status_code=201,
+    response_model=BatchView,
+    summary="Create a batch (optionally with a webhook)",
+    description="An empty OPEN batch; uploads that name its `batch_id` fill it. `notify_url` is called, signed, "
+    "when the batch completes (docs/notifications.md): https only, and never an address inside a network (422 "
+    "`invalid_notify_url`). The same call again is answered the same way; another `notify_url` for the same id, "
+    "or an id whose batch is sealed, is a 409.",
+    responses=problem_responses(401, 409, 422, 503),
+)
+def create_batch(request: Request, body: CreateBatch, services: ServicesDep) -> BatchView:
+    batch_id = body.batch_id or uuid.uuid4().hex
+    notify_url = batchrecord.check_notify_url(services, body.notify_url)
+    record = batchrecord.create(services, batch_id, notify_url)
+    add_job_ids(request, [], batch_id)
+    return batch_view(services, batch_id, record, limit=1)
+
+
+@router.post(
+    "/v1/batches/{batch_id}/seal",
+    response_model=BatchView,
+    summary="Seal a batch: no more images",
+    description="Once sealed, the batch completes when its last job finishes (at once if they all have): then "
+    "its export and report are written, `Batch Completed` is sent and its webhook called. Sealing again is "
+    "harmless. Images sent to a sealed batch are refused with 409 `batch_sealed`.",
+    responses=problem_responses(401, 404, 503),
+)
+def seal_batch(request: Request, batch_id: BatchIdPath, services: ServicesDep) -> BatchView:
+    _checked_id(batch_id)
+    record = batchrecord.seal(services, batch_id)
+    if record is None:
+        raise ApiProblem(404, "batch_not_found", f"no batch {batch_id} (or one made before batches could be sealed)")
+    add_job_ids(request, [], batch_id)
+    return batch_view(services, batch_id, record, limit=1)
+
+
+@router.get("/v1/batches/{batch_id}", response_model=BatchView, responses=problem_responses(401, 404, 422, 503))
+def get_batch(
+    request: Request,
+    batch_id: BatchIdPath,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page")
+    ] = None,
+) -> BatchView:
+    """The batch's state, times and webhook attempts; counts by status for the whole batch, and ``limit`` jobs
+    from ``cursor`` on (in upload order)."""
+    _checked_id(batch_id)
+    start = decode_cursor(cursor, batch_id) if cursor else None
+    view = batch_view(services, batch_id, services.batches.get(batch_id), limit=limit, cursor=start)
+    add_job_ids(request, [], batch_id)
+    return view

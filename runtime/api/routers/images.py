@@ -10,8 +10,15 @@ from starlette.concurrency import run_in_threadpool
 from runtime.api import intake, multipart
 from runtime.api.deps import ServicesDep, add_job_ids
 from runtime.api.problems import problem_responses
-from runtime.api.schemas import Accepted
-from runtime.api.validation import check_idempotency_key
+from runtime.api.schemas import MAX_MODEL_NAME_CHARS, NOTIFY_URL_RULES, NOTIFY_URL_SCHEMA, Accepted
+from runtime.api.validation import (
+    ID_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    MM_PER_PIXEL_MAX,
+    MM_PER_PIXEL_MIN,
+    check_idempotency_key,
+)
+from runtime.common import imageinfo
 
 router = APIRouter(tags=["images"])
 
@@ -20,25 +27,51 @@ _MULTIPART_BODY = {
         "required": True,
         "content": {
             "multipart/form-data": {
+                "encoding": {"file": {"contentType": ", ".join(imageinfo.CONTENT_TYPES.values())}},
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "array",
+                            "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
-                            "description": "one part per image; the format is sniffed from the bytes",
+                            "description": "one part per image (at most `max_upload_bytes` each); the format is "
+                            "sniffed from the bytes: JPEG, PNG, WebP, BMP, TIFF or GIF",
                         },
-                        "model": {"type": "string", "description": "model name (GET /v1/models); default from config"},
-                        "mm_per_pixel": {"type": "number", "exclusiveMinimum": 0, "description": "calibration"},
+                        "model": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_MODEL_NAME_CHARS,
+                            "description": "model name (GET /v1/models); default from config",
+                        },
+                        "mm_per_pixel": {
+                            "type": "number",
+                            "minimum": MM_PER_PIXEL_MIN,
+                            "maximum": MM_PER_PIXEL_MAX,
+                            "description": "calibration: millimetres per pixel, for areas in mm²",
+                        },
                         "batch_id": {
                             "type": "string",
-                            "pattern": "^[0-9a-f]{32}$",
+                            "pattern": ID_PATTERN,
                             "description": "add the jobs to this batch (chosen by the client, e.g. uuid4().hex, and "
                             "sent with every request of an upload session); default: a new batch per request",
                         },
+                        "notify_url": {
+                            "type": "string",
+                            **NOTIFY_URL_SCHEMA,
+                            "maxLength": multipart.MAX_FIELD_BYTES,  # any longer form field is a 413
+                            "description": f"webhook of the batch this request creates: {NOTIFY_URL_RULES}; a "
+                            "batch keeps the URL it was created with (409 otherwise)",
+                        },
+                        "seal": {
+                            "type": "boolean",
+                            "description": "`true` or `false` (default): seal the batch once this request's images "
+                            "are accepted: no more images, and it completes when they are done",
+                        },
                     },
-                }
+                },
             }
         },
     }
@@ -59,7 +92,14 @@ _MULTIPART_BODY = {
 async def upload_images(
     request: Request,
     services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=1000)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="a retry with the same key returns the first answer (kept for `idempotency_ttl_s`)",
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
+        ),
+    ] = None,
 ) -> dict:
     key = check_idempotency_key(idempotency_key)
     limits = multipart.Limits(

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api.deps import JobIdPath, ServicesDep, add_job_ids
 from runtime.api.links import link_responses, presigned_get
 from runtime.api.problems import ApiProblem, problem_responses
 from runtime.api.schemas import JobView
@@ -25,7 +25,7 @@ def _job(services: Services, job_id: str) -> dict:
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobView, responses=problem_responses(401, 404, 422, 503))
-def get_job(request: Request, job_id: str, services: ServicesDep) -> JobView:
+def get_job(request: Request, job_id: JobIdPath, services: ServicesDep) -> JobView:
     """Status, attempts, timings; the measurements when SUCCEEDED, the reason when FAILED."""
     add_job_ids(request, [job_id] if is_id(job_id) else [])
     return JobView.from_item(_job(services, job_id))
@@ -37,7 +37,9 @@ def get_job(request: Request, job_id: str, services: ServicesDep) -> JobView:
     response_class=RedirectResponse,  # what the docs show; with Accept: application/json it is a JSONResponse
     responses=link_responses("mask or overlay") | problem_responses(401, 404, 422, 503),
 )
-def get_result_file(request: Request, job_id: str, kind: Literal["mask", "overlay"], services: ServicesDep) -> Response:
+def get_result_file(
+    request: Request, job_id: JobIdPath, kind: Literal["mask", "overlay"], services: ServicesDep
+) -> Response:
     """The mask or overlay image of a finished job (a redirect, or its link as JSON)."""
     add_job_ids(request, [job_id] if is_id(job_id) else [])
     item = _job(services, job_id)
