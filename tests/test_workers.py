@@ -13,6 +13,7 @@ from runtime.common import messages, metrics
 from runtime.common.aws import client
 from runtime.common.settings import Settings
 from runtime.common.workers import EXITING, RUNNING, WAKING, Waker, WorkerSlots, desired_workers, new_wake_id
+from tests.queues import drain_bodies
 from tests.results.conftest import Clock
 
 
@@ -33,15 +34,7 @@ def _wake_queue(settings: Settings) -> str:
 
 
 def _wakes(settings: Settings, url: str) -> list[messages.WakeMessage]:
-    sqs = client("sqs", settings)
-    out = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not got:
-            return out
-        for m in got:
-            out.append(messages.decode_wake(m["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return [messages.decode_wake(body) for body in drain_bodies(client("sqs", settings), url)]
 
 
 def test_reservations_never_exceed_max_workers_even_when_they_race(settings: Settings) -> None:
