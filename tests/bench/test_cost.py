@@ -233,6 +233,18 @@ def test_measured_figures_replace_the_defaults(tmp_path: Path) -> None:
     assert inputs_from_results(tmp_path / "absent.json") == CostInputs()
 
 
+def test_worker_throughput_comes_from_cpu_time_where_measured() -> None:
+    """A loaded benchmark machine slows the wall clock, not the worker's own CPU seconds: the CPU-time rate of the
+    bare loop, discounted by the full path's efficiency in the same run, is what a vCPU does."""
+    figures = [
+        Figure("worker_throughput", "full worker path, images/s per core", 3.0, "images/s/core", "bare loop", 4.0),
+        Figure("worker_throughput", "bare loop, images/s per core", 4.0, "images/s/core"),
+        Figure("worker_throughput", "bare loop, images per CPU-second", 8.0, "images/CPU-s"),
+        Figure("worker_throughput", "bare loop at 12 MP, images per CPU-second", 1.0, "images/CPU-s"),
+    ]
+    assert measured_inputs(figures) == {"images_per_s_per_vcpu": 6.0}  # 8 x 3/4
+
+
 def test_every_input_is_explained() -> None:
     undocumented = [f.name for f in fields(CostInputs) if not f.metadata.get("doc")]
     assert not undocumented
