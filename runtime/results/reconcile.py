@@ -322,7 +322,8 @@ def reconcile_once(
     """One bounded, idempotent pass. ``now_ms`` fixes the clock for every check and write (tests, emulators).
 
     ``metrics_stream`` (the results task passes stderr) receives the pass's EMF metrics; without one the pass
-    emits nothing and does not count finished jobs (the local stack has no CloudWatch).
+    emits only ``JobsQueuedTooLong`` (to stderr) and does not count finished jobs (the local stack has no
+    CloudWatch).
     """
     if not settings.queue_url:
         raise ValueError("SEGSCALE_QUEUE_URL is not set: reconcile has nowhere to re-enqueue jobs")
