@@ -126,10 +126,10 @@ def test_each_job_counts_once_on_the_transition_that_won(store: JobStore, batche
     batch_id, (a, b, c) = running_jobs(store, batches, 3)
     assert finish(store, a)
     assert not finish(store, a)  # processed twice: the second write loses and counts nothing
-    assert not store.fail(a, "late", error_class="x", worker_id="w")
+    assert not store.fail_running(a, "w", "late", error_class="x")
     assert store.release(b, "w", "timeout") == JobStatus.FAILED  # out of attempts
-    assert store.fail(c, "corrupt", error_class="corrupt_image", worker_id="w")
-    assert store.release(c, "w", "late") is None and not store.fail(c, "again", error_class="x", from_status=None)
+    assert store.fail_running(c, "w", "corrupt", error_class="corrupt_image")
+    assert store.release(c, "w", "late") is None and not store.fail_running(c, "w", "again", error_class="x")
     record = batches.get(batch_id)
     assert record is not None
     assert (record.done, record.succeeded, record.failed) == (3, 1, 2)

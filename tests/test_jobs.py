@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import typing
 import uuid
+from pathlib import Path
 
-from runtime.common.jobs import JobStatus, JobStore, NewJob
+from runtime.common.idempotency import IdempotencyStore
+from runtime.common.jobs import Job, JobStatus, JobStore, NewJob
+
+CONTRACTS = Path(__file__).resolve().parents[1] / "docs" / "contracts.md"
+DOC_TYPES = {"str": str, "int": int, "float": float, "map": dict}
 
 
 def _new(store: JobStore, batch_id: str | None = None) -> str:
@@ -52,9 +59,9 @@ def test_release_requeues_then_gives_up(store: JobStore) -> None:
 def test_expired_lease_release_only_after_expiry(store: JobStore) -> None:
     job_id = _new(store)
     store.claim(job_id, "w1")
-    assert store.release(job_id, None, "lease expired") is None  # lease still valid
+    assert store.release_expired(job_id, "lease expired") is None  # lease still valid
     store.clock = lambda: 10**15
-    assert store.release(job_id, None, "lease expired") == JobStatus.QUEUED
+    assert store.release_expired(job_id, "lease expired") == JobStatus.QUEUED
 
 
 def test_enqueue_compare_and_set(store: JobStore) -> None:
@@ -63,16 +70,51 @@ def test_enqueue_compare_and_set(store: JobStore) -> None:
     assert not store.mark_redrive_unsent(job_id)
     first = store.get(job_id)
     assert first is not None
-    assert store.mark_enqueued(job_id, expected_enqueued_at=first["enqueued_at"])
-    assert not store.mark_enqueued(job_id, expected_enqueued_at=first["enqueued_at"])
+    store.clock = lambda: first["enqueued_at"] + 1
+    assert store.mark_redrive_stale(job_id, enqueued_at=first["enqueued_at"])
+    assert not store.mark_redrive_stale(job_id, enqueued_at=first["enqueued_at"])  # another pass re-drove it
     assert store.get(job_id)["enqueue_count"] == 2  # type: ignore[index]
+
+
+def test_each_failure_holds_only_from_its_own_state(store: JobStore) -> None:
+    """fail_running needs the lease, fail_queued a QUEUED job, fail_awaiting_upload an unsubmitted upload; none of
+    them touches a job in another state (a terminal job above all)."""
+    running, queued = _new(store), _new(store)
+    store.claim(running, "w1")
+    assert not store.fail_queued(running, "x", error_class="x")
+    assert not store.fail_awaiting_upload(running, "x", error_class="x")
+    assert not store.fail_running(running, "w2", "x", error_class="x")
+    assert store.fail_running(running, "w1", "corrupt", error_class="corrupt_image")
+    assert not store.fail_running(running, "w1", "again", error_class="x")
+    assert not store.fail_running(queued, "w1", "x", error_class="x")
+    assert store.fail_queued(queued, "refused", error_class="refused") and not store.fail_queued(
+        queued, "x", error_class="x"
+    )
+    awaiting = uuid.uuid4().hex
+    store.create(NewJob(job_id=awaiting, batch_id=awaiting, input_key="k", file_name="a.png", model="m"),
+                 status=JobStatus.AWAITING_UPLOAD)  # fmt: skip
+    assert not store.fail_queued(awaiting, "x", error_class="x")
+    assert store.fail_awaiting_upload(awaiting, "upload never completed", error_class="upload_never_completed")
+    jobs = store.get_many([running, queued, awaiting])
+    assert {j["job_id"]: (j["status"], j["error_class"]) for j in jobs.values()} == {
+        running: ("FAILED", "corrupt_image"),
+        queued: ("FAILED", "refused"),
+        awaiting: ("FAILED", "upload_never_completed"),
+    }
+
+
+def test_discard_deletes_only_a_queued_job(store: JobStore) -> None:
+    queued, running = _new(store), _new(store)
+    store.claim(running, "w1")
+    assert not store.discard_queued(running) and store.get(running) is not None
+    assert store.discard_queued(queued) and store.get(queued) is None
 
 
 def test_batch_queries_and_counts(store: JobStore) -> None:
     batch = uuid.uuid4().hex
     ids = [_new(store, batch) for _ in range(7)]
     store.claim(ids[0], "w")
-    store.fail(ids[1], "bad image", error_class="corrupt_image", from_status=JobStatus.QUEUED)
+    store.fail_queued(ids[1], "bad image", error_class="corrupt_image")
     assert sorted(j["job_id"] for j in store.iter_batch(batch, page_size=3)) == sorted(ids)
     counts = store.batch_counts(batch)
     assert counts["QUEUED"] == 5 and counts["RUNNING"] == 1 and counts["FAILED"] == 1
@@ -81,11 +123,13 @@ def test_batch_queries_and_counts(store: JobStore) -> None:
 
 
 def test_idempotency_first_writer_wins(store: JobStore) -> None:
-    assert store.get_idempotency("k") is None
-    assert store.put_idempotency("k", fingerprint="f1", response="{}", ttl_s=60)
-    assert not store.put_idempotency("k", fingerprint="f2", response="{}", ttl_s=60)
-    record = store.get_idempotency("k")
+    records = IdempotencyStore(store.client, store.table)
+    assert records.get("k") is None
+    assert records.put("k", fingerprint="f1", response="{}", ttl_s=60)
+    assert not records.put("k", fingerprint="f2", response="{}", ttl_s=60)
+    record = records.get("k")
     assert record is not None and record["fingerprint"] == "f1"
+    assert store.get("k") is None  # not a job
 
 
 def test_complete_without_mask_keys_removes_them(store: JobStore) -> None:
@@ -96,3 +140,21 @@ def test_complete_without_mask_keys_removes_them(store: JobStore) -> None:
     job = store.get(job_id)
     assert job is not None and job["status"] == "SUCCEEDED"
     assert job["mask_key"] == "m" and "overlay_key" not in job
+
+
+def test_the_typed_job_is_the_documented_attribute_list() -> None:
+    """``Job`` and the job table's attribute table in docs/contracts.md name the same attributes, with the same
+    types and the same required ones: the doc is the contract, the ``TypedDict`` its executable form."""
+    text = CONTRACTS.read_text()
+    section = text[text.index("- job items:") : text.index("- worker slot items")]
+    rows = re.findall(r"^\s*\| `(\w+)` \| (\w+) \| (yes|no) \|", section, re.M)
+    assert len(rows) > 10, "the job attribute table in docs/contracts.md was not found"
+    documented = {name: (kind, required == "yes") for name, kind, required in rows}
+    assert len(documented) == len(rows), "an attribute is documented twice"
+    hints = typing.get_type_hints(Job, include_extras=True)
+    typed = {}
+    for name, hint in hints.items():
+        required = typing.get_origin(hint) is typing.Required
+        base = typing.get_args(hint)[0] if required else hint
+        typed[name] = (typing.get_origin(base) or base, required)
+    assert {n: (DOC_TYPES[k], r) for n, (k, r) in documented.items()} == typed

@@ -31,7 +31,8 @@ from runtime.api.schemas import Accepted, AcceptedJob
 from runtime.api.services import Services
 from runtime.api.validation import file_problem, parse_batch_id, parse_boolean, parse_mm_per_pixel, refuse_files
 from runtime.common import imageinfo, keys
-from runtime.common.jobs import JobStatus, NewJob
+from runtime.common.idempotency import IdempotencyRecord
+from runtime.common.jobs import NewJob
 
 log = logging.getLogger("segscale.api")
 STORAGE_ERRORS = (BotoCoreError, ClientError)
@@ -157,7 +158,7 @@ def _abandon_jobs(
         job_ids = _discard_jobs(services, job_ids, keys_by_job)
     for job_id in job_ids:
         try:
-            services.store.fail(job_id, reason, error_class=error_class, from_status=JobStatus.QUEUED)
+            services.store.fail_queued(job_id, reason, error_class=error_class)
         except STORAGE_ERRORS:
             log.warning("could not abandon a job", extra={"event": "cleanup_failed", "job_ids": [job_id]})
 
@@ -168,7 +169,7 @@ def _discard_jobs(services: Services, job_ids: list[str], keys_by_job: dict[str,
     deleted: list[str] = []
     for job_id in job_ids:
         try:
-            if services.store.discard(job_id, from_status=JobStatus.QUEUED):
+            if services.store.discard_queued(job_id):
                 deleted.append(job_id)
                 continue
         except STORAGE_ERRORS:
@@ -211,7 +212,7 @@ def _create_jobs(
         _refuse("DynamoDB", error)
 
 
-def _replay(record: dict, fp: str) -> dict:
+def _replay(record: IdempotencyRecord, fp: str) -> dict:
     if record.get("fingerprint") != fp:
         raise ApiProblem(
             409, "idempotency_key_reused", "this Idempotency-Key was already used with a different request body"
@@ -232,7 +233,7 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
     fp = fingerprint(form, model, mm, chosen_batch, notify_url=notify_url, seal=seal)
     if idempotency_key is not None:
         try:
-            record = services.store.get_idempotency(idempotency_key)
+            record = services.idempotency.get(idempotency_key)
         except STORAGE_ERRORS as exc:
             raise storage_unavailable("DynamoDB", exc) from exc
         if record is not None:
@@ -277,12 +278,12 @@ def _record_idempotency(
 ) -> dict:
     """Returns ``body`` itself when this request's answer was recorded, else the twin's recorded answer."""
     try:
-        stored = services.store.put_idempotency(
+        stored = services.idempotency.put(
             key, fingerprint=fp, response=json.dumps(body), ttl_s=services.settings.idempotency_ttl_s
         )
         if stored:
             return body
-        record = services.store.get_idempotency(key)
+        record = services.idempotency.get(key)
     except STORAGE_ERRORS as exc:
         _abandon_jobs(
             services,

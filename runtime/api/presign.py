@@ -27,7 +27,7 @@ from runtime.api.schemas import Accepted, AcceptedJob, PresignedBatch, Presigned
 from runtime.api.services import Services
 from runtime.api.validation import file_problem, is_id, parse_mm_per_pixel, refuse_files
 from runtime.common import imageinfo, keys
-from runtime.common.jobs import JobStatus, NewJob
+from runtime.common.jobs import Job, JobStatus, NewJob
 
 UPLOAD_EXTENSION = "bin"  # the format is unknown until submit sniffs it; the job records the real one
 UPLOAD_CONTENT_TYPE = "application/octet-stream"
@@ -117,7 +117,7 @@ def _is_replaced(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
 
 
-def _check_object(services: Services, job: dict[str, Any]) -> tuple[imageinfo.ImageInfo, int, str] | FileProblem:
+def _check_object(services: Services, job: Job) -> tuple[imageinfo.ImageInfo, int, str] | FileProblem:
     """The object's image header, size and ETag, all of the same object version, or the problem with it."""
     try:
         return _check_pinned(services, job)
@@ -133,7 +133,7 @@ def _check_object(services: Services, job: dict[str, Any]) -> tuple[imageinfo.Im
         )
 
 
-def _check_pinned(services: Services, job: dict[str, Any]) -> tuple[imageinfo.ImageInfo, int, str] | FileProblem:
+def _check_pinned(services: Services, job: Job) -> tuple[imageinfo.ImageInfo, int, str] | FileProblem:
     settings = services.settings
     index, name, key = 0, job.get("file_name", ""), job["input_key"]
     try:
@@ -184,7 +184,7 @@ def submit(services: Services, batch_id: str, *, seal: bool = False) -> dict:
         jobs = list(services.store.iter_batch(batch_id))
         if not jobs:
             raise ApiProblem(404, "batch_not_found", f"no batch {batch_id}")
-        checked: list[tuple[dict[str, Any], imageinfo.ImageInfo, int, str]] = []
+        checked: list[tuple[Job, imageinfo.ImageInfo, int, str]] = []
         problems: list[FileProblem] = []
         for index, job in enumerate(jobs):
             if job["status"] != JobStatus.AWAITING_UPLOAD:

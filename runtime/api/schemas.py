@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.api.validation import ID_PATTERN, MM_PER_PIXEL_MAX, MM_PER_PIXEL_MIN
+from runtime.common.jobs import Job
 from runtime.common.webhooks import MAX_URL_CHARS
 
 MAX_FILE_NAME_CHARS = 255
@@ -119,7 +120,7 @@ class JobView(BaseModel):
     overlay_url: str | None = None
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> JobView:
+    def from_item(cls, item: Job) -> JobView:
         job_id = item["job_id"]
         return cls(
             job_id=job_id,

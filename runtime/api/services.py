@@ -1,4 +1,5 @@
-"""What the routes need, built once per app: settings, AWS clients, the job store, the micro-batcher, the cards.
+"""What the routes need, built once per app: settings, AWS clients, the job and idempotency stores, the
+micro-batcher, the cards.
 
 Tests build the app with their own clients (e.g. a boto3 client wrapped to fail on the Nth call) through
 ``build_services``; nothing here is patched.
@@ -22,6 +23,7 @@ from runtime.common import metrics
 from runtime.common.aws import client
 from runtime.common.batches import BatchStore
 from runtime.common.cards import CardError, ModelCard, load_cards
+from runtime.common.idempotency import IdempotencyStore
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
 from runtime.common.workers import Waker
@@ -35,6 +37,7 @@ class Services:
     store: JobStore
     batcher: MicroBatcher
     batches: BatchStore
+    idempotency: IdempotencyStore
     _cards: dict[str, ModelCard] | None = None
     _cards_lock: threading.Lock = field(default_factory=threading.Lock)
     s3_cards: S3Cards | None = None  # set when ``models_s3_uri`` is configured
@@ -113,5 +116,6 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
         store=store,
         batcher=batcher,
         batches=BatchStore(dynamodb, settings.table),
+        idempotency=IdempotencyStore(dynamodb, settings.table),
         s3_cards=s3_cards,
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.common import awscalls
-from runtime.common.jobs import JobStatus
+from runtime.common.jobs import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def batch_links(batch_id: str) -> dict[str, str]:
     }
 
 
-def job_event(job: dict[str, Any]) -> Event:
+def job_event(job: Job) -> Event:
     """``Job Succeeded`` or ``Job Failed`` for a job item that has just reached that status."""
     succeeded = job["status"] == JobStatus.SUCCEEDED
     detail: dict[str, Any] = {

@@ -18,14 +18,13 @@ only a job's own attempts can fail it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final, Required, TypedDict, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -33,8 +32,67 @@ from botocore.exceptions import ClientError
 from runtime.common import schema
 
 log = logging.getLogger(__name__)
+
+
+class Job(TypedDict, total=False):
+    """A job item as every reader of the table gets it: the attribute list of docs/contracts.md ("Job table"),
+    made executable (a test holds the two equal). Required keys are written by ``create``; the others appear and
+    disappear with the transitions below (DynamoDB stores no nulls: an absent value is an absent key). Times are
+    epoch milliseconds."""
+
+    pk: Required[str]
+    job_id: Required[str]
+    batch_id: Required[str]
+    status: Required[str]  # a JobStatus value
+    created_at: Required[int]
+    updated_at: Required[int]
+    attempts: Required[int]
+    enqueue_count: Required[int]
+    input_key: Required[str]
+    file_name: Required[str]
+    model: Required[str]
+    size_bytes: Required[int]
+    enqueued_at: int
+    lease_owner: str
+    lease_expires_at: int
+    image_format: str
+    width: int
+    height: int
+    mm_per_pixel: float
+    started_at: int
+    finished_at: int
+    result: dict[str, Any]
+    mask_key: str
+    overlay_key: str
+    error: str
+    error_class: str
+    last_error: str
+    input_etag: str
+    lost_leases: int
+
+
 # Called with the job item after each winning transition to SUCCEEDED or FAILED (runtime/common/progress.py).
-TerminalHook = Callable[[dict[str, Any]], None]
+TerminalHook = Callable[[Job], None]
+
+# The DynamoDB actions of the job store, by the container whose code calls them. stacks/constructs/grants.py
+# grants each container the union of the groups its code uses; the contract test (tests/contract) fails when a
+# call is missing from them. Conditional writes need no ConditionCheckItem; nobody scans.
+INTAKE_ACTIONS: Final = (  # the API
+    "dynamodb:GetItem",  # get
+    "dynamodb:PutItem",  # create
+    "dynamodb:UpdateItem",  # submit_uploaded, fail_queued, mark_enqueued
+    "dynamodb:DeleteItem",  # discard_queued
+    "dynamodb:Query",  # page_batch, iter_batch, batch_counts (by_batch)
+)
+WORKER_ACTIONS: Final = (
+    "dynamodb:GetItem",  # get: why a job was skipped
+    "dynamodb:BatchGetItem",  # get_many: a message's jobs, which released jobs to re-enqueue
+    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail_running, release, mark_enqueued
+)
+RECONCILE_ACTIONS: Final = (  # the results task: reconcile, settle, export, report
+    "dynamodb:UpdateItem",  # release_expired, fail_queued, fail_awaiting_upload, mark_redrive_unsent/_stale
+    "dynamodb:Query",  # iter_status, count_status (by_status); iter_batch, batch_counts (by_batch)
+)
 
 
 class JobStatus(StrEnum):
@@ -48,7 +106,7 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 
 
-def is_crash_suspect(job: dict[str, Any]) -> bool:
+def is_crash_suspect(job: Mapping[str, Any]) -> bool:
     """A worker vanished while processing this job before: process it alone, so if it is what kills workers,
     no other job is in flight (and charged an attempt) when it does."""
     return int(job.get("lost_leases", 0)) > 0
@@ -91,6 +149,12 @@ def serialize(item: dict[str, Any]) -> dict[str, Any]:
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _from_dynamo(_de.deserialize(v)) for k, v in item.items()}
+
+
+def as_job(item: dict[str, Any]) -> Job:
+    """A job item read from DynamoDB, typed: only job keys (``job#``) are read as jobs, and only this store
+    writes them, so their attributes are those of ``Job``."""
+    return cast(Job, deserialize(item))
 
 
 def job_pk(job_id: str) -> str:
@@ -161,7 +225,7 @@ class JobStore:
             on_terminal=on_terminal or BatchProgress.for_settings(settings, dynamodb_client),
         )
 
-    def _finished(self, job: dict[str, Any]) -> None:
+    def _finished(self, job: Job) -> None:
         """Run the terminal hook for a transition this store won. Its failure never undoes the transition: a
         count it could not record is repaired by reconcile."""
         try:
@@ -178,11 +242,35 @@ class JobStore:
         cond_values: dict[str, Any],
         remove: tuple[str, ...] = (),
         add: dict[str, int] | None = None,
-        returning: bool = True,
+    ) -> Job | None:
+        """One conditional update; the new item, or None when the condition did not hold."""
+        out = self._send_update(job_id, set_values, condition, cond_values, remove, add, "ALL_NEW")
+        return None if out is None else as_job(out["Attributes"])
+
+    def _changed(
+        self,
+        job_id: str,
+        set_values: dict[str, Any],
+        condition: str,
+        cond_values: dict[str, Any],
+        remove: tuple[str, ...] = (),
+        add: dict[str, int] | None = None,
+    ) -> bool:
+        """One conditional update; whether the condition held. Most transitions need to know no more, and a job
+        with its result is a large item to send back."""
+        return self._send_update(job_id, set_values, condition, cond_values, remove, add, "NONE") is not None
+
+    def _send_update(
+        self,
+        job_id: str,
+        set_values: dict[str, Any],
+        condition: str,
+        cond_values: dict[str, Any],
+        remove: tuple[str, ...],
+        add: dict[str, int] | None,
+        return_values: str,
     ) -> dict[str, Any] | None:
-        """One conditional update; returns the new item (``{}`` without ``returning``: most transitions only need
-        to know they happened, and a job with its result is a large item to send back), or None when the condition
-        did not hold."""
+        """The UpdateItem response, or None when the condition did not hold."""
         # DynamoDB has no null worth storing: a None value means "this attribute is absent now".
         remove = (*remove, *(k for k, v in set_values.items() if v is None))
         set_values = {k: v for k, v in set_values.items() if v is not None}
@@ -216,19 +304,19 @@ class JobStore:
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=serialize(values),
-                ReturnValues="ALL_NEW" if returning else "NONE",
+                ReturnValues=return_values,
             )
         except ClientError as exc:
             if _is_conditional_failure(exc):
                 return None
             raise
-        return deserialize(out["Attributes"]) if returning else {}
+        return dict(out)
 
     # --- create and read -----------------------------------------------------------------------------
-    def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED) -> dict[str, Any]:
+    def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED) -> Job:
         """Record a new job; refuses to overwrite an existing one."""
         now = self.clock()
-        item = {
+        item: dict[str, Any] = {
             schema.TABLE_PARTITION_KEY: job_pk(job.job_id),
             "job_id": job.job_id,
             "batch_id": job.batch_id,
@@ -252,20 +340,20 @@ class JobStore:
             ConditionExpression="attribute_not_exists(#pk)",
             ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
         )
-        return {k: v for k, v in item.items() if v is not None}
+        return cast(Job, {k: v for k, v in item.items() if v is not None})
 
-    def get(self, job_id: str, *, consistent: bool = True) -> dict[str, Any] | None:
+    def get(self, job_id: str, *, consistent: bool = True) -> Job | None:
         out = self.client.get_item(
             TableName=self.table,
             Key={schema.TABLE_PARTITION_KEY: {"S": job_pk(job_id)}},
             ConsistentRead=consistent,
         )
         item = out.get("Item")
-        return deserialize(item) if item else None
+        return as_job(item) if item else None
 
-    def get_many(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def get_many(self, job_ids: list[str]) -> dict[str, Job]:
         """BatchGetItem in chunks of 100, retrying unprocessed keys."""
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, Job] = {}
         ids = list(dict.fromkeys(job_ids))
         for i in range(0, len(ids), 100):
             keys = [{schema.TABLE_PARTITION_KEY: {"S": job_pk(j)}} for j in ids[i : i + 100]]
@@ -273,7 +361,7 @@ class JobStore:
             for _ in range(10):
                 out = self.client.batch_get_item(RequestItems=request)
                 for raw in out.get("Responses", {}).get(self.table, []):
-                    item = deserialize(raw)
+                    item = as_job(raw)
                     found[item["job_id"]] = item
                 request = out.get("UnprocessedKeys") or {}
                 if not request:
@@ -297,59 +385,41 @@ class JobStore:
         ``input_etag`` pins the object that was checked: the worker reads with ``IfMatch``, so an object replaced
         through a still-valid presigned URL fails the job instead of being processed unchecked.
         """
-        return (
-            self._update(
-                job_id,
-                {
-                    "status": "QUEUED",
-                    "updated_at": self.clock(),
-                    "size_bytes": size_bytes,
-                    "image_format": image_format,
-                    "width": width,
-                    "height": height,
-                    "input_etag": input_etag,
-                },
-                "#status = :expected",
-                {":expected": "AWAITING_UPLOAD"},
-                returning=False,
-            )
-            is not None
+        return self._changed(
+            job_id,
+            {
+                "status": "QUEUED",
+                "updated_at": self.clock(),
+                "size_bytes": size_bytes,
+                "image_format": image_format,
+                "width": width,
+                "height": height,
+                "input_etag": input_etag,
+            },
+            "#status = :expected",
+            {":expected": "AWAITING_UPLOAD"},
         )
 
-    def mark_enqueued(self, job_id: str, *, expected_enqueued_at: int | None = None) -> bool:
-        """Record that a message with this job was sent (or is about to be sent, for the reconciler).
+    def mark_enqueued(self, job_id: str) -> bool:
+        """Record that a message with this QUEUED job was sent (the API, a worker handing jobs back)."""
+        return self._mark_sent(job_id, "#status = :queued", {":queued": "QUEUED"})
 
-        With ``expected_enqueued_at`` this is a compare-and-set: of two reconcilers re-driving the same job
-        only one wins, so a job is never enqueued twice by them.
-        """
-        if expected_enqueued_at is None:
-            condition = "#status = :queued"
-            cond = {":queued": "QUEUED"}
-        else:
-            condition = "#status = :queued AND enqueued_at = :old"
-            cond = {":queued": "QUEUED", ":old": expected_enqueued_at}
-        return (
-            self._update(
-                job_id, {"enqueued_at": self.clock()}, condition, cond, add={"enqueue_count": 1}, returning=False
-            )
-            is not None
+    def mark_redrive_stale(self, job_id: str, *, enqueued_at: int) -> bool:
+        """CAS for a QUEUED job last enqueued at ``enqueued_at`` and never claimed since: claim it for re-driving.
+        Of two reconcilers re-driving the same job only one wins, so a job is never enqueued twice by them."""
+        return self._mark_sent(
+            job_id, "#status = :queued AND enqueued_at = :old", {":queued": "QUEUED", ":old": enqueued_at}
         )
 
     def mark_redrive_unsent(self, job_id: str) -> bool:
         """CAS for a QUEUED job that was never enqueued (no ``enqueued_at``): claim it for re-driving."""
-        return (
-            self._update(
-                job_id,
-                {"enqueued_at": self.clock()},
-                "#status = :queued AND attribute_not_exists(enqueued_at)",
-                {":queued": "QUEUED"},
-                add={"enqueue_count": 1},
-                returning=False,
-            )
-            is not None
-        )
+        return self._mark_sent(job_id, "#status = :queued AND attribute_not_exists(enqueued_at)", {":queued": "QUEUED"})
 
-    def claim(self, job_id: str, worker_id: str) -> dict[str, Any] | None:
+    def _mark_sent(self, job_id: str, condition: str, cond_values: dict[str, Any]) -> bool:
+        """``enqueued_at`` now and one more send counted, if ``condition`` holds (the job is about to be sent)."""
+        return self._changed(job_id, {"enqueued_at": self.clock()}, condition, cond_values, add={"enqueue_count": 1})
+
+    def claim(self, job_id: str, worker_id: str) -> Job | None:
         """QUEUED -> RUNNING with a lease for ``worker_id``, counting an attempt; None if someone else has it or it
         is done. Call it when processing starts, not before (a claim held idle would be charged like a real try)."""
         now = self.clock()
@@ -369,15 +439,11 @@ class JobStore:
 
     def renew_lease(self, job_id: str, worker_id: str) -> bool:
         now = self.clock()
-        return (
-            self._update(
-                job_id,
-                {"lease_expires_at": now + self.lease_ms},
-                "#status = :running AND lease_owner = :me",
-                {":running": "RUNNING", ":me": worker_id},
-                returning=False,
-            )
-            is not None
+        return self._changed(
+            job_id,
+            {"lease_expires_at": now + self.lease_ms},
+            "#status = :running AND lease_owner = :me",
+            {":running": "RUNNING", ":me": worker_id},
         )
 
     def complete(
@@ -409,16 +475,16 @@ class JobStore:
             self._finished(done)
         return done is not None
 
-    def discard(self, job_id: str, *, from_status: JobStatus) -> bool:
-        """Delete a job the API never accepted, if it is still in ``from_status``. Used where a FAILED leftover
-        would be wrong: in a batch the client fills over several requests, it would count as a failed image."""
+    def discard_queued(self, job_id: str) -> bool:
+        """Delete a QUEUED job the API never accepted. Used where a FAILED leftover would be wrong: in a batch the
+        client fills over several requests, it would count as a failed image."""
         try:
             self.client.delete_item(
                 TableName=self.table,
                 Key={schema.TABLE_PARTITION_KEY: {"S": job_pk(job_id)}},
-                ConditionExpression="#status = :from",
+                ConditionExpression="#status = :queued",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":from": {"S": str(from_status)}},
+                ExpressionAttributeValues={":queued": {"S": str(JobStatus.QUEUED)}},
             )
         except ClientError as exc:
             if _is_conditional_failure(exc):
@@ -426,26 +492,27 @@ class JobStore:
             raise
         return True
 
-    def fail(
-        self,
-        job_id: str,
-        reason: str,
-        *,
-        error_class: str,
-        worker_id: str | None = None,
-        from_status: JobStatus | None = None,
-    ) -> bool:
-        """-> FAILED with a human-readable reason.
+    def fail_running(self, job_id: str, worker_id: str, reason: str, *, error_class: str) -> bool:
+        """RUNNING -> FAILED with a human-readable reason, only while ``worker_id`` holds the lease (a worker's
+        permanent error)."""
+        return self._fail(
+            job_id,
+            reason,
+            error_class,
+            "#status = :running AND lease_owner = :me",
+            {":running": "RUNNING", ":me": worker_id},
+        )
 
-        A worker passes its id (it must hold the lease); the API and reconciler pass ``from_status``.
-        """
+    def fail_queued(self, job_id: str, reason: str, *, error_class: str) -> bool:
+        """QUEUED -> FAILED: a job of a request the API did not accept, or one reconcile expires unprocessed."""
+        return self._fail(job_id, reason, error_class, "#status = :queued", {":queued": "QUEUED"})
+
+    def fail_awaiting_upload(self, job_id: str, reason: str, *, error_class: str) -> bool:
+        """AWAITING_UPLOAD -> FAILED: a presigned upload that was never submitted (reconcile)."""
+        return self._fail(job_id, reason, error_class, "#status = :awaiting", {":awaiting": "AWAITING_UPLOAD"})
+
+    def _fail(self, job_id: str, reason: str, error_class: str, condition: str, cond_values: dict[str, Any]) -> bool:
         now = self.clock()
-        if worker_id is not None:
-            condition, cond = "#status = :running AND lease_owner = :me", {":running": "RUNNING", ":me": worker_id}
-        elif from_status is not None:
-            condition, cond = "#status = :from", {":from": str(from_status)}
-        else:
-            condition, cond = "NOT #status IN (:ok, :failed)", {":ok": "SUCCEEDED", ":failed": "FAILED"}
         failed = self._update(
             job_id,
             {
@@ -456,29 +523,34 @@ class JobStore:
                 "error_class": error_class,
             },
             condition,
-            cond,
+            cond_values,
             remove=("lease_owner", "lease_expires_at"),
         )
         if failed is not None:
             self._finished(failed)
         return failed is not None
 
-    def release(self, job_id: str, worker_id: str | None, reason: str) -> JobStatus | None:
-        """RUNNING -> QUEUED (not yet re-enqueued), or FAILED when attempts are used up.
+    def release(self, job_id: str, worker_id: str, reason: str) -> JobStatus | None:
+        """RUNNING -> QUEUED (not yet re-enqueued), or FAILED when attempts are used up, while ``worker_id`` holds
+        the lease (a worker's transient error, or one handing back jobs it will not process).
+        Returns the new status, or None if the job was not ours to release."""
+        return self._release(job_id, reason, "lease_owner = :me", {":me": worker_id}, lost=None)
 
-        ``worker_id=None`` is the reconciler releasing an expired lease: the worker that held the job vanished
-        while processing it (a worker claims a job only when it starts processing it, so this attempt was the
-        job's own). That also counts in ``lost_leases``, which makes the next worker process the job on its own
-        (``is_crash_suspect``), so a job that crashes workers cannot take other jobs' attempts with it.
-        Returns the new status, or None if the job was not ours to release.
+    def release_expired(self, job_id: str, reason: str) -> JobStatus | None:
+        """RUNNING -> QUEUED or FAILED, as ``release``, for a job whose lease has expired (reconcile).
+
+        The worker that held the job vanished while processing it (a worker claims a job only when it starts
+        processing it, so this attempt was the job's own). That also counts in ``lost_leases``, which makes the
+        next worker process the job on its own (``is_crash_suspect``), so a job that crashes workers cannot take
+        other jobs' attempts with it.
         """
+        return self._release(job_id, reason, "lease_expires_at < :now", {":now": self.clock()}, lost={"lost_leases": 1})
+
+    def _release(
+        self, job_id: str, reason: str, owner_cond: str, owner_vals: dict[str, Any], *, lost: dict[str, int] | None
+    ) -> JobStatus | None:
+        """Two conditional updates, at most one of which holds: FAILED once attempts are used up, else QUEUED."""
         now = self.clock()
-        if worker_id is None:
-            owner_cond, owner_vals = "lease_expires_at < :now", {":now": now}
-            lost = {"lost_leases": 1}
-        else:
-            owner_cond, owner_vals = "lease_owner = :me", {":me": worker_id}
-            lost = None
         failed = self._update(
             job_id,
             {"status": "FAILED", "updated_at": now, "finished_at": now, "error_class": "gave_up"},
@@ -491,25 +563,24 @@ class JobStore:
             attempts = failed.get("attempts", self.max_attempts)
             error = f"gave up after {attempts} attempts: {reason}"[:1000]
             try:
-                self._update(job_id, {"error": error}, "#status = :failed", {":failed": "FAILED"}, returning=False)
+                self._changed(job_id, {"error": error}, "#status = :failed", {":failed": "FAILED"})
             finally:
                 self._finished({**failed, "error": error})
             return JobStatus.FAILED
-        queued = self._update(
+        queued = self._changed(
             job_id,
             {"status": "QUEUED", "updated_at": now, "last_error": reason[:1000]},
             f"#status = :running AND {owner_cond}",
             {":running": "RUNNING", **owner_vals},
             remove=("lease_owner", "lease_expires_at", "enqueued_at"),
             add=lost,
-            returning=False,
         )
-        return JobStatus.QUEUED if queued is not None else None
+        return JobStatus.QUEUED if queued else None
 
     # --- queries -------------------------------------------------------------------------------------
     def page_batch(
         self, batch_id: str, *, limit: int = 100, cursor: dict[str, Any] | None = None
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    ) -> tuple[list[Job], dict[str, Any] | None]:
         """One page of a batch's jobs in creation order, plus the cursor for the next page (or None)."""
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -521,9 +592,9 @@ class JobStore:
         if cursor:
             kwargs["ExclusiveStartKey"] = cursor
         out = self.client.query(**kwargs)
-        return [deserialize(i) for i in out.get("Items", [])], out.get("LastEvaluatedKey")
+        return [as_job(i) for i in out.get("Items", [])], out.get("LastEvaluatedKey")
 
-    def iter_batch(self, batch_id: str, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
+    def iter_batch(self, batch_id: str, *, page_size: int = 500) -> Iterator[Job]:
         """Stream a batch's jobs page by page: memory stays bounded however large the batch."""
         cursor: dict[str, Any] | None = None
         while True:
@@ -540,7 +611,7 @@ class JobStore:
         updated_to: int | None = None,
         page_size: int = 500,
         limit: int | None = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Job]:
         """Jobs in ``status`` whose ``updated_at`` is in [from, to], oldest first."""
         cond = "#status = :s"
         values: dict[str, Any] = {":s": {"S": str(status)}}
@@ -566,7 +637,7 @@ class JobStore:
         while True:
             out = self.client.query(**kwargs)
             for raw in out.get("Items", []):
-                yield deserialize(raw)
+                yield as_job(raw)
                 seen += 1
                 if limit is not None and seen >= limit:
                     return
@@ -624,44 +695,3 @@ class JobStore:
             cursor = out.get("LastEvaluatedKey")
             if not cursor:
                 return counts
-
-    # --- idempotency ---------------------------------------------------------------------------------
-    @staticmethod
-    def idempotency_pk(key: str) -> str:
-        return schema.IDEMPOTENCY_PK_PREFIX + hashlib.sha256(key.encode()).hexdigest()
-
-    def get_idempotency(self, key: str) -> dict[str, Any] | None:
-        out = self.client.get_item(
-            TableName=self.table,
-            Key={schema.TABLE_PARTITION_KEY: {"S": self.idempotency_pk(key)}},
-            ConsistentRead=True,
-        )
-        item = out.get("Item")
-        if not item:
-            return None
-        record = deserialize(item)
-        if record.get(schema.TTL_ATTRIBUTE, 0) < time.time():  # TTL deletion is lazy (and absent in moto)
-            return None
-        return record
-
-    def put_idempotency(self, key: str, *, fingerprint: str, response: str, ttl_s: int) -> bool:
-        """Store the first answer for an idempotency key; False if another request stored one first."""
-        item = {
-            schema.TABLE_PARTITION_KEY: self.idempotency_pk(key),
-            "fingerprint": fingerprint,
-            "response": response,
-            schema.TTL_ATTRIBUTE: int(time.time()) + ttl_s,
-        }
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=serialize(item),
-                ConditionExpression=f"attribute_not_exists(#pk) OR {schema.TTL_ATTRIBUTE} < :now",
-                ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
-                ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True

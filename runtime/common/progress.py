@@ -13,6 +13,7 @@ from typing import Any
 
 from runtime.common.batches import BatchStore
 from runtime.common.events import EventPublisher, job_event, notify_due_event, publisher_for
+from runtime.common.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class BatchProgress:
         """Counting, plus events when ``settings.event_bus`` is set (the worker and the results task)."""
         return cls(BatchStore(dynamodb_client, settings.table), publisher_for(settings))
 
-    def __call__(self, job: dict[str, Any]) -> None:
+    def __call__(self, job: Job) -> None:
         if self.publisher is not None:
             self.publisher.publish(job_event(job))
         batch = self.batches.job_finished(job["batch_id"], str(job["status"]))

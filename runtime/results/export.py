@@ -16,7 +16,7 @@ from typing import IO, Any, Literal
 from runtime.common import keys
 from runtime.common.aws import client
 from runtime.common.csvsafe import neutralise_row
-from runtime.common.jobs import JobStatus, JobStore
+from runtime.common.jobs import Job, JobStatus, JobStore
 from runtime.common.settings import Settings
 from runtime.results.rows import RowFormat, card_classes
 from runtime.results.s3stream import DEFAULT_PART_SIZE, S3TextStream
@@ -47,9 +47,7 @@ def range_name(since_ms: int, until_ms: int) -> str:
     return f"range-{since_ms}-{until_ms}"
 
 
-def jobs_in_range(
-    store: JobStore, since_ms: int, until_ms: int, *, page_size: int = PAGE_SIZE
-) -> Iterator[dict[str, Any]]:
+def jobs_in_range(store: JobStore, since_ms: int, until_ms: int, *, page_size: int = PAGE_SIZE) -> Iterator[Job]:
     """Jobs whose last state change (``updated_at``) is in [since, until], one status after another."""
     if since_ms > until_ms:
         raise ValueError(f"--since ({since_ms}) is after --until ({until_ms})")
@@ -65,7 +63,7 @@ class RowWriter:
         self.stream = stream
         if fmt == "csv":
             # RFC 4180 line ends: with them the writer also quotes a cell holding a bare CR, which "\n" would not.
-            self.csv = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\r\n")  # type: ignore[arg-type]
+            self.csv = csv.DictWriter(stream, fieldnames=list(columns), lineterminator="\r\n")
             self.csv.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:
@@ -101,7 +99,7 @@ def export_jobs(
     s3 = s3 or client("s3", settings)
     if batch_id is not None:
         name = batch_id
-        jobs: Iterator[dict[str, Any]] = store.iter_batch(batch_id, page_size=page_size)
+        jobs: Iterator[Job] = store.iter_batch(batch_id, page_size=page_size)
     else:
         since = since_ms if since_ms is not None else 0
         until = until_ms if until_ms is not None else store.clock()

@@ -23,11 +23,12 @@ that became SUCCEEDED or FAILED since the last counted pass from the job table i
 ``JobsFailed``): exact, where a worker's own ``ImagesProcessed`` misses a result written just before the worker
 was killed.
 
-Every write is a compare-and-set on the job (``mark_redrive_unsent``, ``mark_enqueued(expected_enqueued_at=)``,
-``release``, ``fail(from_status=)``), and a job is sent only by the pass whose write won, so two passes at once
-never enqueue a job twice and a second pass over the same state does nothing. A job is marked before it is
-sent: if the send fails, the job looks enqueued-but-stale and the next pass after ``stuck_after_s`` re-drives
-it, so nothing is lost. Work per pass is bounded by ``max_jobs`` actions and ``max_scan`` items read per case.
+Every write is a compare-and-set on the job (``mark_redrive_unsent``, ``mark_redrive_stale``,
+``release_expired``, ``fail_queued``, ``fail_awaiting_upload``), and a job is sent only by the pass whose write
+won, so two passes at once never enqueue a job twice and a second pass over the same state does nothing. A job
+is marked before it is sent: if the send fails, the job looks enqueued-but-stale and the next pass after
+``stuck_after_s`` re-drives it, so nothing is lost. Work per pass is bounded by ``max_jobs`` actions and
+``max_scan`` items read per case.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.common import messages, metrics, schema
 from runtime.common.aws import client
-from runtime.common.jobs import JobStatus, JobStore
+from runtime.common.jobs import Job, JobStatus, JobStore
 from runtime.common.jobs import now_ms as wall_clock_ms
 from runtime.common.settings import Settings
 from runtime.common.workers import Waker
@@ -53,6 +54,8 @@ DEFAULT_MAX_JOBS = 1000
 SQS_BATCH_ENTRIES = 10  # SendMessageBatch limit
 # Jobs are counted up to this long before the pass: a result written with an earlier timestamp has landed by then.
 COUNT_SETTLE_MS = 60_000
+# The job table actions of count_finished's watermark item (stacks/constructs/grants.py grants them).
+COUNT_ACTIONS: Final = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 
 
 @dataclass
@@ -116,7 +119,7 @@ class _Pass:
         self.per_message = max(1, min(settings.batch_max_jobs, messages.max_job_ids_per_message()))
         self.pending: list[str] = []
 
-    def scan(self, status: JobStatus, updated_to: int) -> Iterator[dict[str, Any]]:
+    def scan(self, status: JobStatus, updated_to: int) -> Iterator[Job]:
         """Candidates of one case, oldest first; each case has its own read budget so none starves another."""
         jobs = self.store.iter_status(status, updated_to=updated_to, page_size=min(500, self.max_scan))
         for read, job in enumerate(jobs):
@@ -174,7 +177,7 @@ class _Pass:
             if job.get("lease_expires_at") is None or job["lease_expires_at"] >= now:
                 continue
             job_id = job["job_id"]
-            new_status = self.store.release(job_id, None, "lease expired")
+            new_status = self.store.release_expired(job_id, "lease expired")
             if new_status is JobStatus.FAILED:
                 self.report.failed["gave_up"].append(job_id)
             elif new_status is JobStatus.QUEUED and self.store.mark_redrive_unsent(job_id):
@@ -207,12 +210,12 @@ class _Pass:
                     self.requeue("never_enqueued", job_id)
                 else:
                     self.report.lost_races += 1
-            elif self.store.mark_enqueued(job_id, expected_enqueued_at=enqueued_at):
+            elif self.store.mark_redrive_stale(job_id, enqueued_at=enqueued_at):
                 self.requeue("enqueue_stale", job_id)
             else:
                 self.report.lost_races += 1
 
-    def expire(self, job: dict[str, Any], max_age_ms: int) -> None:
+    def expire(self, job: Job, max_age_ms: int) -> None:
         """The one way an unprocessed job fails: far older than any queue should make it wait."""
         attempts, enqueues = int(job.get("attempts", 0)), int(job.get("enqueue_count", 0))
         reason = (
@@ -220,7 +223,7 @@ class _Pass:
             f"queue {enqueues} time(s){'; last error: ' + str(job['last_error']) if job.get('last_error') else ''}); "
             "no worker could take it: check that worker tasks start"
         )
-        if self.store.fail(job["job_id"], reason, error_class="expired", from_status=JobStatus.QUEUED):
+        if self.store.fail_queued(job["job_id"], reason, error_class="expired"):
             self.report.failed["expired"].append(job["job_id"])
         else:
             self.report.lost_races += 1
@@ -298,12 +301,7 @@ class _Pass:
         cutoff = self.report.now_ms - self.settings.presign_expiry_s * 1000 - self.report.stuck_after_ms
         for job in self.scan(JobStatus.AWAITING_UPLOAD, updated_to=cutoff):
             job_id = job["job_id"]
-            if self.store.fail(
-                job_id,
-                "upload never completed",
-                error_class="upload_never_completed",
-                from_status=JobStatus.AWAITING_UPLOAD,
-            ):
+            if self.store.fail_awaiting_upload(job_id, "upload never completed", error_class="upload_never_completed"):
                 self.report.failed["upload_never_completed"].append(job_id)
             else:
                 self.report.lost_races += 1

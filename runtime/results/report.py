@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from runtime.common import keys
 from runtime.common.aws import client
-from runtime.common.jobs import JobStatus, JobStore
+from runtime.common.jobs import Job, JobStatus, JobStore
 from runtime.common.settings import Settings
 from runtime.results.histogram import histogram_png
 
@@ -74,7 +74,7 @@ class _Stats:
     gallery: list[_GalleryItem] = field(default_factory=list)
     succeeded_without_overlay: int = 0
 
-    def add(self, job: dict[str, Any]) -> None:
+    def add(self, job: Job) -> None:
         self.jobs += 1
         status = str(job.get("status"))
         self.counts[status] += 1

@@ -9,11 +9,12 @@ into the ``extra`` column as JSON.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from runtime.common.cards import CardError, load_cards
+from runtime.common.jobs import Job
 
 BASE_COLUMNS: tuple[str, ...] = (
     "job_id",
@@ -69,12 +70,13 @@ class RowFormat:
             + TAIL_COLUMNS
         )
 
-    def row(self, job: dict[str, Any]) -> dict[str, Any]:
+    def row(self, job: Job) -> dict[str, Any]:
         result: dict[str, Any] = job.get("result") or {}
         row: dict[str, Any] = {c: None for c in self.columns}
+        stored: Mapping[str, Any] = job  # the columns named like attributes, by name
         for c in BASE_COLUMNS:
-            if c in job:
-                row[c] = job[c]
+            if c in stored:
+                row[c] = stored[c]
         row["model"] = job.get("model") or result.get("model")
         row["model_version"] = result.get("model_version")
         if row["mm_per_pixel"] is None:

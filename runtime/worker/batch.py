@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
@@ -29,7 +29,7 @@ from typing import IO, Any, TypeVar
 from runtime.common import keys, logs, messages, metrics
 from runtime.common.aws import client
 from runtime.common.imageinfo import ImageInfo, probe
-from runtime.common.jobs import JobStatus, JobStore, is_crash_suspect, now_ms
+from runtime.common.jobs import Job, JobStatus, JobStore, is_crash_suspect, now_ms
 from runtime.common.settings import Settings
 from runtime.worker.errors import Failure, classify
 from runtime.worker.inputs import read_input
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def for_job(job: dict[str, Any], fn: Callable[..., T], *args: Any) -> T:
+def for_job(job: Mapping[str, Any], fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn`` with the job's ids bound to every log line it writes (``logs.bind``). Bound ids live in a
     context variable, which a pool thread does not inherit, so every stage binds them on its own thread."""
     with logs.bind(job_id=str(job["job_id"]), batch_id=job.get("batch_id")):
@@ -108,7 +108,7 @@ class _Fetched:
 class _Held:
     """A claimed job on its way through the pipeline."""
 
-    job: dict[str, Any]
+    job: Job
     claimed_at: float
     timings_ms: dict[str, float] = field(default_factory=dict)
     decoded: Photo | None = None
@@ -217,7 +217,7 @@ class BatchRunner:
             fetched.error = exc
         return fetched
 
-    def _state(self, job: dict[str, Any] | None) -> str:
+    def _state(self, job: Mapping[str, Any] | None) -> str:
         return "missing" if job is None else f"{job['status']} (lease {job.get('lease_owner')})"
 
     # --- stage 2, inference thread: claim, decode, analyse ----------------------------------------------------
@@ -230,6 +230,7 @@ class BatchRunner:
             self._record("unclaimed", job_id)
             return None
         if job is None:
+            current: Mapping[str, Any] | None
             try:
                 current = self.store.get(job_id)
             except Exception as exc:
@@ -312,9 +313,7 @@ class BatchRunner:
             log.info("job %s: %s (%s): %r", job_id, failure.reason, failure.error_class, exc)  # raw text: log only
         try:
             if failure.permanent:
-                done = self.store.fail(
-                    job_id, failure.reason, error_class=failure.error_class, worker_id=self.worker_id
-                )
+                done = self.store.fail_running(job_id, self.worker_id, failure.reason, error_class=failure.error_class)
                 self._after_fail(job_id, failure.error_class, done)
             else:
                 self._release(held, failure.reason)
@@ -343,7 +342,7 @@ class BatchRunner:
             self._record("lost", held.job_id)
 
     # --- the batch ---------------------------------------------------------------------------------------
-    def _todo(self, ids: list[str]) -> list[dict[str, Any]]:
+    def _todo(self, ids: list[str]) -> list[Job]:
         """The jobs of the message that are still QUEUED, in message order (one read for the whole message)."""
         try:
             current = self.store.get_many(ids)
@@ -447,7 +446,7 @@ class BatchRunner:
             return
         try:
             current = self.store.get_many(candidates)
-            queued = [j for j in candidates if current.get(j, {}).get("status") == JobStatus.QUEUED]
+            queued = [j for j in candidates if j in current and current[j]["status"] == JobStatus.QUEUED]
             for message in messages.chunk(queued, self.settings.batch_max_jobs):
                 self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=message.to_body())
                 for job_id in message.job_ids:

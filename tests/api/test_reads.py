@@ -88,7 +88,7 @@ def test_an_overlay_written_as_png_is_still_served_as_png(
 def test_failed_job_shows_reason(api: TestClient, store: JobStore) -> None:
     job_id = _upload(api)["jobs"][0]["job_id"]
     store.claim(job_id, "w1")
-    store.fail(job_id, "image is corrupt", error_class="corrupt_image", worker_id="w1")
+    store.fail_running(job_id, "w1", "image is corrupt", error_class="corrupt_image")
     view = api.get(f"/v1/jobs/{job_id}").json()
     assert view["status"] == "FAILED" and view["error"] == "image is corrupt" and view["error_class"] == "corrupt_image"
 

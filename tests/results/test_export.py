@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from runtime.common.aws import client
-from runtime.common.jobs import JobStatus, JobStore
+from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
 from runtime.results import rows
 from runtime.results.export import export_jobs
@@ -40,7 +40,7 @@ def mixed_batch(store: JobStore, clock: Clock) -> tuple[str, str, str, str]:
     result["classes"]["cat"] = {"pixels": 30, "fraction": 0.01, "components": 2}
     store.complete(ok, "w1", result=result, mask_key="m.png", overlay_key="o.png")
     clock.now = T0 + 6000
-    store.fail(bad, "the image data is truncated", error_class="corrupt_image", from_status=JobStatus.QUEUED)
+    store.fail_queued(bad, "the image data is truncated", error_class="corrupt_image")
     clock.now = T0 + 7000
     store.claim(running, "w2")
     return batch, ok, bad, running

@@ -19,7 +19,7 @@ from local.procs import free_port
 from local.webhooks import Reply, WebhookReceiver
 from runtime.common.aws import client
 from runtime.common.batches import BatchState, BatchStore, WebhookState
-from runtime.common.jobs import JobStatus, JobStore, NewJob
+from runtime.common.jobs import JobStore, NewJob
 from runtime.common.progress import BatchProgress
 from runtime.common.settings import Settings
 from runtime.results.notify import Notifier, retry_delay_ms
@@ -77,7 +77,7 @@ def completed_batch(settings: Settings, notify_url: str | None, *, jobs: int = 0
     for i in range(jobs):
         job_id = uuid.uuid4().hex
         store.create(NewJob(job_id, batch_id, f"uploads/{batch_id}/{job_id}.png", f"p{i}.png", "person"))
-        assert store.fail(job_id, "not an image", error_class="not_an_image", from_status=JobStatus.QUEUED)
+        assert store.fail_queued(job_id, "not an image", error_class="not_an_image")
     batches.seal(batch_id, settle_after_ms=SETTLE_MS)
     assert BatchProgress(batches).complete(batch_id)
     return batch_id
@@ -306,7 +306,7 @@ def test_reconcile_completes_a_stalled_batch_and_sends_what_is_due(
     batches.reserve(stalled, 1)
     job_id = uuid.uuid4().hex
     store.create(NewJob(job_id, stalled, f"uploads/{stalled}/{job_id}.png", "a.png", "person"))
-    assert store.fail(job_id, "corrupt", error_class="corrupt_image", from_status=JobStatus.QUEUED)
+    assert store.fail_queued(job_id, "corrupt", error_class="corrupt_image")
     batches.seal(stalled, settle_after_ms=notify_settings.stuck_after_s * 1000)
     by_api = completed_batch(notify_settings, None)  # completed without a Batch Notify Due
     report = reconcile_once(notify_settings, now_ms=batches.clock() + notify_settings.stuck_after_s * 1000 + 1)

@@ -56,7 +56,7 @@ def test_heals_each_stuck_case_and_leaves_healthy_jobs_alone(
     store.claim(done, "w1")
     store.complete(done, "w1", result=person_result(10), mask_key="m", overlay_key="o")
     failed = new_job(store, batch)
-    store.fail(failed, "bad image", error_class="corrupt_image", from_status=JobStatus.QUEUED)
+    store.fail_queued(failed, "bad image", error_class="corrupt_image")
     enqueued_recently = new_job(store, batch)  # old job, but re-sent 10 s before "now"
 
     now = t0 + 1000 * S  # past the lease (300 s), the threshold (60 s) and presign expiry + threshold (960 s)
@@ -317,7 +317,7 @@ def test_counts_finished_jobs_exactly_once_across_passes(rsettings: Settings, st
         if ok:
             store.complete(job, "w", result=person_result(1), mask_key="m", overlay_key="o")
         else:
-            store.fail(job, "bad", error_class="corrupt_image", worker_id="w")
+            store.fail_running(job, "w", "bad", error_class="corrupt_image")
         return job
 
     def counted(now: int) -> dict[str, int] | None:

@@ -21,7 +21,7 @@ from PIL import Image
 from runtime.common import keys
 from runtime.common.aws import client
 from runtime.common.cards import ClassSpec
-from runtime.common.jobs import JobStatus, JobStore
+from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
 from runtime.results.histogram import bin_counts, histogram_png
 from runtime.results.report import build_report
@@ -95,9 +95,7 @@ def test_report_renders_with_one_overlay_per_succeeded_job(
     nasty = succeed(store, rsettings, batch, "<script>alert(1)</script>.jpg", 50)
     red[nasty] = 50
     failed = new_job(store, batch, file_name="broken.jpg")
-    store.fail(
-        failed, "the image header is damaged: <b>bad</b>", error_class="corrupt_image", from_status=JobStatus.QUEUED
-    )
+    store.fail_queued(failed, "the image header is damaged: <b>bad</b>", error_class="corrupt_image")
     new_job(store, batch)  # still queued: counted, no overlay
 
     summary = build_report(rsettings, batch, out_path=tmp_path / "r.html", store=store)

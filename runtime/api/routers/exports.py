@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from itertools import chain
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -21,6 +20,7 @@ from runtime.api.links import link_responses, presigned_get
 from runtime.api.problems import ApiProblem, problem_responses
 from runtime.api.validation import is_id
 from runtime.common import keys
+from runtime.common.jobs import Job
 from runtime.results.export import PAGE_SIZE, RowWriter
 from runtime.results.rows import RowFormat, card_classes
 
@@ -29,7 +29,7 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 CHUNK_CHARS = 64 * 1024  # send the CSV in pieces of about this size
 
 
-def _csv_chunks(jobs: Iterator[dict[str, Any]], row_format: RowFormat) -> Iterator[str]:
+def _csv_chunks(jobs: Iterator[Job], row_format: RowFormat) -> Iterator[str]:
     buf = io.StringIO()
     writer = RowWriter(buf, "csv", row_format.columns)
     for job in jobs:

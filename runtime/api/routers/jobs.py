@@ -13,11 +13,12 @@ from runtime.api.problems import ApiProblem, problem_responses
 from runtime.api.schemas import JobView
 from runtime.api.services import Services
 from runtime.api.validation import is_id
+from runtime.common.jobs import Job
 
 router = APIRouter(tags=["jobs"])
 
 
-def _job(services: Services, job_id: str) -> dict:
+def _job(services: Services, job_id: str) -> Job:
     item = services.store.get(job_id) if is_id(job_id) else None
     if item is None:
         raise ApiProblem(404, "job_not_found", f"no job {job_id[:64]!r}")
@@ -43,7 +44,7 @@ def get_result_file(
     """The mask or overlay image of a finished job (a redirect, or its link as JSON)."""
     add_job_ids(request, [job_id] if is_id(job_id) else [])
     item = _job(services, job_id)
-    key = item.get(f"{kind}_key")
+    key = item.get("mask_key") if kind == "mask" else item.get("overlay_key")
     if not key:
         raise ApiProblem(404, f"no_{kind}", f"job {job_id} has no {kind} (status {item['status']})")
     return presigned_get(request, services, key)
