@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
@@ -137,6 +137,23 @@ class Batch:
     @property
     def counts(self) -> dict[str, int]:
         return {str(JobStatus.SUCCEEDED): self.succeeded, str(JobStatus.FAILED): self.failed}
+
+
+# The DynamoDB actions of the batch store, by caller (stacks/constructs/grants.py grants each container the groups
+# its code uses; see runtime/common/jobs.py).
+INTAKE_ACTIONS: Final = (  # the API
+    "dynamodb:GetItem",  # get
+    "dynamodb:UpdateItem",  # create, reserve, seal
+    "dynamodb:DeleteItem",  # unreserve: a new record whose first request failed
+)
+PROGRESS_ACTIONS: Final = (  # the terminal hook of the worker's and the results task's job stores (progress.py)
+    "dynamodb:UpdateItem",  # job_finished, try_complete
+)
+SETTLE_ACTIONS: Final = (  # the results task: reconcile's settle pass, notify
+    "dynamodb:GetItem",  # get
+    "dynamodb:UpdateItem",  # recount, try_complete, postpone, claim_notify, update_notify, release_notify
+    "dynamodb:Query",  # due (by_work)
+)
 
 
 class BatchStore:

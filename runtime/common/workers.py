@@ -29,7 +29,7 @@ import random
 import sys
 import uuid
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -47,6 +47,14 @@ LIVE_STATES = frozenset({WAKING, RUNNING})
 # can hold the slot (the bound is on processes, not on bookkeeping).
 EXIT_GRACE_S = 10.0
 AWS_ERRORS = (BotoCoreError, ClientError)
+
+# What the slots and the waker call, in every container (stacks/constructs/grants.py grants them to each).
+SLOT_ACTIONS: Final = (
+    "dynamodb:BatchGetItem",  # read: which slots are live
+    "dynamodb:PutItem",  # take a free slot (reserve, acquire), the fleet's scale turn
+    "dynamodb:UpdateItem",  # adopt, renew, begin_exit, resume, hand_over, cancel
+)
+WAKE_ACTIONS: Final = ("sqs:SendMessage",)  # Waker.send, on the wake queue (nothing else: the pipe reads it)
 
 
 def slot_pk(number: int) -> str:

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,6 +26,8 @@ from runtime.common.jobs import job_pk
 from runtime.common.schema import TABLE_PARTITION_KEY
 from runtime.common.settings import Settings
 
+# The job table actions of the sweep (stacks/constructs/grants.py grants them to the results task).
+ACTIONS: Final = ("dynamodb:BatchGetItem",)  # _keys_with_jobs: which uploads still have their job
 DEFAULT_MAX_SCAN = 10_000
 CHECK_BATCH = 100  # BatchGetItem limit
 DELETE_BATCH = 1000  # DeleteObjects limit

@@ -18,32 +18,32 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 
-from runtime.common import keys, schema
+from runtime.common import batches, idempotency, jobs, keys, schema, workers
+from runtime.results import orphans, reconcile
 
-# The job table actions of each container: the JobStore methods its code calls (tests/contract proves each is
-# needed by a recorded call and that none is missing). Conditional writes need no ConditionCheckItem; nobody scans.
-API_TABLE_ACTIONS = (
-    "dynamodb:GetItem",  # a job, an idempotency record
-    "dynamodb:PutItem",  # create, put_idempotency
-    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued; batch records: reserve, seal, complete
-    "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch (and a new batch record)
-    "dynamodb:Query",  # a batch's page and counts (by_batch)
-    "dynamodb:BatchGetItem",  # the worker slots: is a worker live? (runtime/common/workers.py)
+
+def union(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    """The actions of several declared groups, each once, in first-seen order."""
+    return tuple(dict.fromkeys(action for group in groups for action in group))
+
+
+# The job table actions of each container: the union of the groups its code uses, each declared next to the calls
+# that need it (runtime/common/jobs.py, idempotency.py, batches.py, workers.py, runtime/results/...), so a new call
+# changes its declaration and the grant follows. tests/contract proves every one is needed and none is missing.
+API_TABLE_ACTIONS = union(
+    jobs.INTAKE_ACTIONS,
+    idempotency.ACTIONS,
+    batches.INTAKE_ACTIONS,
+    workers.SLOT_ACTIONS,  # wakes a worker
 )
-WORKER_TABLE_ACTIONS = (
-    "dynamodb:GetItem",  # why a job was skipped
-    "dynamodb:BatchGetItem",  # a message's jobs, which released jobs to re-enqueue, the worker slots
-    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued; a batch's counters;
-    # adopt and renew its slot
-    "dynamodb:PutItem",  # take a free slot, the fleet's scale turn
-)
-RESULTS_TABLE_ACTIONS = (
-    "dynamodb:GetItem",  # a batch record (settle, notify), how far finished jobs were counted
-    # reconcile: which uploads/ objects still have their job (runtime/results/orphans.py); is a worker live?
-    "dynamodb:BatchGetItem",
-    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; batch records; the watermark
-    "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status), by_work
-    "dynamodb:PutItem",  # reserve a slot to wake a worker, start the count
+WORKER_TABLE_ACTIONS = union(jobs.WORKER_ACTIONS, batches.PROGRESS_ACTIONS, workers.SLOT_ACTIONS)
+RESULTS_TABLE_ACTIONS = union(
+    jobs.RECONCILE_ACTIONS,
+    batches.PROGRESS_ACTIONS,
+    batches.SETTLE_ACTIONS,
+    workers.SLOT_ACTIONS,
+    reconcile.COUNT_ACTIONS,
+    orphans.ACTIONS,
 )
 
 
@@ -94,7 +94,7 @@ def _send(role: iam.IGrantable, r: AppResources, *extra: str) -> None:
 
 def _wake(role: iam.IGrantable, r: AppResources) -> None:
     """Send wake messages (runtime/common/workers.py): nothing else on the wake queue, which the pipe reads."""
-    iam.Grant.add_to_principal(grantee=role, actions=["sqs:SendMessage"], resource_arns=[r.wake_queue.queue_arn])
+    iam.Grant.add_to_principal(grantee=role, actions=list(workers.WAKE_ACTIONS), resource_arns=[r.wake_queue.queue_arn])
 
 
 def _drain(role: iam.IGrantable, r: AppResources) -> None:

@@ -8,10 +8,25 @@ from typing import Any
 
 import pytest
 
-from runtime.common import keys, metrics, schema
+from runtime.common import batches, idempotency, jobs, keys, metrics, schema, workers
 from runtime.common.settings import JOB_BATCH_ENV, WAKE_MESSAGE_ENV, env_name
+from runtime.results import orphans, reconcile
 from stacks.exports import export_name
 from tests.cdk.conftest import VARIANTS, Synth, SynthFn, by_path, one, resources, synthesize
+
+# Which declared groups of table actions each container's code uses (the stores declare them next to their calls).
+DECLARED_TABLE_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "api": (jobs.INTAKE_ACTIONS, idempotency.ACTIONS, batches.INTAKE_ACTIONS, workers.SLOT_ACTIONS),
+    "worker": (jobs.WORKER_ACTIONS, batches.PROGRESS_ACTIONS, workers.SLOT_ACTIONS),
+    "results": (
+        jobs.RECONCILE_ACTIONS,
+        batches.PROGRESS_ACTIONS,
+        batches.SETTLE_ACTIONS,
+        workers.SLOT_ACTIONS,
+        reconcile.COUNT_ACTIONS,
+        orphans.ACTIONS,
+    ),
+}
 
 pytestmark = pytest.mark.cdk
 
@@ -490,6 +505,10 @@ def test_task_roles_reach_only_their_prefixes(synth: SynthFn, variant: str) -> N
         assert "dynamodb:Scan" not in actions
         # Only the API deletes items (the jobs of an intake that failed leave the client's batch).
         assert ("dynamodb:DeleteItem" in actions) == (name == "api")
+        # The table actions are exactly those the stores declare next to their calls, for the groups each
+        # container's code uses: nothing granted that no declaration names, nothing declared left out.
+        table_actions = {a for a in actions if a.startswith("dynamodb:")}
+        assert table_actions == {a for group in DECLARED_TABLE_GROUPS[name] for a in group}, name
 
 
 # --- results and schedule ----------------------------------------------------------------------------------
