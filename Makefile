@@ -60,6 +60,7 @@ test-fast: install  ## everything but the slow tests
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy  # runtime/, stacks/, local/, segscale_cli/ ([tool.mypy] in pyproject.toml)
 
 format: $(PY_STAMP)
 	$(BIN)/ruff check --fix .

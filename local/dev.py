@@ -70,7 +70,8 @@ def settings_env(overrides: Mapping[str, str]) -> dict[str, str]:
 
 def settings_from_env(env: Mapping[str, str]) -> Settings:
     """The ``Settings`` a container started with ``env`` would read (for code the stack runs in-process)."""
-    values = {name: env[env_name(name)] for name in Settings.model_fields if env_name(name) in env}
+    # Strings, as in the environment: the fields' validators parse them (an int, a bool, a path) at run time.
+    values: dict[str, Any] = {name: env[env_name(name)] for name in Settings.model_fields if env_name(name) in env}
     return Settings(**values)
 
 

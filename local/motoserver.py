@@ -30,7 +30,7 @@ class AtomicDynamoDB:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
-            return self.inner(environ, start_response)  # type: ignore[no-any-return]
+            return self.inner(environ, start_response)
         with self.lock:
             return list(self.inner(environ, start_response))
 

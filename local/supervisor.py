@@ -25,7 +25,7 @@ from local.procs import log_event
 class Piece:
     name: str
     alive: Callable[[], bool]
-    restart: Callable[[], None] | None  # None: its death is fatal
+    restart: Callable[[], object] | None  # what it returns is ignored; None: its death is fatal
     exit_info: Callable[[], dict[str, Any]] = field(default=lambda: {})  # e.g. the exit status, for the log
     fatal_message: str = ""
 

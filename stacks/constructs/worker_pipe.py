@@ -74,14 +74,9 @@ class WorkerPipe(Construct):
             )
         )
 
-        if config.worker_capacity == "FARGATE":
-            capacity: dict[str, object] = {"launch_type": "FARGATE"}
-        else:
-            capacity = {
-                "capacity_provider_strategy": [
-                    pipes.CfnPipe.CapacityProviderStrategyItemProperty(capacity_provider="FARGATE_SPOT", weight=1)
-                ]
-            }
+        # Exactly one of a launch type and a capacity provider strategy (ECS refuses both).
+        on_demand = config.worker_capacity == "FARGATE"
+        spot = [pipes.CfnPipe.CapacityProviderStrategyItemProperty(capacity_provider="FARGATE_SPOT", weight=1)]
         self.pipe_name = f"{config.stack_prefix}-wake-worker"
         self.pipe = pipes.CfnPipe(
             self,
@@ -117,7 +112,8 @@ class WorkerPipe(Construct):
                             )
                         ]
                     ),
-                    **capacity,
+                    launch_type="FARGATE" if on_demand else None,
+                    capacity_provider_strategy=None if on_demand else spot,
                 )
             ),
             log_configuration=pipes.CfnPipe.PipeLogConfigurationProperty(
