@@ -108,6 +108,48 @@ class NewJob:
     mm_per_pixel: float | None = None
 
 
+BATCH_WRITE_MAX = 25  # DynamoDB's limit per BatchWriteItem
+
+
+def new_job_item(
+    job: NewJob,
+    status: JobStatus,
+    now: int,
+    *,
+    enqueued: bool = False,
+    error: str | None = None,
+    error_class: str | None = None,
+) -> dict[str, Any]:
+    """The job table item of a new job (None values are left out when stored). ``enqueued``: the job is written
+    as already sent (``enqueued_at`` now), for a writer that sends its message right after the write; a message
+    lost in between is re-driven by reconcile like any job enqueued and never claimed (D1)."""
+    item = {
+        schema.TABLE_PARTITION_KEY: job_pk(job.job_id),
+        "job_id": job.job_id,
+        "batch_id": job.batch_id,
+        "status": str(status),
+        "created_at": now,
+        "updated_at": now,
+        "attempts": 0,
+        "enqueue_count": 1 if enqueued else 0,
+        "enqueued_at": now if enqueued else None,
+        "input_key": job.input_key,
+        "input_bucket": job.input_bucket,
+        "input_etag": job.input_etag,
+        "via": job.via,
+        "file_name": job.file_name,
+        "model": job.model,
+        "size_bytes": job.size_bytes,
+        "image_format": job.image_format,
+        "width": job.width,
+        "height": job.height,
+        "mm_per_pixel": job.mm_per_pixel,
+    }
+    if status in TERMINAL:
+        item.update({"finished_at": now, "error": (error or "")[:1000] or None, "error_class": error_class})
+    return item
+
+
 class JobStore:
     """All reads and writes of the job table go through here (API, worker and results alike)."""
 
@@ -210,27 +252,9 @@ class JobStore:
         return deserialize(out["Attributes"])
 
     # --- create and read -----------------------------------------------------------------------------
-    def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED) -> dict[str, Any]:
-        """Record a new job; refuses to overwrite an existing one."""
-        now = self.clock()
-        item = {
-            schema.TABLE_PARTITION_KEY: job_pk(job.job_id),
-            "job_id": job.job_id,
-            "batch_id": job.batch_id,
-            "status": str(status),
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,
-            "enqueue_count": 0,
-            "input_key": job.input_key,
-            "file_name": job.file_name,
-            "model": job.model,
-            "size_bytes": job.size_bytes,
-            "image_format": job.image_format,
-            "width": job.width,
-            "height": job.height,
-            "mm_per_pixel": job.mm_per_pixel,
-        }
+    def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED, *, enqueued: bool = False) -> dict[str, Any]:
+        """Record a new job; refuses to overwrite an existing one (``ConditionalCheckFailedException``)."""
+        item = new_job_item(job, status, self.clock(), enqueued=enqueued)
         self.client.put_item(
             TableName=self.table,
             Item=serialize(item),
@@ -238,6 +262,28 @@ class JobStore:
             ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
         )
         return {k: v for k, v in item.items() if v is not None}
+
+    def put_new(self, items: list[dict[str, Any]], *, pool: Any = None) -> None:
+        """BatchWriteItem of ``new_job_item``s, 25 per call (``pool``: an executor to send the calls side by side),
+        retrying unprocessed items with backoff. Unconditional: the caller knows these ids are not taken
+        (the ingester, whose ids are derived and checked on resume: runtime/results/ingest/)."""
+        chunks = [items[i : i + BATCH_WRITE_MAX] for i in range(0, len(items), BATCH_WRITE_MAX)]
+        if pool is None or len(chunks) < 2:
+            for chunk in chunks:
+                self._write_chunk(chunk)
+            return
+        for future in [pool.submit(self._write_chunk, chunk) for chunk in chunks]:
+            future.result()
+
+    def _write_chunk(self, chunk: list[dict[str, Any]]) -> None:
+        request = {self.table: [{"PutRequest": {"Item": serialize(item)}} for item in chunk]}
+        for attempt in range(12):
+            out = self.client.batch_write_item(RequestItems=request)
+            request = out.get("UnprocessedItems") or {}
+            if not request:
+                return
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise RuntimeError(f"DynamoDB left {len(request.get(self.table, []))} job writes unprocessed after 12 tries")
 
     def get(self, job_id: str, *, consistent: bool = True) -> dict[str, Any] | None:
         out = self.client.get_item(
