@@ -106,6 +106,11 @@ class NewJob:
     width: int | None = None
     height: int | None = None
     mm_per_pixel: float | None = None
+    # Ingested images are read in place (docs/ingestion.md): their bucket (None: ours), the ETag listed (the
+    # worker reads that object only) and how the job was made ("listing" or "event"; None: an upload).
+    input_bucket: str | None = None
+    input_etag: str | None = None
+    via: str | None = None
 
 
 BATCH_WRITE_MAX = 25  # DynamoDB's limit per BatchWriteItem

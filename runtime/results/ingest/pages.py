@@ -44,8 +44,10 @@ class Page:
     skipped: int = 0  # names the suffix filter left out
 
 
-def prefix_pages(s3: Any, source: Source, *, start_after: str | None, suffixes: tuple[str, ...]) -> Iterator[Page]:
-    kwargs: dict[str, Any] = {"Bucket": source.bucket, "Prefix": source.key, "MaxKeys": 1000}
+def prefix_pages(
+    s3: Any, source: Source, *, start_after: str | None, suffixes: tuple[str, ...], page_keys: int = 1000
+) -> Iterator[Page]:
+    kwargs: dict[str, Any] = {"Bucket": source.bucket, "Prefix": source.key, "MaxKeys": page_keys}
     if start_after:
         kwargs["StartAfter"] = start_after
     while True:

@@ -86,6 +86,7 @@ class Ingester:
         sqs: Any = None,
         holder: str | None = None,
         lease_ms: int = LEASE_MS,
+        page_size: int = 1000,
     ) -> None:
         self.settings = settings
         self.s3 = s3 or client("s3", settings)
@@ -95,6 +96,7 @@ class Ingester:
         self.batches = BatchStore(ddb, settings.table)
         self.holder = holder or uuid.uuid4().hex
         self.lease_ms = lease_ms
+        self.page_size = page_size  # keys per listing page / lines per manifest page: one checkpoint each
         self.allow = parse_allow_list(settings.ingest_sources)
 
     # --- entry points ------------------------------------------------------------------------------------
@@ -157,9 +159,9 @@ class Ingester:
 
     def _pages(self, source: Source, cursor: str | None, spec: dict[str, Any]) -> Iterator[Page]:
         if source.kind == SourceKind.MANIFEST:
-            return manifest_pages(self.s3, source, cursor=cursor)
+            return manifest_pages(self.s3, source, cursor=cursor, page_lines=self.page_size)
         suffixes = tuple(spec.get("suffixes") or DEFAULT_SUFFIXES)
-        return prefix_pages(self.s3, source, start_after=cursor, suffixes=suffixes)
+        return prefix_pages(self.s3, source, start_after=cursor, suffixes=suffixes, page_keys=self.page_size)
 
     def _jobs(
         self,
