@@ -261,7 +261,7 @@ def test_jsonl_and_csv_manifests(settings: Settings, source_bucket: str) -> None
         s,
         source_bucket,
         "lists/a.jsonl",
-        '{"key": "photos/j/1.jpg"}\n{"uri": "s3://%s/photos/j/2.jpg"}\n[1]\n{bad\n' % source_bucket,
+        '{"key": "photos/j/1.jpg"}\n{"uri": "s3://' + source_bucket + '/photos/j/2.jpg"}\n[1]\n{bad\n',
     )
     batch_id = start(s, jsonl, kind="manifest")
     Ingester(s).run(batch_id)
