@@ -83,6 +83,8 @@ DESCRIPTIONS: dict[int, str] = {
     400: "The request is malformed: not multipart where multipart is expected, a bad boundary, a broken part, "
     "or a JSON body that is not UTF-8.",
     401: "Missing or wrong `X-Api-Key` (checked before any of the body is read).",
+    403: "The `source` of a batch lies outside this deployment's allowed sources (the problem names them), or "
+    "the API may not read it.",
     404: "No such job or batch (or the job has no such result yet).",
     408: "The request body stopped arriving for longer than `request_body_timeout_s`; the connection is closed.",
     409: "The `Idempotency-Key` was used before with a different request body; the batch cannot be submitted; or "
