@@ -147,10 +147,8 @@ def test_a_prefix_batch_is_202_ingesting_then_sealed_with_its_jobs(
     )
     assert_problem(other, 409, "batch_conflict")
     # uploads into an ingesting batch are refused
-    up = ingest_api.post(
-        "/v1/images", data={"batch_id": view["batch_id"]}, files={"file": ("a.jpg", b"x", "image/jpeg")}
-    )
-    assert up.status_code in (409, 415, 422), up.text
+    up = post_images(ingest_api, image_bytes(), batch_id=view["batch_id"])
+    assert "is ingesting: it takes no more images" in assert_problem(up, 409, "batch_sealed")["detail"]
 
     Ingester(ingest_settings).run(view["batch_id"])
 
