@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks.config import DeployConfig
 from stacks.constructs.grants import AppResources
+from stacks.constructs.inbox import Inbox
 from stacks.constructs.queue import JobQueues
 from stacks.constructs.storage import Storage
 from stacks.exports import export_resources
@@ -23,8 +24,17 @@ class DataStack(Stack):
         self.table = storage.table
         self.queue = queues.queue
         self.dlq = queues.dlq
+        self.inbox = Inbox(self, "Inbox", config=config, bucket=self.bucket) if config.inbox_enabled else None
         export_resources(
-            self, config, AppResources(bucket=self.bucket, table=self.table, queue=self.queue, dlq=self.dlq)
+            self,
+            config,
+            AppResources(
+                bucket=self.bucket,
+                table=self.table,
+                queue=self.queue,
+                dlq=self.dlq,
+                inbox=self.inbox.queue if self.inbox is not None else None,
+            ),
         )
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Images, masks, overlays, reports")
         CfnOutput(self, "TableName", value=self.table.table_name, description="Job table (source of truth)")

@@ -26,6 +26,8 @@ KEYS = (
     "dlq-name",
     "dlq-arn",
     "dlq-url",
+    "inbox-queue-arn",  # only with inbox_enabled
+    "inbox-queue-url",
 )
 
 
@@ -47,7 +49,12 @@ def export_resources(scope: Construct, config: DeployConfig, r: AppResources) ->
         "dlq-arn": r.dlq.queue_arn,
         "dlq-url": r.dlq.queue_url,
     }
+    if r.inbox is not None:
+        values["inbox-queue-arn"] = r.inbox.queue_arn
+        values["inbox-queue-url"] = r.inbox.queue_url
     for key in KEYS:
+        if key not in values:
+            continue
         CfnOutput(scope, f"Export-{key}", value=values[key], export_name=export_name(config, key))
 
 
@@ -66,4 +73,9 @@ def import_resources(scope: Construct, config: DeployConfig) -> AppResources:
         dlq=sqs.Queue.from_queue_attributes(
             scope, "DeadLetters", queue_arn=imp("dlq-arn"), queue_url=imp("dlq-url"), queue_name=imp("dlq-name")
         ),
+        inbox=sqs.Queue.from_queue_attributes(
+            scope, "InboxQueue", queue_arn=imp("inbox-queue-arn"), queue_url=imp("inbox-queue-url")
+        )
+        if config.inbox_enabled
+        else None,
     )

@@ -36,7 +36,10 @@ WORKER_TABLE_ACTIONS = (
 )
 RESULTS_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # a batch record (settle, notify)
-    "dynamodb:BatchGetItem",  # reconcile: which uploads/ objects still have their job (runtime/results/orphans.py)
+    # reconcile: which uploads/ objects still have their job (runtime/results/orphans.py); ingest: a resumed page
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",  # ingest: a page's new jobs (runtime/results/ingest/run.py)
+    "dynamodb:PutItem",  # ingest: a drop-folder object's job (conditional)
     "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; batch records
     "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status), by_work
 )
@@ -50,6 +53,7 @@ class AppResources:
     table: dynamodb.ITableV2
     queue: sqs.IQueue
     dlq: sqs.IQueue
+    inbox: sqs.IQueue | None = None  # the drop folder's queue (docs/ingestion.md), when enabled
 
 
 def _objects(r: AppResources, prefix: str) -> str:
@@ -91,18 +95,26 @@ def models_object_arn(bucket: str, prefix: str) -> str:
 
 def grant_models(role: iam.IGrantable, location: tuple[str, str] | None) -> None:
     """Read access to ``models_s3_uri`` (list the prefix, get its objects), when one is configured."""
-    if location is None:
-        return
-    bucket, prefix = location
-    iam.Grant.add_to_principal(
-        grantee=role,
-        actions=["s3:ListBucket"],
-        resource_arns=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
-        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-    )
-    iam.Grant.add_to_principal(
-        grantee=role, actions=["s3:GetObject"], resource_arns=[models_object_arn(bucket, prefix)]
-    )
+    if location is not None:
+        grant_read_prefixes(role, (location,))
+
+
+def grant_read_prefixes(
+    role: iam.IGrantable, locations: tuple[tuple[str, str], ...], *, list_them: bool = True
+) -> None:
+    """Get objects (and, with ``list_them``, list keys) under each (bucket, prefix) only: the S3 models, the allowed
+    ingestion sources (docs/ingestion.md)."""
+    for bucket, prefix in locations:
+        if list_them:
+            iam.Grant.add_to_principal(
+                grantee=role,
+                actions=["s3:ListBucket"],
+                resource_arns=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+            )
+        iam.Grant.add_to_principal(
+            grantee=role, actions=["s3:GetObject"], resource_arns=[models_object_arn(bucket, prefix)]
+        )
 
 
 def grant_api(role: iam.IGrantable, r: AppResources) -> None:
@@ -133,6 +145,19 @@ def grant_results(role: iam.IGrantable, r: AppResources) -> None:
     _s3(role, r, ["s3:DeleteObject"], keys.UPLOADS_PREFIX)
     _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX, schema.BY_WORK_INDEX)
     _send(role, r, "sqs:GetQueueAttributes")
+
+
+def grant_inbox(worker: iam.IGrantable, results: iam.IGrantable, r: AppResources) -> None:
+    """The drop folder: the worker reads its objects, the ingester lists it (a seal's catch-up) and drains its
+    queue."""
+    assert r.inbox is not None
+    _s3(worker, r, ["s3:GetObject"], keys.INBOX_PREFIX)
+    _list(results, r, keys.INBOX_PREFIX)
+    iam.Grant.add_to_principal(
+        grantee=results,
+        actions=["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+        resource_arns=[r.inbox.queue_arn],
+    )
 
 
 def grant_secret_value(role: iam.IGrantable, secret: secretsmanager.ISecret) -> None:

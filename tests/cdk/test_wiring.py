@@ -180,7 +180,7 @@ def test_queues_refuse_plain_http(dev: Synth) -> None:
         for s in p["Properties"]["PolicyDocument"]["Statement"]
         if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
     ]
-    assert len(denied) == 2
+    assert len(denied) == 4  # jobs + DLQ, inbox + its DLQ
 
 
 def test_table_matches_the_shared_schema(dev: Synth) -> None:
@@ -250,7 +250,7 @@ STATEFUL = ("AWS::S3::Bucket", "AWS::DynamoDB::GlobalTable", "AWS::SQS::Queue")
 def test_data_removal_policy_follows_env(synth: SynthFn, variant: str, policy: str) -> None:
     s = synth(variant)
     stateful = {k: v for k, v in s.data["Resources"].items() if v["Type"] in STATEFUL}
-    assert len(stateful) == 5  # images + access logs, table, queue + DLQ
+    assert len(stateful) == 7  # images + access logs, table, queue + DLQ, inbox queue + DLQ
     assert {v["DeletionPolicy"] for v in stateful.values()} == {policy}
     assert {v["UpdateReplacePolicy"] for v in stateful.values()} == {policy}
     _, table = one(s.data, "AWS::DynamoDB::GlobalTable")
@@ -411,22 +411,21 @@ def test_task_roles_reach_only_their_prefixes(synth: SynthFn, variant: str) -> N
     else:
         roles["api"] = by_path(t, "/Api/Role/Resource", "AWS::IAM::Role")[0]
     assert prefixes(roles["worker"], "s3:PutObject") == {"/results/*"}
-    assert prefixes(roles["worker"], "s3:GetObject") == {"/uploads/*"}
+    assert prefixes(roles["worker"], "s3:GetObject") == {"/uploads/*", "/inbox/*"}  # the drop folder, read in place
     assert prefixes(roles["api"], "s3:PutObject") == {"/uploads/*"}
     assert prefixes(roles["api"], "s3:GetObject") == {"/uploads/*", "/results/*", "/reports/*"}
     assert prefixes(roles["results"], "s3:PutObject") == {"/reports/*"}
     # Deleting uploads that have no job: the results task may delete under uploads/, the others may not.
     assert prefixes(roles["results"], "s3:DeleteObject") == {"/uploads/*"}
     assert prefixes(roles["worker"], "s3:DeleteObject") == set()
-    # Listing, one prefix each where the code needs it: whether a batch's HTML report exists (API), which uploads
-    # have no job (results).
-    listed = {"api": "reports/*", "results": "uploads/*"}
+    # Listing, only prefixes where the code needs it: whether a batch's HTML report exists (API), which uploads
+    # have no job and the drop folder's catch-up at its seal (results).
+    listed = {"api": ["reports/*"], "results": ["inbox/*", "uploads/*"]}
     for name, role in roles.items():
         listings = [s_ for s_ in statements(t, role) if "s3:ListBucket" in as_list(s_["Action"])]
         if name in listed:
-            (listing,) = listings
-            assert listing["Condition"] == {"StringLike": {"s3:prefix": [listed[name]]}}
-            assert listing["Resource"] == {"Fn::ImportValue": bucket_arn}
+            assert sorted(p for s_ in listings for p in s_["Condition"]["StringLike"]["s3:prefix"]) == listed[name]
+            assert all(s_["Resource"] == {"Fn::ImportValue": bucket_arn} for s_ in listings)
         else:
             assert not listings
         actions = [a for s_ in statements(t, role) for a in as_list(s_["Action"])]
@@ -558,7 +557,7 @@ def test_models_prefix_is_readable_by_api_and_worker_only(prod: Synth, dev: Synt
         assert model_objects in allowed(stmts, "s3:GetObject")
     results_role = t["Resources"][task_logical_id(t, "Results/Task")]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     results_lists = allowed(statements(t, results_role), "s3:ListBucket")
-    assert results_lists == [{"Fn::ImportValue": export_name(prod.app.config, "bucket-arn")}]  # uploads/ only
+    assert "segscale-models-example" not in json.dumps(results_lists)  # its own bucket and the ingest sources
     # Not configured: no variable, no grant.
     worker = container(dev.pipeline, "Worker/Task")
     assert env_name("models_s3_uri") not in {e["Name"] for e in worker["Environment"]}
@@ -678,3 +677,29 @@ def test_failed_results_tasks_are_published_to_the_alarm_topic(dev: Synth) -> No
     _, key = one(t, "AWS::KMS::Key")
     principals = [as_list(s_.get("Principal", {}).get("Service")) for s_ in key["Properties"]["KeyPolicy"]["Statement"]]
     assert any("events.amazonaws.com" in p for p in principals)
+
+
+def test_ingest_sources_are_read_where_configured_and_listed_by_the_results_task_only(prod: Synth, dev: Synth) -> None:
+    t = prod.pipeline
+    sources = {
+        "camera/": ":s3:::segscale-photos-example/camera/*",
+        "manifests/": ":s3:::segscale-photos-example/manifests/*",
+    }
+    objects = [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, arn]]} for arn in sources.values()]
+    bucket = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::segscale-photos-example"]]}
+    for path in ("Api/Task", "Worker/Task", "Results/Task"):
+        env = {e["Name"]: e["Value"] for e in container(t, path)["Environment"]}
+        assert env[env_name("ingest_sources")] == ",".join(prod.app.config.ingest_sources)
+        role = t["Resources"][task_logical_id(t, path)]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+        stmts = statements(t, role)
+        assert all(o in allowed(stmts, "s3:GetObject") for o in objects), path
+        listings = [s for s in stmts if s["Action"] == "s3:ListBucket" and s["Resource"] == bucket]
+        if path == "Results/Task":
+            assert sorted(c for s in listings for c in s["Condition"]["StringLike"]["s3:prefix"]) == [
+                "camera/*", "manifests/*",
+            ]  # fmt: skip
+        else:
+            assert listings == [], path
+    # Not configured (dev): no variable and no grant outside our own bucket but the models'.
+    assert env_name("ingest_sources") not in {e["Name"] for e in container(dev.pipeline, "Worker/Task")["Environment"]}
+    assert "segscale-photos-example" not in json.dumps(dev.pipeline)
