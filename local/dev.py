@@ -25,7 +25,15 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from local.events import EventTap, LocalNotifications, NotifyEmulator, create_notifications, notify_action
+from local.events import (
+    EventTap,
+    LocalNotifications,
+    NotifyEmulator,
+    create_notifications,
+    ingest_action,
+    notify_action,
+)
+from local.inbox import create_inbox
 from local.pipe import WORKER_COMMAND, PipeEmulator
 from local.procs import REPO_ROOT, free_port, http_ok, spawn, stop, wait_until
 from local.resources import LocalResources, create_resources
@@ -146,6 +154,8 @@ class LocalStack:
         self.notifications: LocalNotifications | None = None
         self.events: EventTap | None = None
         self.notifier: NotifyEmulator | None = None
+        self.ingester: NotifyEmulator | None = None
+        self.inbox_queue_url: str | None = None
         self.webhooks: WebhookReceiver | None = None
         self.supervisor: Supervisor | None = None
         self.retired: list[subprocess.Popen[bytes]] = []  # API processes replaced by a restart
@@ -168,6 +178,10 @@ class LocalStack:
         if self.resources is None:
             raise RuntimeError("the stack is not started")
         notifications = self.notifications.env() if self.notifications is not None else {}
+        if self.notifications is not None:  # the API starts the ingester through the bus (D10); others ignore it
+            notifications[env_name("ingest_bus")] = self.notifications.bus
+        if self.inbox_queue_url is not None:
+            notifications[env_name("inbox_queue_url")] = self.inbox_queue_url
         return {**self.resources.env(), **notifications, **settings_env(self.config.settings)}
 
     @property
@@ -189,6 +203,7 @@ class LocalStack:
             self.moto_proc = start_moto(self.moto_port, log_dir=cfg.log_dir, timeout_s=cfg.startup_timeout_s)
             self.resources = create_resources(self.moto_url, prefix=cfg.prefix)
             self.notifications = create_notifications(self.moto_url, prefix=cfg.prefix)
+            self.inbox_queue_url = create_inbox(self.resources.settings())  # the drop folder, inbox/<name>/
             self.start_api()
             settings = self.settings
             self._start_notifications(settings)
@@ -224,9 +239,13 @@ class LocalStack:
         secret = client("secretsmanager", settings).get_secret_value(SecretId=self.notifications.secret_arn)
         self.events = EventTap(sqs, self.notifications.tap_queue_url, path=log_file(BUS_EVENTS_FILE), log=cfg.log)
         self.notifier = NotifyEmulator(sqs, self.notifications.notify_queue_url, notify_action(settings), log=cfg.log)
+        self.ingester = NotifyEmulator(
+            sqs, self.notifications.ingest_queue_url, ingest_action(settings), log=cfg.log, name="ingest"
+        )
         self.webhooks = WebhookReceiver(secret=secret["SecretString"], path=log_file("webhooks.jsonl"), log=cfg.log)
         self.events.start()
         self.notifier.start()
+        self.ingester.start()
         self.webhooks.start()
 
     def _supervised(self) -> list[Piece]:
@@ -297,7 +316,9 @@ class LocalStack:
             for launch in self.pipe.running():
                 stop(launch.proc, timeout_s=grace_s)
         stopping = [
-            threading.Thread(target=e.stop) for e in (self.scheduler, self.pipe, self.notifier) if e is not None
+            threading.Thread(target=e.stop)
+            for e in (self.scheduler, self.pipe, self.notifier, self.ingester)
+            if e is not None
         ]
         for thread in stopping:
             thread.start()

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from segscale_cli import ingest
 from segscale_cli.client import ApiClient, ApiError
 from segscale_cli.config import ConfigError, resolve
 from segscale_cli.table import write_csv
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", parents=[common], help="print one job as JSON")
     st.add_argument("job_id", metavar="JOB")
+    ingest.add_commands(sub, common)
     return parser
 
 
@@ -287,7 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    commands = {"upload": cmd_upload, "seal": cmd_seal, "wait": cmd_wait, "results": cmd_results, "status": cmd_status}
+    commands = {
+        "upload": cmd_upload,
+        "seal": cmd_seal,
+        "wait": cmd_wait,
+        "results": cmd_results,
+        "status": cmd_status,
+        "submit": ingest.cmd_submit,
+        "watch": ingest.cmd_watch,
+    }
     with ApiClient(target.endpoint, target.api_key, retries=getattr(args, "retries", 5)) as api:
         try:
             return int(commands[args.command](api, args))
