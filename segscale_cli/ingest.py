@@ -97,6 +97,7 @@ def cmd_watch(api: ApiClient, args: argparse.Namespace, stop: threading.Event | 
         print(f"segscale: {folder} is not a folder", file=sys.stderr)
         return 2
     stop = stop or _stop_on_signals()
+    print(f"watching {folder} (Ctrl-C stops, after the upload in flight)", file=sys.stderr, flush=True)
     log, sizes = SentLog(folder), {}
     batch_id: str | None = None
     sent = refused = 0

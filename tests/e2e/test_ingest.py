@@ -92,6 +92,13 @@ def test_the_drop_folder_completes_when_sealed(stack: LocalStack) -> None:
     assert done["ingest"]["inbox_name"] == "e2e-drop"
 
 
+def wait_watching(proc: subprocess.Popen[str]) -> None:
+    """Until the watch says it is watching (its Ctrl-C handler is in place by then)."""
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.startswith("watching "), line
+
+
 def test_watch_sends_files_added_while_it_runs_and_skips_them_after_a_restart(
     stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -102,7 +109,7 @@ def test_watch_sends_files_added_while_it_runs_and_skips_them_after_a_restart(
     command = [sys.executable, "-m", "segscale_cli", "watch", *target(stack), "--interval", "0.2", str(folder)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    wait_watching(proc)
     for name, data in images[1:]:  # while it runs
         (folder / name).write_bytes(data)
         time.sleep(0.1)
@@ -119,7 +126,8 @@ def test_watch_sends_files_added_while_it_runs_and_skips_them_after_a_restart(
     assert first["total"] == 6 and first["sealed"]
 
     again = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
+    wait_watching(again)
+    time.sleep(1)  # a few looks at the folder
     again.send_signal(signal.SIGINT)
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0 and out.strip() == "" and "0 file(s) sent" in err

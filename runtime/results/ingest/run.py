@@ -13,6 +13,8 @@ first, its jobs already written are kept (re-sent if still queued, never rewritt
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -124,7 +126,7 @@ class Ingester:
         total_listed = batch.listed
         limit = self.settings.ingest_max_objects
         with ThreadPoolExecutor(WRITERS, thread_name_prefix="ingest-write") as pool:
-            for page in self._pages(source, batch.ingest_cursor, spec):
+            for page in prefetched(self._pages(source, batch.ingest_cursor, spec)):
                 check = first_after_resume or source.kind == SourceKind.MANIFEST
                 jobs = self._jobs(batch, source, page, spec, check_existing=check, recount=first_after_resume)
                 self.store.put_new(jobs.items, pool=pool)
@@ -275,6 +277,31 @@ class Ingester:
         if finished.ready_to_complete:
             outcome.completed = BatchProgress.for_settings(self.settings, self.batches.client).complete(batch_id)
         log.info("batch ingested", extra={"event": "batch_ingested", "batch_id": batch_id, **outcome.to_dict()})
+
+
+def prefetched(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
+    """``pages``, read ahead on a thread: the next listing call overlaps this page's writes (a listing page and a
+    page's writes take about as long, so this roughly halves a run). An error while listing is raised here, in
+    order; a consumer that stops early leaves the reader blocked on a full queue of a daemon thread, nothing more."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+
+    def read() -> None:
+        try:
+            for page in pages:
+                box.put(("page", page))
+        except BaseException as exc:
+            box.put(("error", exc))
+        else:
+            box.put(("end", None))
+
+    threading.Thread(target=read, name="ingest-list", daemon=True).start()
+    while True:
+        kind, value = box.get()
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value
 
 
 def ingest_batch(settings: Settings, batch_id: str) -> IngestOutcome:
