@@ -21,6 +21,7 @@ from runtime.common.batches import BatchState, BatchStore
 from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.settings import Settings, env_name
 from runtime.results.ingest.run import INGEST_FAILED, Ingester
+from runtime.results.rows import RowFormat
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_BUCKET = "ingest-source-photos"
@@ -98,6 +99,7 @@ def test_a_prefix_becomes_one_job_per_image_page_by_page(settings: Settings, sou
     first = jobs[images[0]]
     assert (first["input_bucket"], first["status"], first["model"]) == (source_bucket, JobStatus.QUEUED, "person")
     assert first["input_etag"] and first["enqueued_at"]
+    assert RowFormat([]).row(first)["source_uri"] == f"s3://{source_bucket}/{images[0]}"  # the export names it
     assert sorted(sent_ids(s)) == sorted(j["job_id"] for j in jobs.values() if j["status"] == JobStatus.QUEUED)
     batch = BatchStore.from_settings(s).get(batch_id)
     assert batch is not None
