@@ -146,8 +146,9 @@ def batch_counts(api: ApiClient, batch_id: str) -> tuple[int, dict[str, int], st
 
 def is_done(total: int, counts: dict[str, int], state: str | None) -> bool:
     """A sealed batch is done when it is COMPLETED (exactly when its last job finished); one that is still open
-    (more images may come) or has no lifecycle, when every job it holds now has finished."""
-    if state in ("SEALED", "COMPLETED"):
+    (more images may come) or has no lifecycle, when every job it holds now has finished. A batch still ingesting
+    from S3 is not done: more jobs are on their way."""
+    if state in ("INGESTING", "SEALED", "COMPLETED"):
         return state == "COMPLETED"
     return total == sum(counts.get(s, 0) for s in TERMINAL)
 

@@ -249,3 +249,11 @@ def test_one_bad_file_does_not_cost_the_rest_of_its_request(
     assert "fake.jpg: HTTP 415" in err and "empty.png" in err and "uploaded 4 of 6" in err, err
     _, names = _batch_files(live_api, out.split()[0])
     assert names == ["p0.png", "p1.png", "p2.png", "p3.png"]
+
+
+def test_wait_never_takes_an_ingesting_batch_for_done() -> None:
+    from segscale_cli.main import is_done
+
+    assert not is_done(3, {"SUCCEEDED": 3}, "INGESTING")  # the listing may still add jobs
+    assert is_done(3, {"SUCCEEDED": 3}, "OPEN") and is_done(3, {"SUCCEEDED": 3}, "COMPLETED")
+    assert not is_done(3, {"SUCCEEDED": 3}, "SEALED")
