@@ -11,16 +11,14 @@ policy names.
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from runtime.common import keys, schema
+from runtime.common import keys
 from stacks.config import DeployConfig
-from stacks.constructs.storage import removal_policy
+from stacks.constructs.queue import JobQueues
 
 INBOX_VISIBILITY_S = 300  # longer than one drain of ten messages, their jobs and a seal's listing page
 
@@ -35,25 +33,8 @@ def enable_event_bridge(bucket: s3.Bucket) -> None:
 class Inbox(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, bucket: s3.Bucket) -> None:
         super().__init__(scope, construct_id)
-        policy = removal_policy(config)
-        self.dlq = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.seconds(schema.DLQ_RETENTION_S),
-            removal_policy=policy,
-        )
-        self.queue = sqs.Queue(
-            self,
-            "Queue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=Duration.seconds(INBOX_VISIBILITY_S),
-            retention_period=Duration.seconds(schema.JOBS_QUEUE_RETENTION_S),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=schema.DLQ_MAX_RECEIVE_COUNT),
-            removal_policy=policy,
-        )
+        queues = JobQueues(self, "Queues", config=config, visibility_s=INBOX_VISIBILITY_S, queue_id="Queue")
+        self.queue, self.dlq = queues.queue, queues.dlq
         enable_event_bridge(bucket)
         self.rule = events.Rule(
             self,
