@@ -178,8 +178,6 @@ class LocalStack:
         if self.resources is None:
             raise RuntimeError("the stack is not started")
         notifications = self.notifications.env() if self.notifications is not None else {}
-        if self.notifications is not None:  # the API starts the ingester through the bus (D10); others ignore it
-            notifications[env_name("ingest_bus")] = self.notifications.bus
         if self.inbox_queue_url is not None:
             notifications[env_name("inbox_queue_url")] = self.inbox_queue_url
         return {**self.resources.env(), **notifications, **settings_env(self.config.settings)}
@@ -188,6 +186,8 @@ class LocalStack:
     def api_env(self) -> dict[str, str]:
         """As in AWS, the API gets neither the event bus nor the webhook signing secret."""
         env = {k: v for k, v in self.runtime_env.items() if k not in API_WITHHELD}
+        if self.notifications is not None:  # the bus the API starts the ingester through, as in AWS (D10)
+            env[env_name("ingest_bus")] = self.notifications.bus
         return {**env, env_name("api_key"): self.api_key}
 
     @property

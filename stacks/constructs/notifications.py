@@ -121,7 +121,11 @@ class Notifications(Construct):
             grantee=role,
             actions=["events:PutEvents"],
             resource_arns=[self.bus.event_bus_arn],
-            conditions={"StringEquals": {"events:detail-type": INGEST_DUE, "events:source": INTERNAL_SOURCE}},
+            # Both keys hold one value per entry of the call: every entry must be this one, and both must be there.
+            conditions={
+                "ForAllValues:StringEquals": {"events:detail-type": [INGEST_DUE], "events:source": [INTERNAL_SOURCE]},
+                "Null": {"events:detail-type": "false", "events:source": "false"},
+            },
         )
 
     def _run_results_on(

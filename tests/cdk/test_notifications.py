@@ -70,7 +70,11 @@ def test_only_the_worker_and_results_roles_may_put_events_and_only_on_the_bus(sy
     (api_role,) = set(putters) - unconditioned
     (grant,) = [s for s in statements(template, api_role) if s["Action"] == "events:PutEvents"]
     assert grant["Condition"] == {
-        "StringEquals": {"events:detail-type": "Batch Ingest Due", "events:source": "segscale.internal"}
+        "ForAllValues:StringEquals": {
+            "events:detail-type": ["Batch Ingest Due"],
+            "events:source": ["segscale.internal"],
+        },
+        "Null": {"events:detail-type": "false", "events:source": "false"},
     }
 
 

@@ -163,7 +163,7 @@ class Need:
 class IamRequest:
     action: str
     resource: str
-    context: tuple[tuple[str, str], ...]
+    context: tuple[tuple[str, str | tuple[str, ...]], ...]
 
     def describe(self) -> str:
         ctx = f" with {dict(self.context)}" if self.context else ""
@@ -266,7 +266,7 @@ def place(need: Need, role: ContainerRole) -> Iterator[IamRequest]:
     value = setting_value(role.settings, target.setting)
     if value is None:
         return
-    context = dict(BASE_CONTEXT)
+    context: dict[str, Any] = dict(BASE_CONTEXT)
     if target.kind in ("s3-object", "s3-bucket"):
         if value.startswith("s3://"):
             bucket, _, prefix = value[5:].partition("/")
@@ -284,8 +284,9 @@ def place(need: Need, role: ContainerRole) -> Iterator[IamRequest]:
     elif target.kind == "queue":
         resource = queue_arn(value) if value.startswith("http") else value
     elif target.kind == "event-bus":
-        if target.rest:
-            context["events:source"], _, context["events:detail-type"] = target.rest.partition("|")
+        if target.rest:  # multi-valued keys (one value per entry): each call here carries one entry's pair
+            source, _, detail_type = target.rest.partition("|")
+            context["events:source"], context["events:detail-type"] = (source,), (detail_type,)
         region, account = role.settings.get("region", "us-east-1"), role.role_arn.split(":")[4]
         resource = value if value.startswith("arn:") else f"arn:{PARTITION}:events:{region}:{account}:event-bus/{value}"
     else:  # secret ARNs and anything else named by its ARN
