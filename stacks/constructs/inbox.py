@@ -33,7 +33,7 @@ def enable_event_bridge(bucket: s3.Bucket) -> None:
 class Inbox(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, bucket: s3.Bucket) -> None:
         super().__init__(scope, construct_id)
-        queues = JobQueues(self, "Queues", config=config, visibility_s=INBOX_VISIBILITY_S, queue_id="Queue")
+        queues = JobQueues(self, "Sqs", config=config, visibility_s=INBOX_VISIBILITY_S, queue_id="Queue")
         self.queue, self.dlq = queues.queue, queues.dlq
         enable_event_bridge(bucket)
         self.rule = events.Rule(

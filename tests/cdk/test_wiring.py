@@ -170,6 +170,8 @@ def test_jobs_queue_redrives_to_the_dlq(dev: Synth) -> None:
     assert dlq["Properties"]["MessageRetentionPeriod"] == schema.DLQ_RETENTION_S
     for q in (jobs, dlq):
         assert q["Properties"]["SqsManagedSseEnabled"] is True
+    for path in ("/Inbox/Sqs/Queue/Resource", "/Inbox/Sqs/DeadLetters/Resource"):  # the drop folder's (D10)
+        assert by_path(dev.data, path, "AWS::SQS::Queue")[1]["Properties"]["SqsManagedSseEnabled"] is True
 
 
 def test_queues_refuse_plain_http(dev: Synth) -> None:
