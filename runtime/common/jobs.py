@@ -106,6 +106,7 @@ class NewJob:
     width: int | None = None
     height: int | None = None
     mm_per_pixel: float | None = None
+    owner: str | None = None  # the client whose key made the job (runtime/common/clients.py)
 
 
 class JobStore:
@@ -230,6 +231,7 @@ class JobStore:
             "width": job.width,
             "height": job.height,
             "mm_per_pixel": job.mm_per_pixel,
+            "owner": job.owner,
         }
         self.client.put_item(
             TableName=self.table,

@@ -11,11 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from runtime.api import batchrecord
-from runtime.api.deps import BatchIdPath, ServicesDep, add_job_ids
+from runtime.api.deps import BatchIdPath, CallerDep, ServicesDep, add_job_ids
+from runtime.api.owners import OwnedBatch
 from runtime.api.problems import ApiProblem, problem_responses
 from runtime.api.schemas import BatchProgressView, BatchView, CreateBatch, JobView, WebhookView
 from runtime.api.services import Services
-from runtime.api.validation import is_id
 from runtime.common import schema
 from runtime.common.batches import Batch, BatchState
 
@@ -84,12 +84,6 @@ def batch_view(
     )
 
 
-def _checked_id(batch_id: str) -> str:
-    if not is_id(batch_id):
-        raise ApiProblem(404, "batch_not_found", f"no batch {batch_id[:64]!r}")
-    return batch_id
-
-
 @router.post(
     "/v1/batches",
     status_code=201,
@@ -98,13 +92,13 @@ def _checked_id(batch_id: str) -> str:
     description="An empty OPEN batch; uploads that name its `batch_id` fill it. `notify_url` is called, signed, "
     "when the batch completes (docs/notifications.md): https only, and never an address inside a network (422 "
     "`invalid_notify_url`). The same call again is answered the same way; another `notify_url` for the same id, "
-    "or an id whose batch is sealed, is a 409.",
-    responses=problem_responses(401, 409, 422, 503),
+    "or an id whose batch is sealed, is a 409; an id another client uses is a 404.",
+    responses=problem_responses(401, 404, 409, 422, 503),
 )
-def create_batch(request: Request, body: CreateBatch, services: ServicesDep) -> BatchView:
+def create_batch(request: Request, body: CreateBatch, services: ServicesDep, caller: CallerDep) -> BatchView:
     batch_id = body.batch_id or uuid.uuid4().hex
     notify_url = batchrecord.check_notify_url(services, body.notify_url)
-    record = batchrecord.create(services, batch_id, notify_url)
+    record = batchrecord.create(services, batch_id, notify_url, caller)
     add_job_ids(request, [], batch_id)
     return batch_view(services, batch_id, record, limit=1)
 
@@ -118,8 +112,7 @@ def create_batch(request: Request, body: CreateBatch, services: ServicesDep) -> 
     "harmless. Images sent to a sealed batch are refused with 409 `batch_sealed`.",
     responses=problem_responses(401, 404, 503),
 )
-def seal_batch(request: Request, batch_id: BatchIdPath, services: ServicesDep) -> BatchView:
-    _checked_id(batch_id)
+def seal_batch(request: Request, batch_id: BatchIdPath, services: ServicesDep, _owned: OwnedBatch) -> BatchView:
     record = batchrecord.seal(services, batch_id)
     if record is None:
         raise ApiProblem(404, "batch_not_found", f"no batch {batch_id} (or one made before batches could be sealed)")
@@ -132,6 +125,7 @@ def get_batch(
     request: Request,
     batch_id: BatchIdPath,
     services: ServicesDep,
+    record: OwnedBatch,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page")
@@ -139,8 +133,7 @@ def get_batch(
 ) -> BatchView:
     """The batch's state, times and webhook attempts; counts by status for the whole batch, and ``limit`` jobs
     from ``cursor`` on (in upload order)."""
-    _checked_id(batch_id)
     start = decode_cursor(cursor, batch_id) if cursor else None
-    view = batch_view(services, batch_id, services.batches.get(batch_id), limit=limit, cursor=start)
+    view = batch_view(services, batch_id, record, limit=limit, cursor=start)
     add_job_ids(request, [], batch_id)
     return view
