@@ -35,10 +35,12 @@ def check_notify_url(services: Services, raw: str | None) -> str | None:
 
 
 def _refused(exc: BatchNotOpen | BatchConflict, caller: Caller) -> ApiProblem:
-    if exc.batch is not None and not caller.owns(exc.batch.owner):
+    batch = exc.batch
+    if batch is not None and batch.owner != caller.client and not (caller.is_admin and batch.owner is None):
         if not caller.is_admin:  # another client's batch: as if it did not exist (runtime/api/callers.py)
-            return batch_not_found(exc.batch.batch_id)
-        return ApiProblem(409, "batch_conflict", f"batch {exc.batch.batch_id} belongs to client {exc.batch.owner!r}")
+            return batch_not_found(batch.batch_id)
+        # The admin sees every batch, but adds only to its own: jobs of one batch have the batch's owner.
+        return ApiProblem(409, "batch_conflict", f"batch {batch.batch_id} belongs to client {batch.owner!r}")
     if isinstance(exc, BatchNotOpen):
         return ApiProblem(409, "batch_sealed", f"{exc}; start a new batch (nothing of this request was stored)")
     return ApiProblem(409, "batch_conflict", str(exc))

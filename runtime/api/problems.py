@@ -68,6 +68,7 @@ class ApiProblem(Exception):
 TITLES: dict[int, str] = {
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     408: "Request timeout",
@@ -82,8 +83,10 @@ TITLES: dict[int, str] = {
 DESCRIPTIONS: dict[int, str] = {
     400: "The request is malformed: not multipart where multipart is expected, a bad boundary, a broken part, "
     "or a JSON body that is not UTF-8.",
-    401: "Missing or wrong `X-Api-Key` (checked before any of the body is read).",
-    404: "No such job or batch (or the job has no such result yet).",
+    401: "Missing, wrong or revoked `X-Api-Key` (checked before any of the body is read).",
+    403: "Only the deployment's admin key (the bootstrap key) may do this.",
+    404: "No such job or batch (or the job has no such result yet). Another client's job or batch is answered the "
+    "same way, so a key cannot tell whether an id is in use.",
     408: "The request body stopped arriving for longer than `request_body_timeout_s`; the connection is closed.",
     409: "The `Idempotency-Key` was used before with a different request body; the batch cannot be submitted; or "
     "the batch is sealed (it takes no more images) or has another `notify_url`.",

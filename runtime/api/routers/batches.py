@@ -80,6 +80,7 @@ def batch_view(
             "export_key": record.export_key,
             "report_key": record.report_key,
             "webhook": WebhookView.from_record(record.webhook),
+            "owner": record.owner,
         }
     )
 
