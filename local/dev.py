@@ -404,6 +404,11 @@ or with the CLI (it reads {state_path} by default):
   bin/segscale wait <batch_id>
   bin/segscale results <batch_id> --out results.csv
 
+A key per client (docs/api.md): the key above is the admin key; give each client its own, printed once:
+
+  bin/segscale admin keys create <client-name>
+  bin/segscale admin keys list
+
 Notifications (docs/notifications.md): events on the moto EventBridge bus {bus}, and a local webhook
 receiver that checks each delivery's signature:
 

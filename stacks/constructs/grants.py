@@ -23,11 +23,11 @@ from runtime.common import keys, schema
 # The job table actions of each container: the JobStore methods its code calls (tests/contract proves each is
 # needed by a recorded call and that none is missing). Conditional writes need no ConditionCheckItem; nobody scans.
 API_TABLE_ACTIONS = (
-    "dynamodb:GetItem",  # a job, an idempotency record
-    "dynamodb:PutItem",  # create, put_idempotency
-    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued; batch records: reserve, seal, complete
+    "dynamodb:GetItem",  # a job, an idempotency record, a client key (runtime/common/clients.py)
+    "dynamodb:PutItem",  # create, put_idempotency, a new client key
+    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued; batch records; a client key's revocation
     "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch (and a new batch record)
-    "dynamodb:Query",  # a batch's page and counts (by_batch)
+    "dynamodb:Query",  # a batch's page and counts (by_batch); the client keys (api_keys)
 )
 WORKER_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # why a job was skipped
@@ -111,7 +111,7 @@ def grant_api(role: iam.IGrantable, r: AppResources) -> None:
     _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX, keys.REPORTS_PREFIX)  # presigned GETs
     # Whether a batch's HTML report exists: a listing of its one key (a HEAD of a missing key is 403 without it).
     _list(role, r, keys.REPORTS_PREFIX)
-    _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX)
+    _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.API_KEYS_INDEX)
     _send(role, r)
 
 
