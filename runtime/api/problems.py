@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:segscale:problem:"
@@ -157,6 +158,21 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path, for a 405's ``Allow``."""
+    allowed = [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install(app: FastAPI) -> None:
     """Route every error through the problem format, including FastAPI's own and unexpected ones."""
 
@@ -174,7 +190,10 @@ def install(app: FastAPI) -> None:
         detail = str(exc.detail)
         if exc.status_code == 400 and detail == "There was an error parsing the body":  # FastAPI's, for non-UTF-8
             kind, detail = "malformed_body", "the body is not UTF-8 JSON"
-        return problem_response(request, exc.status_code, kind, detail, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names the methods of one route; a path may have several
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return problem_response(request, exc.status_code, kind, detail, headers=headers)
 
     @app.exception_handler(BotoCoreError)
     @app.exception_handler(ClientError)
