@@ -190,9 +190,9 @@ def install(app: FastAPI) -> None:
         detail = str(exc.detail)
         if exc.status_code == 400 and detail == "There was an error parsing the body":  # FastAPI's, for non-UTF-8
             kind, detail = "malformed_body", "the body is not UTF-8 JSON"
-        headers = exc.headers
+        headers = dict(exc.headers or {})
         if exc.status_code == 405:  # Starlette names the methods of one route; a path may have several
-            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+            headers["Allow"] = allowed_methods(request)
         return problem_response(request, exc.status_code, kind, detail, headers=headers)
 
     @app.exception_handler(BotoCoreError)
