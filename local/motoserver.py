@@ -50,7 +50,7 @@ class MotoServer:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> MotoServer:
         self.thread.start()

@@ -25,8 +25,13 @@ def register(app: App) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
-def ack(construct: IConstruct, rule: str, reason: str) -> None:
-    """Acknowledge ``AwsSolutions-<rule>`` (with its ``[finding]`` suffix for IAM5) on ``construct`` only."""
+def ack(construct: IConstruct | None, rule: str, reason: str) -> None:
+    """Acknowledge ``AwsSolutions-<rule>`` (with its ``[finding]`` suffix for IAM5) on ``construct`` only.
+
+    ``construct`` is often an L2's ``node.default_child``, typed optional: a missing one is a bug in this file.
+    """
+    if construct is None:
+        raise ValueError(f"nothing to acknowledge {rule} on: the construct has no default child")
     Validations.of(construct).acknowledge(Acknowledgment(id=f"{PACK}-{rule}", reason=reason))
 
 
@@ -68,7 +73,10 @@ def _ack_models_grant(policy: IConstruct, config: DeployConfig, who: str) -> Non
 
 
 def _default_policy(role: IRole) -> IConstruct:
-    return role.node.find_child("DefaultPolicy").node.default_child
+    policy = role.node.find_child("DefaultPolicy").node.default_child
+    if policy is None:
+        raise ValueError(f"{role.node.path} has no default policy to acknowledge findings on")
+    return policy
 
 
 # Which S3 prefixes each container's grant covers (stacks/constructs/grants.py).

@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
+from starlette.types import Message
 
 from runtime.api.problems import ApiProblem, problem_response
 
@@ -110,7 +111,7 @@ class _Exchange:
         return self.declared is None or self.declared - self.received <= DRAIN_MAX_BYTES
 
     # --- the answer ---------------------------------------------------------------------------------------
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
             if not self.body_done and not self.lambda_mode:

@@ -42,9 +42,9 @@ def _base(app: FastAPI) -> dict[str, Any]:
                 codes.append(400)
             for code in codes:
                 responses.setdefault(str(code), problems.problem_response_doc(code))
-            for code in ("422", "503"):  # FastAPI's own 422 shape is never sent: every error is a Problem
-                if code in responses:
-                    responses[code] = problems.problem_response_doc(int(code))
+            for status in ("422", "503"):  # FastAPI's own 422 shape is never sent: every error is a Problem
+                if status in responses:
+                    responses[status] = problems.problem_response_doc(int(status))
             operation["responses"] = dict(sorted(responses.items()))
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)

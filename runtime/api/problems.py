@@ -171,7 +171,7 @@ def install(app: FastAPI) -> None:
         detail = str(exc.detail)
         if exc.status_code == 400 and detail == "There was an error parsing the body":  # FastAPI's, for non-UTF-8
             kind, detail = "malformed_body", "the body is not UTF-8 JSON"
-        return problem_response(request, exc.status_code, kind, detail, headers=exc.headers)
+        return problem_response(request, exc.status_code, kind, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(BotoCoreError)
     @app.exception_handler(ClientError)

@@ -97,7 +97,12 @@ class OnnxProcessor:
         try:
             self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ModelError(f"model {card.name!r}: {model_path.name} cannot be loaded: {exc}") from exc
+            # onnxruntime's text names local paths and internals: the log gets it, the job record a stable reason
+            log.error("model %r: %s cannot be loaded: %s", card.name, model_path, exc)
+            raise ModelError(
+                f"model {card.name!r}: {model_path.name} cannot be loaded by onnxruntime ({type(exc).__name__});"
+                " the worker's log has details"
+            ) from exc
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         self.input_name = card.input.name or self.session.get_inputs()[0].name

@@ -83,7 +83,7 @@ def mask_png(labels: np.ndarray, classes: tuple[ClassSpec, ...]) -> bytes:
     rows[:, 0] = 0  # filter type "none" on every row
     rows[:, 1:] = packed
     deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    idat = deflate.compress(rows) + deflate.flush()
+    idat = deflate.compress(rows) + deflate.flush()  # type: ignore[arg-type]  # an ndarray is a buffer (no copy)
     header = struct.pack(">IIBBBBB", width, height, depth, PNG_PALETTE, 0, 0, 0)
     return b"".join(
         [
@@ -109,7 +109,8 @@ def tint(picture: np.ndarray, labels: np.ndarray, classes: tuple[ClassSpec, ...]
     half = picture >> 1  # half the photo; the colour adds the other half (rounded up)
     for c in classes:
         where = np.equal(labels, c.id).view(np.uint8)  # not cv2.compare, which fails on a 1x1 picture
-        cv2.add(half, (*(-(-v // 2) for v in c.color), 0), dst=out, mask=where)
+        colour = (*(-(-v // 2) for v in c.color), 0)  # a scalar: OpenCV takes it, its stubs do not say so
+        cv2.add(half, colour, dst=out, mask=where)  # type: ignore[call-overload]
     return out
 
 

@@ -217,3 +217,22 @@ def test_worker_and_api_apply_the_same_card_rules(
     assert set(registry.broken) == set(expected)
     for name, reason in expected.items():
         assert reason in registry.broken[name], registry.broken[name]
+
+
+def test_a_model_onnxruntime_cannot_load_fails_its_jobs_without_library_text(
+    worker_settings: Settings, store: JobStore, s3: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """onnxruntime's message names the worker's temp paths: job records get a stable reason, the log the details."""
+    put(s3, worker_settings, {"junk/card.json": card("junk"), "junk/model.onnx": b"not an onnx graph at all"})
+    settings = with_uri(worker_settings)
+    job_id = submit(store, s3, settings, encode(red_square(64, (8, 8, 16, 16))), model="junk")
+
+    with caplog.at_level(logging.ERROR, logger="runtime.worker.models"):
+        run_batch(settings, [job_id], worker_id="w-junk")
+
+    job = store.get(job_id)
+    assert job is not None and job["status"] == "FAILED" and job["error_class"] == "model_error"
+    assert "model.onnx cannot be loaded by onnxruntime (" in job["error"], job["error"]
+    assert "/tmp" not in job["error"] and "segscale-models-" not in job["error"], job["error"]
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "runtime.worker.models")
+    assert "segscale-models-" in logged  # the full text, with the local path, is in the log

@@ -44,8 +44,10 @@ def _csv_chunks(jobs: Iterator[dict[str, Any]], row_format: RowFormat) -> Iterat
 @router.get(
     "/v1/batches/{batch_id}/jobs.csv",
     response_class=StreamingResponse,
-    responses={200: {"description": "one row per job (docs/results.md columns)", "content": {"text/csv": {}}}}
-    | problem_responses(401, 404, 422, 503),
+    responses={
+        200: {"description": "one row per job (docs/results.md columns)", "content": {"text/csv": {}}},
+        **problem_responses(401, 404, 422, 503),
+    },
 )
 def batch_csv(request: Request, batch_id: str, services: ServicesDep) -> StreamingResponse:
     """Every job of the batch as CSV, in upload order: the results task's export columns, streamed."""
