@@ -1,4 +1,4 @@
-"""The stateful stack (D4): bucket, job table, queues. Retained in prod so compute can come and go."""
+"""The stateful stack (D4): bucket, job table, jobs and wake queues. Retained in prod so compute can come and go."""
 
 from __future__ import annotations
 
@@ -23,10 +23,27 @@ class DataStack(Stack):
         self.table = storage.table
         self.queue = queues.queue
         self.dlq = queues.dlq
+        self.wake_queue = queues.wake_queue
+        self.wake_dlq = queues.wake_dlq
         export_resources(
-            self, config, AppResources(bucket=self.bucket, table=self.table, queue=self.queue, dlq=self.dlq)
+            self,
+            config,
+            AppResources(
+                bucket=self.bucket,
+                table=self.table,
+                queue=self.queue,
+                dlq=self.dlq,
+                wake_queue=self.wake_queue,
+                wake_dlq=self.wake_dlq,
+            ),
         )
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Images, masks, overlays, reports")
         CfnOutput(self, "TableName", value=self.table.table_name, description="Job table (source of truth)")
         CfnOutput(self, "QueueUrl", value=self.queue.queue_url, description="Jobs queue (batch messages)")
-        CfnOutput(self, "DeadLetterQueueUrl", value=self.dlq.queue_url, description="Messages the pipe failed 5 times")
+        CfnOutput(
+            self, "DeadLetterQueueUrl", value=self.dlq.queue_url, description="Batches received 5 times, unfinished"
+        )
+        CfnOutput(self, "WakeQueueUrl", value=self.wake_queue.queue_url, description="Wake messages: one worker each")
+        CfnOutput(
+            self, "WakeDeadLetterQueueUrl", value=self.wake_dlq.queue_url, description="Wakes the pipe failed 3 times"
+        )

@@ -5,6 +5,7 @@ Changing a key, an index or a queue setting here changes both, so local mode can
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 # --- job table -----------------------------------------------------------------------------------------
@@ -12,6 +13,12 @@ TABLE_PARTITION_KEY = "pk"  # "job#<job_id>" for jobs, "idem#<sha256>" for idemp
 # "apikey#<key_id>" for client API keys
 JOB_PK_PREFIX = "job#"
 IDEMPOTENCY_PK_PREFIX = "idem#"
+# Worker slots (docs/architecture.md D8): "slot#<n>" for n < max_workers, and one item that serialises the
+# fleet's scale decisions. Neither has ``batch_id`` or ``status``, so the sparse indexes never see them.
+WORKER_SLOT_PK_PREFIX = "slot#"
+FLEET_SCALER_PK = "fleet#scaler"
+# How far reconcile has counted finished jobs for the JobsSucceeded / JobsFailed metrics.
+METRICS_WATERMARK_PK = "fleet#counted"
 # Batch records (runtime/common/batches.py): no ``batch_id``, ``status`` or ``created_at``, so the job indexes
 # never see them; the sparse ``by_work`` index holds only the batches with background work due.
 BATCH_PK_PREFIX = "batch#"
@@ -47,11 +54,18 @@ GLOBAL_SECONDARY_INDEXES: list[dict[str, str]] = [
 ]
 
 # --- queues --------------------------------------------------------------------------------------------
-# The pipe deletes a message once RunTask succeeds; visibility only matters while the pipe is calling RunTask.
+# Jobs queue: workers receive batch messages themselves and set each message's visibility to their slot lease,
+# extending it while they work (docs/architecture.md D8); this default only covers a receive that names none.
 JOBS_QUEUE_VISIBILITY_TIMEOUT_S = 120
 JOBS_QUEUE_RETENTION_S = 4 * 24 * 3600
 DLQ_RETENTION_S = 14 * 24 * 3600
 DLQ_MAX_RECEIVE_COUNT = 5
+# Wake queue: the pipe's source, one message = one worker task. The pipe deletes a message once RunTask answers;
+# visibility only covers that call. A wake older than an hour is useless (its slot reservation expired long
+# before), so it is not kept longer; three failed RunTask calls move it to its dead-letter queue.
+WAKE_QUEUE_VISIBILITY_TIMEOUT_S = 120
+WAKE_QUEUE_RETENTION_S = 3600
+WAKE_DLQ_MAX_RECEIVE_COUNT = 3
 
 
 def boto3_create_table_kwargs(table_name: str) -> dict[str, Any]:
@@ -76,13 +90,20 @@ def boto3_create_table_kwargs(table_name: str) -> dict[str, Any]:
 
 
 def boto3_queue_attributes(dlq_arn: str | None) -> dict[str, str]:
-    """``sqs.create_queue`` attributes for the jobs queue (pass ``None`` for the DLQ itself)."""
+    """``sqs.create_queue`` attributes for the jobs queue (pass ``None`` for a dead-letter queue itself)."""
     if dlq_arn is None:
         return {"MessageRetentionPeriod": str(DLQ_RETENTION_S)}
-    import json
-
     return {
         "VisibilityTimeout": str(JOBS_QUEUE_VISIBILITY_TIMEOUT_S),
         "MessageRetentionPeriod": str(JOBS_QUEUE_RETENTION_S),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": DLQ_MAX_RECEIVE_COUNT}),
+    }
+
+
+def boto3_wake_queue_attributes(dlq_arn: str) -> dict[str, str]:
+    """``sqs.create_queue`` attributes for the wake queue."""
+    return {
+        "VisibilityTimeout": str(WAKE_QUEUE_VISIBILITY_TIMEOUT_S),
+        "MessageRetentionPeriod": str(WAKE_QUEUE_RETENTION_S),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": WAKE_DLQ_MAX_RECEIVE_COUNT}),
     }

@@ -28,17 +28,22 @@ API_TABLE_ACTIONS = (
     "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued; batch records; a client key's revocation
     "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch (and a new batch record)
     "dynamodb:Query",  # a batch's page and counts (by_batch); the client keys (api_keys)
+    "dynamodb:BatchGetItem",  # the worker slots: is a worker live? (runtime/common/workers.py)
 )
 WORKER_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # why a job was skipped
-    "dynamodb:BatchGetItem",  # which released jobs to re-enqueue
-    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued; a batch's counters
+    "dynamodb:BatchGetItem",  # a message's jobs, which released jobs to re-enqueue, the worker slots
+    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued; a batch's counters;
+    # adopt and renew its slot
+    "dynamodb:PutItem",  # take a free slot, the fleet's scale turn
 )
 RESULTS_TABLE_ACTIONS = (
-    "dynamodb:GetItem",  # a batch record (settle, notify)
-    "dynamodb:BatchGetItem",  # reconcile: which uploads/ objects still have their job (runtime/results/orphans.py)
-    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; batch records
+    "dynamodb:GetItem",  # a batch record (settle, notify), how far finished jobs were counted
+    # reconcile: which uploads/ objects still have their job (runtime/results/orphans.py); is a worker live?
+    "dynamodb:BatchGetItem",
+    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; batch records; the watermark
     "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status), by_work
+    "dynamodb:PutItem",  # reserve a slot to wake a worker, start the count
 )
 
 
@@ -50,6 +55,8 @@ class AppResources:
     table: dynamodb.ITableV2
     queue: sqs.IQueue
     dlq: sqs.IQueue
+    wake_queue: sqs.IQueue
+    wake_dlq: sqs.IQueue
 
 
 def _objects(r: AppResources, prefix: str) -> str:
@@ -85,6 +92,20 @@ def _send(role: iam.IGrantable, r: AppResources, *extra: str) -> None:
     iam.Grant.add_to_principal(grantee=role, actions=["sqs:SendMessage", *extra], resource_arns=[r.queue.queue_arn])
 
 
+def _wake(role: iam.IGrantable, r: AppResources) -> None:
+    """Send wake messages (runtime/common/workers.py): nothing else on the wake queue, which the pipe reads."""
+    iam.Grant.add_to_principal(grantee=role, actions=["sqs:SendMessage"], resource_arns=[r.wake_queue.queue_arn])
+
+
+def _drain(role: iam.IGrantable, r: AppResources) -> None:
+    """A warm worker takes batch messages from the jobs queue, holds them while it works, deletes them (D8)."""
+    iam.Grant.add_to_principal(
+        grantee=role,
+        actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
+        resource_arns=[r.queue.queue_arn],
+    )
+
+
 def models_object_arn(bucket: str, prefix: str) -> str:
     return f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*"
 
@@ -113,14 +134,18 @@ def grant_api(role: iam.IGrantable, r: AppResources) -> None:
     _list(role, r, keys.REPORTS_PREFIX)
     _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.API_KEYS_INDEX)
     _send(role, r)
+    _wake(role, r)
 
 
 def grant_worker(role: iam.IGrantable, r: AppResources) -> None:
-    """Reads uploads, writes masks and overlays, updates jobs, re-enqueues jobs it releases on SIGTERM."""
+    """Reads uploads, writes masks and overlays, updates jobs and its slot, drains the jobs queue, hands jobs back
+    in new messages, wakes more workers."""
     _s3(role, r, ["s3:GetObject"], keys.UPLOADS_PREFIX)
     _s3(role, r, ["s3:PutObject"], keys.RESULTS_PREFIX)
     _table(role, r, WORKER_TABLE_ACTIONS)
-    _send(role, r)
+    _send(role, r, "sqs:GetQueueAttributes")  # the backlog it scales by
+    _drain(role, r)
+    _wake(role, r)
 
 
 def grant_results(role: iam.IGrantable, r: AppResources) -> None:
@@ -133,6 +158,7 @@ def grant_results(role: iam.IGrantable, r: AppResources) -> None:
     _s3(role, r, ["s3:DeleteObject"], keys.UPLOADS_PREFIX)
     _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX, schema.BY_WORK_INDEX)
     _send(role, r, "sqs:GetQueueAttributes")
+    _wake(role, r)
 
 
 def grant_secret_value(role: iam.IGrantable, secret: secretsmanager.ISecret) -> None:
