@@ -12,7 +12,7 @@ export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: install checkov browser dev test test-fast lint format synth bench images clean
+.PHONY: install checkov browser dev test test-fast lint format synth bench soak images clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,8 @@ browser:  ## install the system Chromium for the browser tests when it is missin
 	else echo "note: chromium is missing and cannot be installed here (needs root and apt-get):" \
 	  "the browser tests will skip (and fail under CI=true)"; fi
 
-dev: install  ## run the whole pipeline locally (moto server, API, pipe and scheduler emulators)
-	$(BIN)/python -m local.dev
+dev: install  ## run the whole pipeline locally (moto server, API, pipe and scheduler emulators); WORKERS=N sets max_workers
+	$(BIN)/python -m local.dev $(if $(WORKERS),--workers $(WORKERS))
 
 test: install lint browser  ## lint, then every test (unit, API, worker, CDK, end-to-end, browser)
 	$(BIN)/python -m pytest
@@ -74,6 +74,9 @@ bench: install  ## run the benchmarks, write bench/results/latest.{json,md}, pri
 
 images: install  ## optional: build the API, worker and results images with buildah and run each on a read-only root (docs/deploy.md)
 	$(BIN)/python -m tools.images
+
+soak: install  ## load test: 10,000 single-image uploads at concurrency 32 through the local stack (many minutes)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .segscale .pytest_cache .ruff_cache

@@ -58,12 +58,13 @@ class StackConfig:
     api_key: str | None = None  # None: a fresh random key
     api_port: int | None = None  # None: a free port
     moto_port: int | None = None
-    max_workers: int = 2
+    max_workers: int = 2  # SEGSCALE_MAX_WORKERS: worker slots, so worker processes alive at once (D8)
     reconcile_interval_s: float = 30.0
     reconcile_enabled: bool = True
     # Extra settings for every container, by field name (``{"lease_seconds": "3"}`` -> SEGSCALE_LEASE_SECONDS).
     settings: Mapping[str, str] = field(default_factory=dict)
     worker_command: Sequence[str] = WORKER_COMMAND
+    lose_launches: int = 0  # the pipe emulator drops this many wake messages (RunTask that starts no task)
     log_dir: Path | None = None  # moto, API and worker output; None: discard moto's, inherit the rest
     log: IO[str] | None = None  # where the emulators write their JSON event lines (None: stdout)
     startup_timeout_s: float = 60.0
@@ -177,10 +178,11 @@ class LocalStack:
         """What the task definitions give every container (the worker gets exactly this plus JOB_BATCH)."""
         if self.resources is None:
             raise RuntimeError("the stack is not started")
+        fleet = settings_env({"max_workers": str(self.config.max_workers)})
         notifications = self.notifications.env() if self.notifications is not None else {}
         if self.inbox_queue_url is not None:
             notifications[env_name("inbox_queue_url")] = self.inbox_queue_url
-        return {**self.resources.env(), **notifications, **settings_env(self.config.settings)}
+        return {**self.resources.env(), **notifications, **fleet, **settings_env(self.config.settings)}
 
     @property
     def api_env(self) -> dict[str, str]:
@@ -209,12 +211,12 @@ class LocalStack:
             self._start_notifications(settings)
             self.pipe = PipeEmulator(
                 sqs_client=client("sqs", settings),
-                queue_url=self.resources.queue_url,
+                queue_url=self.resources.wake_queue_url,
                 env=self.runtime_env,
                 command=cfg.worker_command,
-                max_workers=cfg.max_workers,
                 log_dir=cfg.log_dir,
                 log=cfg.log,
+                lose_launches=cfg.lose_launches,
             ).start()
             self.scheduler = Scheduler(
                 reconcile_action(settings),
@@ -352,6 +354,7 @@ class LocalStack:
             "table": self.resources.table,
             "queue_url": self.resources.queue_url,
             "dlq_url": self.resources.dlq_url,
+            "wake_queue_url": self.resources.wake_queue_url,
             "event_bus": self.notifications.bus if self.notifications else None,
             "webhook_url": self.webhooks.url if self.webhooks else None,
             "events_log": str(self.config.log_dir / BUS_EVENTS_FILE) if self.config.log_dir else None,
@@ -425,6 +428,11 @@ or with the CLI (it reads {state_path} by default):
   bin/segscale wait <batch_id>
   bin/segscale results <batch_id> --out results.csv
 
+A key per client (docs/api.md): the key above is the admin key; give each client its own, printed once:
+
+  bin/segscale admin keys create <client-name>
+  bin/segscale admin keys list
+
 Notifications (docs/notifications.md): events on the moto EventBridge bus {bus}, and a local webhook
 receiver that checks each delivery's signature:
 
@@ -435,10 +443,22 @@ Ctrl-C stops everything.
 """
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.dev", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("SEGSCALE_DEV_PORT", "0")) or None)
-    parser.add_argument("--workers", type=int, default=2, help="worker processes at once (pipe emulator)")
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=int(os.environ.get("SEGSCALE_DEV_WORKERS", "0")) or 2,
+        help="max_workers: worker processes alive at once (default 2; `make dev WORKERS=N`)",
+    )
     parser.add_argument("--reconcile-every", type=float, default=30.0, metavar="SECONDS")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
     args = parser.parse_args(argv)

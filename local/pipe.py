@@ -1,9 +1,11 @@
-"""The pipe emulator: what the EventBridge Pipe does in AWS, for the local stack (docs/architecture.md D2, D6).
+"""The pipe emulator: what the EventBridge Pipe does in AWS, for the local stack (docs/architecture.md D6, D8).
 
-Like the real pipe it receives one message at a time, starts one worker per message with the body in
-``JOB_BATCH``, and deletes the message as soon as the worker has *started*, not when it finishes. So a worker
-that crashes loses its message, exactly as a Fargate task would, and only the job table plus the reconciler
-bring its jobs home (D1). Keeping that semantics locally is what lets the fault tests mean something.
+Like the real pipe it reads the wake queue, starts one worker per wake message with the body in
+``WAKE_MESSAGE``, and deletes the message as soon as the worker has *started*, not when it finishes. Like the real
+pipe it has no concurrency limit of its own: the bound on live workers is the worker slots in the job table
+(runtime/common/workers.py), and the launch log (one JSON line per launch and exit) is how tests check it.
+``lose_launches`` plays a RunTask that answers without starting a task: the message is deleted, no process
+starts, and only the slot's expiry (and the next wake) brings a worker.
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from local.procs import log_event, spawn, stop
-from runtime.common.messages import BadMessage, decode
-from runtime.common.settings import JOB_BATCH_ENV
+from runtime.common.messages import BadMessage, WakeMessage, decode_wake
+from runtime.common.settings import WAKE_MESSAGE_ENV
 
 WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "runtime.worker")
 
 
 @dataclass
 class Launch:
-    """One worker process started for one message."""
+    """One worker process started for one wake message."""
 
     number: int
     message_id: str
-    job_ids: tuple[str, ...]
+    wake: WakeMessage | None  # None: the body was not a wake message (the worker logs and handles that)
     proc: subprocess.Popen[bytes]
     started_at: float
     log_path: Path | None = None
@@ -46,8 +48,22 @@ class Launch:
         return self.proc.poll()
 
 
+def most_at_once(spans: Sequence[tuple[float, float | None]], *, now: float | None = None) -> int:
+    """The largest number of (start, end) intervals alive at one moment; an open interval ends ``now``."""
+    end_of_time = time.time() if now is None else now
+    events = sorted(
+        [(s, 1) for s, _ in spans] + [(e if e is not None else end_of_time, -1) for _, e in spans],
+        key=lambda ev: (ev[0], ev[1]),  # an exit at the same instant as a start counts first
+    )
+    alive = peak = 0
+    for _, delta in events:
+        alive += delta
+        peak = max(peak, alive)
+    return peak
+
+
 class PipeEmulator:
-    """Polls the jobs queue and runs up to ``max_workers`` worker processes at once."""
+    """Polls the wake queue and starts one worker process per message."""
 
     def __init__(
         self,
@@ -56,23 +72,24 @@ class PipeEmulator:
         queue_url: str,
         env: Mapping[str, str],
         command: Sequence[str] = WORKER_COMMAND,
-        max_workers: int = 2,
         wait_time_s: int = 1,
         log_dir: Path | None = None,
         log: IO[str] | None = None,
         worker_stop_timeout_s: float = 10.0,
+        lose_launches: int = 0,
     ) -> None:
-        if max_workers < 1:
-            raise ValueError("max_workers must be at least 1")
+        if lose_launches < 0:
+            raise ValueError("lose_launches must not be negative")
         self.sqs = sqs_client
         self.queue_url = queue_url
         self.env = dict(env)
         self.command = tuple(command)
-        self.max_workers = max_workers
         self.wait_time_s = wait_time_s
         self.log_dir = log_dir
         self.log = log
         self.worker_stop_timeout_s = worker_stop_timeout_s
+        self.lose_launches = lose_launches
+        self.lost: list[str] = []  # message ids "launched" without a process
         self._launches: list[Launch] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -85,6 +102,11 @@ class PipeEmulator:
         self._thread = threading.Thread(target=self._run, name="pipe-emulator", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The polling thread (the supervisor's liveness check); ``start()`` runs a new one after a crash."""
+        return self._thread
 
     def stop(self) -> None:
         """Stop polling, then stop running workers the way ECS stops a task: SIGTERM, then SIGKILL."""
@@ -110,16 +132,18 @@ class PipeEmulator:
     def running(self) -> list[Launch]:
         return [launch for launch in self.launches if launch.proc.poll() is None]
 
+    def most_alive_at_once(self) -> int:
+        """From the launch log: the most worker processes that were alive at the same moment."""
+        self._reap()
+        return most_at_once([(launch.started_at, launch.finished_at) for launch in self.launches])
+
     # --- the loop ---------------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
             self._reap()
-            if len(self.running()) >= self.max_workers:
-                time.sleep(0.05)
-                continue
             try:
                 out = self.sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=self.wait_time_s
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_time_s
                 )
             except Exception as exc:  # the moto server going away at shutdown, a network blip: keep polling
                 if not self._stop.is_set():
@@ -130,50 +154,70 @@ class PipeEmulator:
                 self._launch(message)
         self._stop_workers()
 
+    def _delete(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
     def _launch(self, message: dict[str, Any]) -> None:
         body = message["Body"]
         try:
-            job_ids = decode(body).job_ids
+            wake: WakeMessage | None = decode_wake(body)
         except BadMessage:
-            job_ids = ()  # the real pipe does not look inside; the worker will refuse it and exit
+            wake = None  # the real pipe does not look inside; the worker logs it and takes a free slot, or exits
+        if len(self.lost) < self.lose_launches:
+            self.lost.append(message["MessageId"])
+            self._delete(message)  # RunTask "succeeded" with a failures list: the pipe is done with it
+            log_event(self.log, "pipe_launch_lost", message_id=message["MessageId"], slot=wake and wake.slot)
+            return
         number = len(self._launches) + 1
         log_path = self.log_dir / f"worker-{number:04d}.log" if self.log_dir is not None else None
         try:
             if log_path is not None:
                 with log_path.open("wb") as out:
-                    proc = spawn(self.command, env={**self.env, JOB_BATCH_ENV: body}, stdout=out, stderr=out)
+                    proc = spawn(self.command, env={**self.env, WAKE_MESSAGE_ENV: body}, stdout=out, stderr=out)
             else:
-                proc = spawn(self.command, env={**self.env, JOB_BATCH_ENV: body})
+                proc = spawn(self.command, env={**self.env, WAKE_MESSAGE_ENV: body})
         except OSError as exc:
             # RunTask failed: the message stays, comes back after the visibility timeout, and after
             # maxReceiveCount tries lands in the DLQ, which is what the real pipe's retries amount to.
             log_event(self.log, "pipe_launch_failed", message_id=message["MessageId"], error=repr(exc))
             return
-        launch = Launch(number, message["MessageId"], tuple(job_ids), proc, time.time(), log_path)
+        launch = Launch(number, message["MessageId"], wake, proc, time.time(), log_path)
         with self._lock:
             self._launches.append(launch)
-        # Delete on launch, like the real pipe once RunTask has answered.
-        with contextlib.suppress(Exception):
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        # The exit is stamped the moment it happens, so the launch log's spans are exact.
+        threading.Thread(target=self._watch, args=(launch,), name=f"watch-{number}", daemon=True).start()
+        self._delete(message)  # delete on launch, like the real pipe once RunTask has answered
         log_event(
             self.log,
             "worker_launched",
             worker=number,
             pid=proc.pid,
             message_id=message["MessageId"],
-            jobs=len(job_ids),
+            slot=wake.slot if wake else None,
+            woken_by=wake.by if wake else None,
             log=str(log_path) if log_path else None,
+        )
+
+    def _watch(self, launch: Launch) -> None:
+        launch.proc.wait()
+        self._exited(launch)
+
+    def _exited(self, launch: Launch) -> None:
+        with self._lock:
+            if launch.finished_at is not None:
+                return
+            launch.finished_at = time.time()
+        log_event(
+            self.log,
+            "worker_exited",
+            worker=launch.number,
+            pid=launch.pid,
+            returncode=launch.proc.returncode,
+            seconds=round(launch.finished_at - launch.started_at, 2),
         )
 
     def _reap(self) -> None:
         for launch in self.launches:
             if launch.finished_at is None and launch.proc.poll() is not None:
-                launch.finished_at = time.time()
-                log_event(
-                    self.log,
-                    "worker_exited",
-                    worker=launch.number,
-                    pid=launch.pid,
-                    returncode=launch.proc.returncode,
-                    seconds=round(launch.finished_at - launch.started_at, 2),
-                )
+                self._exited(launch)

@@ -1,4 +1,5 @@
-"""Create the bucket, table and queues on a moto server from the same definition the CDK data stack uses."""
+"""Create the bucket, table and queues (jobs + DLQ, wake + DLQ) on a moto server from the same definition the CDK
+data stack uses."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import boto3
 
 from runtime.common import schema
-from runtime.common.settings import Settings
+from runtime.common.settings import Settings, env_name
 
 
 @dataclass(frozen=True)
@@ -20,15 +21,18 @@ class LocalResources:
     table: str
     queue_url: str
     dlq_url: str
+    wake_queue_url: str = ""
+    wake_dlq_url: str = ""
 
     def env(self) -> dict[str, str]:
         """The environment a container would get from CDK, pointed at the moto server."""
         return {
-            "SEGSCALE_ENDPOINT_URL": self.endpoint_url,
-            "SEGSCALE_REGION": self.region,
-            "SEGSCALE_BUCKET": self.bucket,
-            "SEGSCALE_TABLE": self.table,
-            "SEGSCALE_QUEUE_URL": self.queue_url,
+            env_name("endpoint_url"): self.endpoint_url,
+            env_name("region"): self.region,
+            env_name("bucket"): self.bucket,
+            env_name("table"): self.table,
+            env_name("queue_url"): self.queue_url,
+            env_name("wake_queue_url"): self.wake_queue_url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": self.region,
@@ -42,6 +46,7 @@ class LocalResources:
             bucket=self.bucket,
             table=self.table,
             queue_url=self.queue_url,
+            wake_queue_url=self.wake_queue_url,
             **fields,
         )
 
@@ -70,4 +75,13 @@ def create_resources(endpoint_url: str, *, prefix: str = "segscale", region: str
     queue_url = sqs.create_queue(QueueName=f"{prefix}-jobs", Attributes=schema.boto3_queue_attributes(dlq_arn))[
         "QueueUrl"
     ]
-    return LocalResources(endpoint_url, region, bucket, table, queue_url, dlq_url)
+    wake_dlq_url = sqs.create_queue(QueueName=f"{prefix}-wake-dlq", Attributes=schema.boto3_queue_attributes(None))[
+        "QueueUrl"
+    ]
+    wake_dlq_arn = sqs.get_queue_attributes(QueueUrl=wake_dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    wake_queue_url = sqs.create_queue(
+        QueueName=f"{prefix}-wake", Attributes=schema.boto3_wake_queue_attributes(wake_dlq_arn)
+    )["QueueUrl"]
+    return LocalResources(endpoint_url, region, bucket, table, queue_url, dlq_url, wake_queue_url, wake_dlq_url)

@@ -1,4 +1,5 @@
 """``segscale upload | seal | wait | results | status``: send images, follow them, and collect the measurements.
+(``segscale admin keys ...`` manages client keys: segscale_cli/admin.py.)
 
 ``upload`` sends every file of one command into one batch (an id it chooses, or ``--batch``), seals it when every
 file was sent (unless ``--no-seal``), and prints that batch id on stdout, one id per line (progress and errors go to
@@ -20,7 +21,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from segscale_cli import ingest
+from segscale_cli import admin, ingest
 from segscale_cli.client import ApiClient, ApiError
 from segscale_cli.config import ConfigError, resolve
 from segscale_cli.table import write_csv
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", parents=[common], help="print one job as JSON")
     st.add_argument("job_id", metavar="JOB")
     ingest.add_commands(sub, common)
+
+    admin.add_parser(sub, common)
     return parser
 
 
@@ -284,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "upload" and args.batch is not None and not BATCH_ID.fullmatch(args.batch):
         _err(f"--batch must be a batch id (32 lowercase hex characters), got {args.batch!r}")
+        return EXIT_USAGE
+    if getattr(args, "grace", 0) < 0:
+        _err("--grace must be 0 or more seconds")
         return EXIT_USAGE
     try:
         target = resolve(args.endpoint, args.api_key)
@@ -299,9 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "submit": ingest.cmd_submit,
         "watch": ingest.cmd_watch,
     }
+    command = getattr(args, "func", None) or commands[args.command]
     with ApiClient(target.endpoint, target.api_key, retries=getattr(args, "retries", 5)) as api:
         try:
-            return int(commands[args.command](api, args))
+            return int(command(api, args))
         except ApiError as exc:
             _err(f"{exc} (endpoint {target.endpoint} from {target.source})")
             return EXIT_FAILED

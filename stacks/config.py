@@ -117,12 +117,21 @@ class DeployConfig(BaseModel):
     lambda_reserved_concurrency: int | None = Field(default=50, ge=1)
 
     # --- worker and results ---
-    worker_cpu: int = 2048
-    worker_memory_mib: int = 4096
+    # 1 vCPU / 2 GB: warm workers scale out by tasks, and at low volume one worker is alive all day, so its size
+    # is the bill (docs/cost.md, docs/architecture.md D8). 2 GB holds one 64 MP image while it is processed.
+    worker_cpu: int = 1024
+    worker_memory_mib: int = 2048
     worker_capacity: Literal["FARGATE", "FARGATE_SPOT"] = "FARGATE_SPOT"
     results_cpu: int = 512
     results_memory_mib: int = 1024
     reconcile_interval_minutes: int = Field(default=5, ge=1, le=1440)
+
+    # --- warm workers (docs/architecture.md D8) ---
+    max_workers: int = Field(default=20, ge=1, le=1000)  # worker tasks at once: the guard on the Fargate quota
+    fargate_vcpu_quota: int = Field(default=400, ge=1)  # this account's Fargate vCPU quota here (Service Quotas)
+    jobs_per_worker: int = Field(default=400, ge=1)  # one more worker per this many jobs waiting
+    worker_idle_exit_s: int = Field(default=60, ge=5, le=3600)  # a worker leaves after this long with no work
+    worker_max_lifetime_s: int = Field(default=4 * 3600, ge=600, le=7 * 24 * 3600)  # then hands over to a new task
 
     # --- runtime settings passed as SEGSCALE_* ---
     batch_max_jobs: int = Field(default=100, ge=1, le=500)
@@ -160,6 +169,7 @@ class DeployConfig(BaseModel):
     alarm_job_failure_percent: float = Field(default=10.0, gt=0, le=100)
     # QUEUED jobs older than the reconciler's stuck_after_s, as counted by its last pass.
     alarm_stuck_jobs: int = Field(default=1, ge=1)
+    alarm_no_worker_minutes: int = Field(default=15, ge=1, le=1440)  # work queued, no live worker, this long
 
     @model_validator(mode="before")
     @classmethod
@@ -292,6 +302,23 @@ class DeployConfig(BaseModel):
             )
         for role in ("api", "worker", "results"):
             _check_fargate_size(role, getattr(self, f"{role}_cpu"), getattr(self, f"{role}_memory_mib"))
+        worker_vcpu = self.max_workers * self.worker_cpu / 1024
+        if worker_vcpu > self.fargate_vcpu_quota:
+            raise ValueError(
+                f"max_workers ({self.max_workers}) x worker vCPU ({self.worker_cpu / 1024:g}) = {worker_vcpu:g} vCPU "
+                f"exceeds fargate_vcpu_quota ({self.fargate_vcpu_quota}): lower max_workers or worker_cpu, or raise "
+                "the Fargate vCPU quota in Service Quotas and set fargate_vcpu_quota to it"
+            )
+        if self.worker_max_lifetime_s <= 2 * self.worker_idle_exit_s:
+            raise ValueError(
+                f"worker_max_lifetime_s ({self.worker_max_lifetime_s}) must be more than twice worker_idle_exit_s "
+                f"({self.worker_idle_exit_s}), or workers would rarely go idle before being replaced"
+            )
+        if self.alarm_no_worker_minutes < self.reconcile_interval_minutes:
+            raise ValueError(
+                f"alarm_no_worker_minutes ({self.alarm_no_worker_minutes}) must be at least reconcile_interval_minutes "
+                f"({self.reconcile_interval_minutes}): the live-worker count arrives once per reconcile pass"
+            )
         if self.nat_gateways > self.max_azs:
             raise ValueError(f"nat_gateways ({self.nat_gateways}) > max_azs ({self.max_azs}): one NAT per AZ at most")
         if self.email_batch_completed and not self.alarm_email:

@@ -1,4 +1,4 @@
-"""The stateful stack (D4): bucket, job table, queues. Retained in prod so compute can come and go."""
+"""The stateful stack (D4): bucket, job table, jobs and wake queues. Retained in prod so compute can come and go."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ class DataStack(Stack):
         self.queue = queues.queue
         self.dlq = queues.dlq
         self.inbox = Inbox(self, "Inbox", config=config, bucket=self.bucket) if config.inbox_enabled else None
+        self.wake_queue = queues.wake_queue
+        self.wake_dlq = queues.wake_dlq
         export_resources(
             self,
             config,
@@ -34,9 +36,17 @@ class DataStack(Stack):
                 queue=self.queue,
                 dlq=self.dlq,
                 inbox=self.inbox.queue if self.inbox is not None else None,
+                wake_queue=self.wake_queue,
+                wake_dlq=self.wake_dlq,
             ),
         )
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Images, masks, overlays, reports")
         CfnOutput(self, "TableName", value=self.table.table_name, description="Job table (source of truth)")
         CfnOutput(self, "QueueUrl", value=self.queue.queue_url, description="Jobs queue (batch messages)")
-        CfnOutput(self, "DeadLetterQueueUrl", value=self.dlq.queue_url, description="Messages the pipe failed 5 times")
+        CfnOutput(
+            self, "DeadLetterQueueUrl", value=self.dlq.queue_url, description="Batches received 5 times, unfinished"
+        )
+        CfnOutput(self, "WakeQueueUrl", value=self.wake_queue.queue_url, description="Wake messages: one worker each")
+        CfnOutput(
+            self, "WakeDeadLetterQueueUrl", value=self.wake_dlq.queue_url, description="Wakes the pipe failed 3 times"
+        )

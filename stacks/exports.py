@@ -28,6 +28,12 @@ KEYS = (
     "dlq-url",
     "inbox-queue-arn",  # only with inbox_enabled
     "inbox-queue-url",
+    "wake-queue-name",
+    "wake-queue-arn",
+    "wake-queue-url",
+    "wake-dlq-name",
+    "wake-dlq-arn",
+    "wake-dlq-url",
 )
 
 
@@ -48,6 +54,12 @@ def export_resources(scope: Construct, config: DeployConfig, r: AppResources) ->
         "dlq-name": r.dlq.queue_name,
         "dlq-arn": r.dlq.queue_arn,
         "dlq-url": r.dlq.queue_url,
+        "wake-queue-name": r.wake_queue.queue_name,
+        "wake-queue-arn": r.wake_queue.queue_arn,
+        "wake-queue-url": r.wake_queue.queue_url,
+        "wake-dlq-name": r.wake_dlq.queue_name,
+        "wake-dlq-arn": r.wake_dlq.queue_arn,
+        "wake-dlq-url": r.wake_dlq.queue_url,
     }
     if r.inbox is not None:
         values["inbox-queue-arn"] = r.inbox.queue_arn
@@ -62,17 +74,24 @@ def import_resources(scope: Construct, config: DeployConfig) -> AppResources:
     def imp(key: str) -> str:
         return Fn.import_value(export_name(config, key))
 
+    def queue(construct_id: str, key: str) -> sqs.IQueue:
+        return sqs.Queue.from_queue_attributes(
+            scope,
+            construct_id,
+            queue_arn=imp(f"{key}-arn"),
+            queue_url=imp(f"{key}-url"),
+            queue_name=imp(f"{key}-name"),
+        )
+
     return AppResources(
         bucket=s3.Bucket.from_bucket_attributes(
             scope, "Bucket", bucket_arn=imp("bucket-arn"), bucket_name=imp("bucket-name")
         ),
         table=dynamodb.TableV2.from_table_attributes(scope, "Table", table_name=imp("table-name")),
-        queue=sqs.Queue.from_queue_attributes(
-            scope, "Queue", queue_arn=imp("queue-arn"), queue_url=imp("queue-url"), queue_name=imp("queue-name")
-        ),
-        dlq=sqs.Queue.from_queue_attributes(
-            scope, "DeadLetters", queue_arn=imp("dlq-arn"), queue_url=imp("dlq-url"), queue_name=imp("dlq-name")
-        ),
+        queue=queue("Queue", "queue"),
+        dlq=queue("DeadLetters", "dlq"),
+        wake_queue=queue("WakeQueue", "wake-queue"),
+        wake_dlq=queue("WakeDeadLetters", "wake-dlq"),
         inbox=sqs.Queue.from_queue_attributes(
             scope, "InboxQueue", queue_arn=imp("inbox-queue-arn"), queue_url=imp("inbox-queue-url")
         )

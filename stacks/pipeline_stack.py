@@ -49,6 +49,7 @@ class PipelineStack(Stack):
             bucket=resources.bucket.bucket_name,
             table=resources.table.table_name,
             queue_url=resources.queue.queue_url,
+            wake_queue_url=resources.wake_queue.queue_url,
             region=self.region,
         )
         self.api_key = secretsmanager.Secret(
@@ -132,6 +133,7 @@ class PipelineStack(Stack):
             api=monitored,
             queue=resources.queue,
             dlq=resources.dlq,
+            wake_dlq=resources.wake_dlq,
             pipe_name=self.worker.pipe_name,
             table=resources.table,
             results=MonitoredResults(

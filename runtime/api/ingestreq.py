@@ -16,6 +16,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from runtime.api import batchrecord
+from runtime.api.callers import Caller
 from runtime.api.problems import ApiProblem
 from runtime.api.schemas import CreateBatch
 from runtime.api.services import Services
@@ -50,7 +52,7 @@ def refuse_source_fields_without_source(body: CreateBatch) -> None:
         raise ApiProblem(422, "invalid_field", f"{', '.join(given)} only apply to a batch with a source")
 
 
-def create(services: Services, body: CreateBatch, batch_id: str, notify_url: str | None) -> Batch:
+def create(services: Services, body: CreateBatch, batch_id: str, notify_url: str | None, caller: Caller) -> Batch:
     settings = services.settings
     assert body.source is not None
     try:
@@ -79,10 +81,15 @@ def create(services: Services, body: CreateBatch, batch_id: str, notify_url: str
     }
     try:
         batch = services.batches.create_ingesting(
-            batch_id, source=source.uri, source_kind=str(source.kind), spec=spec, notify_url=notify_url
+            batch_id,
+            source=source.uri,
+            source_kind=str(source.kind),
+            spec=spec,
+            notify_url=notify_url,
+            owner=caller.client,
         )
     except BatchConflict as exc:
-        raise ApiProblem(409, "batch_conflict", str(exc)) from None
+        raise batchrecord.refused(exc, caller) from None
     except (BotoCoreError, ClientError) as exc:
         raise ApiProblem(503, "storage_unavailable", "DynamoDB is unavailable; nothing was created, retry later",
                          headers={"Retry-After": "5"}) from exc  # fmt: skip

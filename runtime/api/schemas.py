@@ -117,6 +117,7 @@ class JobView(BaseModel):
     error_class: str | None = None
     mask_url: str | None = None
     overlay_url: str | None = None
+    owner: str | None = Field(default=None, description="the client whose key made the job (null: made before clients)")
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> JobView:
@@ -142,6 +143,7 @@ class JobView(BaseModel):
             error_class=item.get("error_class"),
             mask_url=f"/v1/jobs/{job_id}/mask" if item.get("mask_key") else None,
             overlay_url=f"/v1/jobs/{job_id}/overlay" if item.get("overlay_key") else None,
+            owner=item.get("owner"),
         )
 
 
@@ -246,6 +248,7 @@ class BatchView(BaseModel):
     report_key: str | None = Field(default=None, description="S3 key of the HTML report written on completion")
     webhook: WebhookView | None = Field(default=None, description="the webhook's delivery, with every attempt")
     ingest: IngestView | None = Field(default=None, description="an S3 source's ingestion (docs/ingestion.md)")
+    owner: str | None = Field(default=None, description="the client whose key made the batch")
 
 
 class S3ModelsView(BaseModel):

@@ -6,6 +6,7 @@ Tests build the app with their own clients (e.g. a boto3 client wrapped to fail 
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,14 @@ from runtime.api.apikey import ApiKeyCheck
 from runtime.api.batcher import MicroBatcher
 from runtime.api.problems import ApiProblem
 from runtime.api.s3models import S3Cards, S3Listing
+from runtime.common import metrics
 from runtime.common.aws import client
 from runtime.common.batches import BatchStore
 from runtime.common.cards import CardError, ModelCard, load_cards
+from runtime.common.clients import ClientKeyStore
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
+from runtime.common.workers import Waker
 
 
 @dataclass
@@ -36,9 +40,11 @@ class Services:
     _cards_lock: threading.Lock = field(default_factory=threading.Lock)
     s3_cards: S3Cards | None = None  # set when ``models_s3_uri`` is configured
     api_keys: ApiKeyCheck = field(init=False)  # from settings: a static key, or the secret it names (Lambda)
+    client_keys: ClientKeyStore = field(init=False)  # the clients' keys, in the job table
 
     def __post_init__(self) -> None:
         self.api_keys = ApiKeyCheck(self.settings)
+        self.client_keys = ClientKeyStore(self.store.client, self.settings.table)
 
     def s3_listing(self) -> S3Listing | None:
         """The S3 models (cached, possibly stale), or None when no prefix is configured."""
@@ -77,16 +83,21 @@ class Services:
 
 
 def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, sqs: Any = None) -> Services:
-    ddb = dynamodb or client("dynamodb", settings)
+    dynamodb = dynamodb or client("dynamodb", settings)
+    sqs = sqs or client("sqs", settings)
     # The API makes a job terminal only when it refuses the request that wrote it; such a job never counts in its
     # batch (runtime/api/batchrecord.py takes the request's reservation back), and the API sends no events.
-    store = JobStore.from_settings(settings, ddb, on_terminal=lambda job: None)
+    store = JobStore.from_settings(settings, dynamodb, on_terminal=lambda job: None)
     batcher = MicroBatcher(
-        sqs or client("sqs", settings),
+        sqs,
         settings.queue_url,
         max_jobs=settings.batch_max_jobs,
         window_s=settings.batch_window_s,
         mark_enqueued=store.mark_enqueued,
+        # Wake metrics go to stderr as EMF, apart from the JSON request log on stdout (CloudWatch reads both).
+        waker=Waker.from_settings(
+            settings, by="api", service=metrics.API_SERVICE, sqs=sqs, dynamodb=dynamodb, metrics_stream=sys.stderr
+        ),
     )
     presigner = boto3.client(
         "s3",
@@ -104,6 +115,6 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
         presigner=presigner,
         store=store,
         batcher=batcher,
-        batches=BatchStore(ddb, settings.table),
+        batches=BatchStore(dynamodb, settings.table),
         s3_cards=s3_cards,
     )

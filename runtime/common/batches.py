@@ -214,10 +214,12 @@ class BatchStore:
         return Batch.from_item(deserialize(item)) if item else None
 
     # --- creating and filling ----------------------------------------------------------------------------
-    def create(self, batch_id: str, *, notify_url: str | None = None, owner: str | None = None) -> Batch:
+    def create(
+        self, batch_id: str, *, notify_url: str | None = None, owner: str | None = None, adopt_unowned: bool = False
+    ) -> Batch:
         """A new, empty OPEN batch. The same call again (same notify_url and owner, still open) returns the
         existing record, so a client may retry; anything else raises ``BatchConflict`` or ``BatchNotOpen``."""
-        self.reserve(batch_id, 0, notify_url=notify_url, owner=owner, strict_url=True)
+        self.reserve(batch_id, 0, notify_url=notify_url, owner=owner, strict_url=True, adopt_unowned=adopt_unowned)
         batch = self.get(batch_id)
         assert batch is not None  # batch records are never deleted once they hold anything
         return batch
@@ -230,11 +232,13 @@ class BatchStore:
         notify_url: str | None = None,
         owner: str | None = None,
         strict_url: bool = False,
+        adopt_unowned: bool = False,
     ) -> Reservation:
         """Count ``jobs`` new jobs into an OPEN batch, creating it if needed (before the jobs are written).
 
         A request that names no notify_url joins the batch whatever its URL; one that names a URL must match the
         batch's (a URL is set when the batch is created, never changed). ``strict_url``: no URL must match none.
+        ``adopt_unowned``: a batch recorded before owners existed joins ``owner`` (the admin's, runtime/api).
         """
         now = self.clock()
         sets = [
@@ -256,7 +260,9 @@ class BatchStore:
         if owner is not None:
             sets.append("#owner = if_not_exists(#owner, :owner)")
             values[":owner"] = owner
-            condition += " AND #owner = :owner"
+            condition += (
+                " AND (#owner = :owner OR attribute_not_exists(#owner))" if adopt_unowned else " AND #owner = :owner"
+            )
         else:
             condition += " AND attribute_not_exists(#owner)"
         condition += ")"

@@ -6,9 +6,14 @@ and still leave exactly one outcome (docs/architecture.md D7c). Times are epoch 
 State machine (the job state machine, docs/architecture.md)::
 
     AWAITING_UPLOAD --submit--> QUEUED --claim--> RUNNING --complete--> SUCCEEDED
-                                  ^                  |  \\--fail (permanent)--> FAILED
-                                  +---release / lease expired, attempts < max--+
-                                                     \\--attempts >= max--> FAILED
+                                  ^   |              |  \\--fail (permanent)--> FAILED
+                                  |   |              |
+                                  +---|--release / lease expired, attempts < max--+
+                                      |              \\--attempts >= max--> FAILED
+                                      \\--older than job_max_age_s (reconcile)--> FAILED (expired)
+
+A claim is an attempt: a worker claims a job only when it starts processing it (runtime/worker/batch.py), so
+only a job's own attempts can fail it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,13 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+
+
+def is_crash_suspect(job: dict[str, Any]) -> bool:
+    """A worker vanished while processing this job before: process it alone, so if it is what kills workers,
+    no other job is in flight (and charged an attempt) when it does."""
+    return int(job.get("lost_leases", 0)) > 0
+
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -111,6 +123,7 @@ class NewJob:
     input_bucket: str | None = None
     input_etag: str | None = None
     via: str | None = None
+    owner: str | None = None  # the client whose key made the job (runtime/common/clients.py)
 
 
 BATCH_WRITE_MAX = 25  # DynamoDB's limit per BatchWriteItem
@@ -149,6 +162,7 @@ def new_job_item(
         "width": job.width,
         "height": job.height,
         "mm_per_pixel": job.mm_per_pixel,
+        "owner": job.owner,
     }
     if status in TERMINAL:
         item.update({"finished_at": now, "error": (error or "")[:1000] or None, "error_class": error_class})
@@ -213,8 +227,11 @@ class JobStore:
         cond_values: dict[str, Any],
         remove: tuple[str, ...] = (),
         add: dict[str, int] | None = None,
+        returning: bool = True,
     ) -> dict[str, Any] | None:
-        """One conditional update; returns the new item, or None when the condition did not hold."""
+        """One conditional update; returns the new item (``{}`` without ``returning``: most transitions only need
+        to know they happened, and a job with its result is a large item to send back), or None when the condition
+        did not hold."""
         # DynamoDB has no null worth storing: a None value means "this attribute is absent now".
         remove = (*remove, *(k for k, v in set_values.items() if v is None))
         set_values = {k: v for k, v in set_values.items() if v is not None}
@@ -248,13 +265,13 @@ class JobStore:
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=serialize(values),
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if returning else "NONE",
             )
         except ClientError as exc:
             if _is_conditional_failure(exc):
                 return None
             raise
-        return deserialize(out["Attributes"])
+        return deserialize(out["Attributes"]) if returning else {}
 
     # --- create and read -----------------------------------------------------------------------------
     def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED, *, enqueued: bool = False) -> dict[str, Any]:
@@ -347,6 +364,7 @@ class JobStore:
                 },
                 "#status = :expected",
                 {":expected": "AWAITING_UPLOAD"},
+                returning=False,
             )
             is not None
         )
@@ -364,7 +382,10 @@ class JobStore:
             condition = "#status = :queued AND enqueued_at = :old"
             cond = {":queued": "QUEUED", ":old": expected_enqueued_at}
         return (
-            self._update(job_id, {"enqueued_at": self.clock()}, condition, cond, add={"enqueue_count": 1}) is not None
+            self._update(
+                job_id, {"enqueued_at": self.clock()}, condition, cond, add={"enqueue_count": 1}, returning=False
+            )
+            is not None
         )
 
     def mark_redrive_unsent(self, job_id: str) -> bool:
@@ -376,12 +397,14 @@ class JobStore:
                 "#status = :queued AND attribute_not_exists(enqueued_at)",
                 {":queued": "QUEUED"},
                 add={"enqueue_count": 1},
+                returning=False,
             )
             is not None
         )
 
     def claim(self, job_id: str, worker_id: str) -> dict[str, Any] | None:
-        """QUEUED -> RUNNING with a lease for ``worker_id``; None if someone else has it or it is done."""
+        """QUEUED -> RUNNING with a lease for ``worker_id``, counting an attempt; None if someone else has it or it
+        is done. Call it when processing starts, not before (a claim held idle would be charged like a real try)."""
         now = self.clock()
         return self._update(
             job_id,
@@ -405,6 +428,7 @@ class JobStore:
                 {"lease_expires_at": now + self.lease_ms},
                 "#status = :running AND lease_owner = :me",
                 {":running": "RUNNING", ":me": worker_id},
+                returning=False,
             )
             is not None
         )
@@ -495,26 +519,32 @@ class JobStore:
     def release(self, job_id: str, worker_id: str | None, reason: str) -> JobStatus | None:
         """RUNNING -> QUEUED (not yet re-enqueued), or FAILED when attempts are used up.
 
-        ``worker_id=None`` is the reconciler releasing an expired lease. Returns the new status, or None if
-        the job was not ours to release.
+        ``worker_id=None`` is the reconciler releasing an expired lease: the worker that held the job vanished
+        while processing it (a worker claims a job only when it starts processing it, so this attempt was the
+        job's own). That also counts in ``lost_leases``, which makes the next worker process the job on its own
+        (``is_crash_suspect``), so a job that crashes workers cannot take other jobs' attempts with it.
+        Returns the new status, or None if the job was not ours to release.
         """
         now = self.clock()
         if worker_id is None:
             owner_cond, owner_vals = "lease_expires_at < :now", {":now": now}
+            lost = {"lost_leases": 1}
         else:
             owner_cond, owner_vals = "lease_owner = :me", {":me": worker_id}
+            lost = None
         failed = self._update(
             job_id,
             {"status": "FAILED", "updated_at": now, "finished_at": now, "error_class": "gave_up"},
             f"#status = :running AND {owner_cond} AND attempts >= :max",
             {":running": "RUNNING", ":max": self.max_attempts, **owner_vals},
             remove=("lease_owner", "lease_expires_at"),
+            add=lost,
         )
         if failed is not None:
             attempts = failed.get("attempts", self.max_attempts)
             error = f"gave up after {attempts} attempts: {reason}"[:1000]
             try:
-                self._update(job_id, {"error": error}, "#status = :failed", {":failed": "FAILED"})
+                self._update(job_id, {"error": error}, "#status = :failed", {":failed": "FAILED"}, returning=False)
             finally:
                 self._finished({**failed, "error": error})
             return JobStatus.FAILED
@@ -524,6 +554,8 @@ class JobStore:
             f"#status = :running AND {owner_cond}",
             {":running": "RUNNING", **owner_vals},
             remove=("lease_owner", "lease_expires_at", "enqueued_at"),
+            add=lost,
+            returning=False,
         )
         return JobStatus.QUEUED if queued is not None else None
 
@@ -595,27 +627,35 @@ class JobStore:
                 return
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
 
-    def count_status(self, status: JobStatus, *, updated_to: int, cap: int = 10_000) -> int:
-        """How many jobs are in ``status`` with ``updated_at <= updated_to``, counted up to ``cap`` (then ``cap``).
-
-        A COUNT query on the status index: no items cross the network, and ``cap`` bounds the pages read.
+    def count_status(
+        self, status: JobStatus, *, updated_to: int, updated_from: int | None = None, cap: int | None = 10_000
+    ) -> int:
+        """How many jobs are in ``status`` with ``updated_at`` in [``updated_from``, ``updated_to``] (no lower bound
+        when None), counted up to ``cap`` (then ``cap``; None: exactly). A terminal job's ``updated_at`` is the
+        moment it finished. A COUNT query on the status index: no items cross the network, and ``cap`` bounds the
+        pages read.
         """
+        if updated_from is None:
+            condition, values = "#status = :s AND updated_at <= :b", {":b": {"N": str(updated_to)}}
+        else:
+            condition = "#status = :s AND updated_at BETWEEN :a AND :b"
+            values = {":a": {"N": str(updated_from)}, ":b": {"N": str(updated_to)}}
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": schema.BY_STATUS_INDEX,
-            "KeyConditionExpression": "#status = :s AND updated_at <= :b",
+            "KeyConditionExpression": condition,
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":s": {"S": str(status)}, ":b": {"N": str(updated_to)}},
+            "ExpressionAttributeValues": {":s": {"S": str(status)}, **values},
             "Select": "COUNT",
         }
         count = 0
-        while count < cap:
+        while cap is None or count < cap:
             out = self.client.query(**kwargs)
             count += int(out.get("Count", 0))
             if not out.get("LastEvaluatedKey"):
                 break
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-        return min(count, cap)
+        return count if cap is None else min(count, cap)
 
     def batch_counts(self, batch_id: str) -> dict[str, int]:
         counts = {str(s): 0 for s in JobStatus}

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     bucket: str = "segscale-local"
     table: str = "segscale-jobs"
     queue_url: str = ""
+    # The small queue whose messages start worker tasks (one wake message = one task, docs/architecture.md D8).
+    wake_queue_url: str = ""
     # Only set for local mode (moto server); on AWS boto3 finds the regional endpoints itself.
     endpoint_url: str | None = None
     region: str = "us-east-1"
@@ -64,6 +66,9 @@ class Settings(BaseSettings):
     stuck_after_s: int = Field(default=600, gt=0)
     # ...but an enqueued job is re-driven only once the jobs queue is empty, or after this long behind a backlog.
     backlog_grace_s: int = Field(default=6 * 3600, gt=0)
+    # A QUEUED job older than this is FAILED ("expired"): far above any normal queueing, so only a job that truly
+    # cannot be processed (for example its worker tasks never start) ends this way.
+    job_max_age_s: int = Field(default=24 * 3600, gt=0)
     retention_days: int = Field(default=30, gt=0)
     # An object under uploads/ with no job this much after it was written is an orphan; reconcile deletes it.
     orphan_grace_s: int = Field(default=3600, gt=0)
@@ -90,6 +95,19 @@ class Settings(BaseSettings):
     inbox_queue_url: str | None = None
     ingest_max_objects: int = Field(default=1_000_000, gt=0)  # per batch; the rest is left out with a note
     ingest_manifest_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # Warm workers (docs/architecture.md D8). At most ``max_workers`` worker tasks hold a slot at once; one more is
+    # woken per ``jobs_per_worker`` jobs waiting in the queue. A worker drains the queue until it has been idle
+    # ``worker_idle_exit_s`` or has lived ``worker_max_lifetime_s``. A live worker renews its slot (and the
+    # visibility of the message it works on) every third of ``worker_slot_lease_s``; a woken slot whose task has
+    # not started within ``worker_start_timeout_s`` is free again. Wake decisions for more workers are taken at
+    # most once per ``worker_scale_interval_s`` across the whole fleet.
+    max_workers: int = Field(default=20, gt=0)
+    jobs_per_worker: int = Field(default=400, gt=0)
+    worker_idle_exit_s: float = Field(default=60.0, ge=0)
+    worker_max_lifetime_s: float = Field(default=4 * 3600.0, gt=0)
+    worker_slot_lease_s: int = Field(default=60, ge=2)
+    worker_start_timeout_s: int = Field(default=300, gt=0)
+    worker_scale_interval_s: float = Field(default=15.0, gt=0)
 
     metrics_namespace: str = "Segscale"
     log_level: str = "INFO"
@@ -108,5 +126,8 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-# The variable the pipe (and the local pipe emulator) fills with the SQS message body (docs/architecture.md D2).
+# The variable the pipe (and the local pipe emulator) fills with the wake message body (docs/architecture.md D8).
+WAKE_MESSAGE_ENV = "WAKE_MESSAGE"
+# A batch message given to ``python -m runtime.worker`` directly: it runs that one batch and exits (benchmarks,
+# manual runs); the pipe never sets it.
 JOB_BATCH_ENV = "JOB_BATCH"

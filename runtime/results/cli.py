@@ -137,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from runtime.results.reconcile import reconcile_once
 
-            result = reconcile_once(settings, max_jobs=args.max_jobs, max_scan=args.max_scan).to_dict()
+            # Its metrics (live workers, exact job counts) go to stderr as EMF: CloudWatch reads either stream.
+            result = reconcile_once(
+                settings, max_jobs=args.max_jobs, max_scan=args.max_scan, metrics_stream=sys.stderr
+            ).to_dict()
             stream = sys.stdout
     except (ValueError, LookupError, OSError, BotoCoreError, ClientError) as exc:
         log.error("%s: %s", args.command, exc)

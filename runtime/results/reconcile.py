@@ -1,18 +1,27 @@
-"""Re-drive stuck jobs, or fail them after max attempts (docs/architecture.md D1, D7b).
+"""Re-drive stuck jobs, fail only those that truly cannot be processed, keep a worker alive while work waits
+(docs/architecture.md D1, D7b, D8).
 
-The pipe deletes a message as soon as RunTask answers, so a worker that dies, or a message that was never sent,
-leaves a job that nothing will ever pick up. The job table knows: this pass finds
+A worker that dies, a message that was never sent (an API task killed with jobs in its buffer), or a worker
+task that never started leaves jobs that nothing will pick up. The job table knows: this pass finds
 
-1. RUNNING jobs whose lease expired: ``release`` puts them back to QUEUED (or FAILED after ``max_attempts``
-   claims), then they are re-enqueued;
+1. RUNNING jobs whose lease expired: the worker processing them vanished. ``release`` puts them back to QUEUED
+   (or FAILED after ``max_attempts`` claims: a worker claims a job only when it starts processing it, so every
+   claim is the job's own attempt), then they are re-enqueued, and are processed alone next time;
 2. QUEUED jobs never enqueued (no ``enqueued_at``) whose last change is older than ``stuck_after_s``, and
-   QUEUED jobs enqueued longer ago than ``stuck_after_s`` and still not claimed: re-enqueued, or FAILED once
-   they were enqueued ``max_attempts + 1`` times without a claim. An enqueued job may simply be waiting behind
-   other messages, so while the jobs queue holds messages these are left alone until ``backlog_grace_s``:
-   re-driving them would add duplicates to the backlog and fail healthy jobs of a long queue;
+   QUEUED jobs enqueued longer ago than ``stuck_after_s`` and still not claimed: re-enqueued, never charged,
+   however often (an unclaimed job has not been tried, whatever happened to other jobs). An enqueued job may
+   simply be waiting behind other messages, so while the jobs queue holds messages these are left alone until
+   ``backlog_grace_s``: re-driving them would only add duplicates to the backlog. A QUEUED job older than
+   ``job_max_age_s`` (far above any normal queueing) is FAILED as ``expired``, with its history in the reason;
 3. AWAITING_UPLOAD jobs older than the presigned URL expiry plus ``stuck_after_s``: FAILED;
 4. objects under ``uploads/`` that have had no job for ``orphan_grace_s``: deleted (``runtime/results/orphans.py``);
 5. sealed batches a lost count held back: recounted and completed, and the notifications that are due sent (D9).
+
+Then, as the safety net of the warm workers: if work is queued (or was just re-driven) and no worker is live or
+starting, it wakes one. With a metrics stream it also reports the live and starting workers, and counts the jobs
+that became SUCCEEDED or FAILED since the last counted pass from the job table itself (``JobsSucceeded``,
+``JobsFailed``): exact, where a worker's own ``ImagesProcessed`` misses a result written just before the worker
+was killed.
 
 Every write is a compare-and-set on the job (``mark_redrive_unsent``, ``mark_enqueued(expected_enqueued_at=)``,
 ``release``, ``fail(from_status=)``), and a job is sent only by the pass whose write won, so two passes at once
@@ -23,23 +32,27 @@ it, so nothing is lost. Work per pass is bounded by ``max_jobs`` actions and ``m
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from runtime.common import messages
+from runtime.common import messages, metrics, schema
 from runtime.common.aws import client
 from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.jobs import now_ms as wall_clock_ms
 from runtime.common.settings import Settings
+from runtime.common.workers import Waker
 from runtime.results.orphans import sweep_orphans
 from runtime.results.stuck import emit_stuck_queued
 
 DEFAULT_MAX_JOBS = 1000
 SQS_BATCH_ENTRIES = 10  # SendMessageBatch limit
+# Jobs are counted up to this long before the pass: a result written with an earlier timestamp has landed by then.
+COUNT_SETTLE_MS = 60_000
 
 
 @dataclass
@@ -53,7 +66,7 @@ class ReconcileReport:
         default_factory=lambda: {"never_enqueued": [], "enqueue_stale": [], "lease_expired": []}
     )
     failed: dict[str, list[str]] = field(
-        default_factory=lambda: {"gave_up": [], "never_picked_up": [], "upload_never_completed": []}
+        default_factory=lambda: {"gave_up": [], "expired": [], "upload_never_completed": []}
     )
     lost_races: int = 0  # another writer (worker, API, a second reconciler) changed the job first
     queue_backlog: int | None = None  # messages in the jobs queue when checked (None: not needed or unreadable)
@@ -61,6 +74,10 @@ class ReconcileReport:
     messages_sent: int = 0
     send_failed: list[str] = field(default_factory=list)  # marked but not sent: re-driven after stuck_after_s
     truncated: bool = False  # stopped at max_jobs or max_scan; run again
+    live_workers: int | None = None  # workers holding a slot (None: no wake queue configured)
+    starting_workers: int | None = None  # slots woken whose task has not started yet
+    woke_slot: int | None = None  # the worker this pass woke, when work waited and none was live
+    counted: dict[str, int] | None = None  # jobs finished since the last counted pass (with a metrics stream)
     # Sealed batches recounted and completed, completed batches notified (docs/architecture.md D9).
     batches: dict[str, Any] = field(default_factory=dict)
     orphans: dict[str, Any] | None = None  # uploads/ objects without a job, deleted (runtime/results/orphans.py)
@@ -167,10 +184,13 @@ class _Pass:
 
     def stale_queued(self) -> None:
         now, threshold = self.report.now_ms, self.report.stuck_after_ms
-        limit = self.store.max_attempts + 1
+        max_age_ms = self.settings.job_max_age_s * 1000
         # A QUEUED job is enqueued only after it became QUEUED (enqueued_at >= updated_at), so every stale
         # job, never sent or sent long ago, has updated_at <= now - threshold: one index range finds both.
         for job in self.scan(JobStatus.QUEUED, updated_to=now - threshold):
+            if int(job.get("created_at", now)) < now - max_age_ms:
+                self.expire(job, max_age_ms)
+                continue
             enqueued_at = job.get("enqueued_at")
             if enqueued_at is not None and enqueued_at > now - threshold:
                 continue  # enqueued recently: a worker may still pick it up
@@ -182,15 +202,7 @@ class _Pass:
                 self.report.waiting_behind_backlog += 1  # its message may still be in the queue
                 continue
             job_id = job["job_id"]
-            enqueues = int(job.get("enqueue_count", 0))
-            unclaimed = enqueues - int(job.get("attempts", 0))
-            if enqueued_at is not None and unclaimed >= limit:
-                reason = f"never picked up after {enqueues} enqueues"
-                if self.store.fail(job_id, reason, error_class="never_picked_up", from_status=JobStatus.QUEUED):
-                    self.report.failed["never_picked_up"].append(job_id)
-                else:
-                    self.report.lost_races += 1
-            elif enqueued_at is None:
+            if enqueued_at is None:
                 if self.store.mark_redrive_unsent(job_id):
                     self.requeue("never_enqueued", job_id)
                 else:
@@ -199,6 +211,88 @@ class _Pass:
                 self.requeue("enqueue_stale", job_id)
             else:
                 self.report.lost_races += 1
+
+    def expire(self, job: dict[str, Any], max_age_ms: int) -> None:
+        """The one way an unprocessed job fails: far older than any queue should make it wait."""
+        attempts, enqueues = int(job.get("attempts", 0)), int(job.get("enqueue_count", 0))
+        reason = (
+            f"not processed within {max_age_ms / 3_600_000:g} h of its upload ({attempts} attempt(s), sent to the "
+            f"queue {enqueues} time(s){'; last error: ' + str(job['last_error']) if job.get('last_error') else ''}); "
+            "no worker could take it: check that worker tasks start"
+        )
+        if self.store.fail(job["job_id"], reason, error_class="expired", from_status=JobStatus.QUEUED):
+            self.report.failed["expired"].append(job["job_id"])
+        else:
+            self.report.lost_races += 1
+
+    def queue_depth(self) -> int:
+        self.queue_has_backlog()
+        return self.report.queue_backlog if self.report.queue_backlog is not None else 1
+
+    # --- the warm workers' safety net ------------------------------------------------------------------------
+    def keep_a_worker(self, waker: Waker | None, out: IO[str]) -> None:
+        if waker is None or not waker.enabled:
+            return
+        slots = waker.slots.read()
+        now = self.report.now_ms
+        live = [s for s in slots.values() if s.live(now)]
+        self.report.live_workers = sum(1 for s in live if s.state == "running")
+        self.report.starting_workers = len(live) - self.report.live_workers
+        self.emit(
+            out,
+            {
+                metrics.LIVE_WORKERS: self.report.live_workers,
+                metrics.STARTING_WORKERS: len(live) - self.report.live_workers,
+            },
+        )
+        if live or not (self.report.requeued_ids or self.queue_depth() > 0):
+            return
+        self.report.woke_slot = waker.wake()
+
+    def emit(self, out: IO[str], values: dict[str, float]) -> None:
+        metrics.emit(
+            values,
+            {metrics.SERVICE_DIMENSION: metrics.RESULTS_SERVICE},
+            namespace=self.settings.metrics_namespace,
+            stream=out,
+        )
+
+    # --- exact counts -------------------------------------------------------------------------------------
+    def count_finished(self, out: IO[str]) -> None:
+        """Count jobs that became SUCCEEDED or FAILED in (last counted, now - settle], exactly once across
+        passes: the window's end is claimed with a conditional write, so two passes never count it twice."""
+        through = self.report.now_ms - COUNT_SETTLE_MS
+        key = {schema.TABLE_PARTITION_KEY: {"S": schema.METRICS_WATERMARK_PK}}
+        item = self.store.client.get_item(TableName=self.store.table, Key=key, ConsistentRead=True).get("Item")
+        try:
+            if item is None:  # the first pass starts the count; it has no window of its own
+                self.store.client.put_item(
+                    TableName=self.store.table,
+                    Item={**key, "through_ms": {"N": str(through)}},
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
+                )
+                return
+            since = int(item["through_ms"]["N"])
+            if through <= since:
+                return
+            self.store.client.update_item(
+                TableName=self.store.table,
+                Key=key,
+                UpdateExpression="SET through_ms = :new",
+                ConditionExpression="through_ms = :old",
+                ExpressionAttributeValues={":new": {"N": str(through)}, ":old": {"N": str(since)}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return  # another pass counted this window
+            raise
+        counted = {
+            str(status): self.store.count_status(status, updated_from=since + 1, updated_to=through)
+            for status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        }
+        self.report.counted = counted
+        self.emit(out, {metrics.JOBS_SUCCEEDED: counted["SUCCEEDED"], metrics.JOBS_FAILED: counted["FAILED"]})
 
     def abandoned_uploads(self) -> None:
         cutoff = self.report.now_ms - self.settings.presign_expiry_s * 1000 - self.report.stuck_after_ms
@@ -223,8 +317,14 @@ def reconcile_once(
     max_scan: int | None = None,
     store: JobStore | None = None,
     sqs: Any | None = None,
+    metrics_stream: IO[str] | None = None,
 ) -> ReconcileReport:
-    """One bounded, idempotent pass. ``now_ms`` fixes the clock for every check and write (tests, emulators)."""
+    """One bounded, idempotent pass. ``now_ms`` fixes the clock for every check and write (tests, emulators).
+
+    ``metrics_stream`` (the results task passes stderr) receives the pass's EMF metrics; without one the pass
+    emits only ``JobsQueuedTooLong`` (to stderr) and does not count finished jobs (the local stack has no
+    CloudWatch).
+    """
     if not settings.queue_url:
         raise ValueError("SEGSCALE_QUEUE_URL is not set: reconcile has nowhere to re-enqueue jobs")
     if max_jobs <= 0:
@@ -240,12 +340,28 @@ def reconcile_once(
         clock=lambda: now,
         on_terminal=base.on_terminal,
     )
-    emit_stuck_queued(settings, frozen, now)  # what this pass found, before it acts (the StuckJobs alarm)
-    work = _Pass(settings, frozen, sqs or client("sqs", settings), now, max_jobs, max_scan or 10 * max_jobs)
+    emit_stuck_queued(settings, frozen, now, stream=metrics_stream)  # what this pass found, before it acts
+    sqs = sqs or client("sqs", settings)
+    out = metrics_stream if metrics_stream is not None else io.StringIO()
+    work = _Pass(settings, frozen, sqs, now, max_jobs, max_scan or 10 * max_jobs)
     work.expired_leases()
     work.stale_queued()
     work.abandoned_uploads()
     work.flush()
+    waker = None
+    if settings.wake_queue_url:
+        waker = Waker.from_settings(
+            settings,
+            by="reconciler",
+            service=metrics.RESULTS_SERVICE,
+            sqs=sqs,
+            dynamodb=base.client,
+            metrics_stream=out,
+            clock=lambda: now,
+        )
+    work.keep_a_worker(waker, out)
+    if metrics_stream is not None:
+        work.count_finished(out)
     work.report.orphans = sweep_orphans(settings, now_ms=now, dynamodb=base.client).to_dict()
     work.report.batches = batch_pass(settings, frozen, now)  # last: it may wait on webhooks
     return work.report

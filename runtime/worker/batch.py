@@ -1,11 +1,14 @@
 """Process one batch message: claim, download, infer, upload, record, and never lose a job (D1, job state machine).
 
-Pipeline: an I/O thread pool claims jobs and downloads + decodes their images a few jobs ahead, the calling
-thread runs inference one image at a time (one onnxruntime session per model uses all cores), and the pool
-renders and uploads the results and writes them to DynamoDB. Only a bounded window of jobs is claimed ahead,
-so a long batch does not hold leases on work it will not reach for minutes, and a lease keeper renews what is
-held. On ``stop`` (SIGTERM) the worker claims nothing more, finishes the image in hand, releases what it had
-claimed but not started, re-enqueues those jobs (and the ones it never claimed) and returns.
+Pipeline: an I/O thread pool downloads the images of the next few jobs (and checks their headers) without
+claiming them; the calling thread claims each job only when it starts processing it, then decodes it and runs
+inference (one onnxruntime session per model uses all cores); the pool renders and uploads the results and writes
+them to DynamoDB. A claim is the job's attempt (``attempts + 1``), so a worker that dies costs an attempt only to
+the jobs it was really processing, never to the ones it had merely downloaded. A job whose earlier worker vanished
+while processing it (``jobs.is_crash_suspect``) is processed alone, with nothing else in flight: if it is the
+image that kills workers, it takes no other job's attempt with it. A lease keeper renews the leases of the jobs
+in flight. On ``stop`` (SIGTERM) the worker claims nothing more, finishes the image in hand and the results
+already being written, and hands the jobs it never claimed back to the queue in a new message.
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from runtime.common import keys, messages, metrics
+from runtime.common import keys, logs, messages, metrics
 from runtime.common.aws import client
-from runtime.common.imageinfo import probe
-from runtime.common.jobs import JobStatus, JobStore, now_ms
+from runtime.common.imageinfo import ImageInfo, probe
+from runtime.common.jobs import JobStatus, JobStore, is_crash_suspect, now_ms
 from runtime.common.settings import Settings
 from runtime.worker.errors import Failure, classify
 from runtime.worker.inputs import read_input
@@ -35,10 +39,14 @@ from runtime.worker.process import Analysis, Photo, analyse, load_photo, render,
 
 log = logging.getLogger(__name__)
 
-# Images up to this size are decoded ahead on the I/O threads; larger ones (up to ``max_pixels``) wait as
-# compressed bytes and are decoded on the inference thread, so the prefetch window (``worker_io_threads`` jobs)
-# holds at most about window x 24 MB of decoded pixels.
-PREFETCH_DECODE_MAX_PIXELS = 8_000_000
+T = TypeVar("T")
+
+
+def for_job(job: dict[str, Any], fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` with the job's ids bound to every log line it writes (``logs.bind``). Bound ids live in a
+    context variable, which a pool thread does not inherit, so every stage binds them on its own thread."""
+    with logs.bind(job_id=str(job["job_id"]), batch_id=job.get("batch_id")):
+        return fn(*args)
 
 
 def new_worker_id() -> str:
@@ -51,26 +59,49 @@ class BatchReport:
     batch_size: int
     succeeded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # FAILED by this worker (permanent error or gave up)
-    released: list[str] = field(default_factory=list)  # handed back (transient error or stop)
+    released: list[str] = field(default_factory=list)  # handed back after a transient error (the attempt counts)
     skipped: list[str] = field(default_factory=list)  # missing, already terminal, or held by another worker
     lost: list[str] = field(default_factory=list)  # our lease was taken over before we could record a result
-    unclaimed: list[str] = field(default_factory=list)  # never claimed because we were stopped
+    unclaimed: list[str] = field(default_factory=list)  # never claimed: we were stopped (or DynamoDB refused)
     requeued: list[str] = field(default_factory=list)  # sent in a new message
     unresolved: list[str] = field(default_factory=list)  # still RUNNING under our lease (DynamoDB unreachable)
+    handback_failed: bool = False  # released or unclaimed jobs that could not be sent in a new message
+    suspects: int = 0  # jobs processed alone because a worker vanished while processing them before
     interrupted: bool = False
     wall_s: float = 0.0  # run() start to end
-    compute_s: float = 0.0  # time the inference thread spent decoding (large images) and analysing
+    compute_s: float = 0.0  # time the inference thread spent decoding and analysing
 
     @property
     def ok(self) -> bool:
         """Every job is terminal, released or someone else's: the exit-0 condition."""
         return not self.unresolved
 
+    @property
+    def settled(self) -> bool:
+        """Every job of the message is terminal, someone else's, or back in the queue in a new message: the
+        message itself can be deleted."""
+        return self.ok and not self.handback_failed
+
     def summary(self) -> dict[str, Any]:
         out = {k: (len(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
         # Near 1: compute-bound (add cores); well below 1: the inference thread waits on storage I/O.
         out["compute_share"] = round(self.compute_s / self.wall_s, 3) if self.wall_s else 0.0
         return out
+
+
+@dataclass
+class _Fetched:
+    """A job's image, downloaded ahead of time by an I/O thread; nothing is claimed yet."""
+
+    job: dict[str, Any]
+    body: bytes | None = None
+    info: ImageInfo | None = None
+    download_ms: float = 0.0
+    error: BaseException | None = None
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job["job_id"])
 
 
 @dataclass
@@ -81,8 +112,6 @@ class _Held:
     claimed_at: float
     timings_ms: dict[str, float] = field(default_factory=dict)
     decoded: Photo | None = None
-    body: bytes | None = None  # set instead of ``decoded`` for large images
-    error: BaseException | None = None
 
     @property
     def job_id(self) -> str:
@@ -122,14 +151,17 @@ class _LeaseKeeper:
             with self._lock:
                 held = list(self.held)
             for job_id in held:
-                try:
-                    if not self.store.renew_lease(job_id, self.worker_id):
-                        log.warning("lease on job %s was lost", job_id)
-                        with self._lock:
-                            self.lost.add(job_id)
-                            self.held.discard(job_id)
-                except Exception:  # a failed renewal is retried next round; the lease is still valid
-                    log.exception("lease renewal for job %s failed", job_id)
+                for_job({"job_id": job_id}, self._renew, job_id)
+
+    def _renew(self, job_id: str) -> None:
+        try:
+            if not self.store.renew_lease(job_id, self.worker_id):
+                log.warning("lease on job %s was lost", job_id)
+                with self._lock:
+                    self.lost.add(job_id)
+                    self.held.discard(job_id)
+        except Exception:  # a failed renewal is retried next round; the lease is still valid
+            log.exception("lease renewal for job %s failed", job_id)
 
 
 class BatchRunner:
@@ -145,7 +177,6 @@ class BatchRunner:
         stop: threading.Event,
         metrics_stream: IO[str] | None = None,
         window: int | None = None,
-        prefetch_decode_max_pixels: int = PREFETCH_DECODE_MAX_PIXELS,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -156,7 +187,6 @@ class BatchRunner:
         self.stop = stop
         self.metrics_stream = metrics_stream or sys.stdout
         self.window = window or max(2, settings.worker_io_threads)
-        self.prefetch_decode_max_pixels = prefetch_decode_max_pixels
         self._metrics_lock = threading.Lock()
         self._report_lock = threading.Lock()
         self.report = BatchReport(worker_id=worker_id, batch_size=0)
@@ -174,46 +204,55 @@ class BatchRunner:
                 values, dims, namespace=self.settings.metrics_namespace, properties=props, stream=self.metrics_stream
             )
 
-    # --- stage 1, I/O thread: claim, download, decode ------------------------------------------------------
-    def _fetch(self, job_id: str) -> _Held | str:
-        """A held job, or the name of the report list the id belongs in."""
-        if self.stop.is_set():
-            return "unclaimed"
-        try:
-            job = self.store.claim(job_id, self.worker_id)
-        except Exception:  # DynamoDB unreachable: not ours (or, if the write landed, the lease expires)
-            log.exception("job %s: claim failed; leaving it for the re-enqueue or the reconciler", job_id)
-            return "unclaimed"
-        if job is None:
-            log.info("skipping job %s: %s", job_id, self._state(job_id))
-            return "skipped"
-        self.leases.add(job_id)
-        held = _Held(job=job, claimed_at=time.perf_counter())
+    # --- stage 1, I/O thread: download and check the header (no claim, no write) ------------------------------
+    def _prefetch(self, job: dict[str, Any]) -> _Fetched:
+        fetched = _Fetched(job=job)
         try:
             started = time.perf_counter()
             body = read_input(self.s3, self.settings, job)  # size-checked before the body, pinned by ETag
-            held.timings_ms["download"] = (time.perf_counter() - started) * 1000.0
-            info = probe(body, max_pixels=self.settings.max_pixels)
-            if info.pixels <= self.prefetch_decode_max_pixels:
-                self._decode(held, body)
-            else:  # decoded just in time on the inference thread, so prefetching stays small in memory
-                held.body = body
-        except Exception as exc:  # classified in _settle_failure; nothing may escape and stop the batch
-            held.error = exc
+            fetched.download_ms = (time.perf_counter() - started) * 1000.0
+            fetched.info = probe(body, max_pixels=self.settings.max_pixels)
+            fetched.body = body
+        except Exception as exc:  # settled once the job is claimed; nothing may escape and stop the batch
+            fetched.error = exc
+        return fetched
+
+    def _state(self, job: dict[str, Any] | None) -> str:
+        return "missing" if job is None else f"{job['status']} (lease {job.get('lease_owner')})"
+
+    # --- stage 2, inference thread: claim, decode, analyse ----------------------------------------------------
+    def _claim(self, fetched: _Fetched) -> _Held | None:
+        job_id = fetched.job_id
+        try:
+            job = self.store.claim(job_id, self.worker_id)
+        except Exception:  # DynamoDB unreachable: not ours (or, if the write landed, the lease expires)
+            log.exception("job %s: claim failed; handing it back", job_id)
+            self._record("unclaimed", job_id)
+            return None
+        if job is None:
+            try:
+                current = self.store.get(job_id)
+            except Exception as exc:
+                current = {"status": f"unknown ({exc})", "job_id": job_id}
+            log.info("skipping job %s: %s", job_id, self._state(current))
+            self._record("skipped", job_id)
+            return None
+        self.leases.add(job_id)
+        held = _Held(job=job, claimed_at=time.perf_counter())
+        held.timings_ms["download"] = fetched.download_ms
         return held
 
-    def _decode(self, held: _Held, body: bytes) -> None:
+    def _compute(self, held: _Held, fetched: _Fetched) -> Analysis:
+        """Decode (on this thread, after the claim: decoding is part of the job's attempt) and analyse."""
+        if fetched.error is not None:
+            raise fetched.error
+        assert fetched.body is not None
         started = time.perf_counter()
         card = self.registry.card(held.job["model"])
-        held.decoded = load_photo(card, body, max_pixels=self.settings.max_pixels)
+        held.decoded = load_photo(card, fetched.body, max_pixels=self.settings.max_pixels)
         held.timings_ms["decode"] = (time.perf_counter() - started) * 1000.0
-
-    def _state(self, job_id: str) -> str:
-        try:
-            current = self.store.get(job_id)
-        except Exception as exc:
-            return f"unknown ({exc})"
-        return "missing" if current is None else f"{current['status']} (lease {current.get('lease_owner')})"
+        processor = self.registry.get(held.job["model"])
+        return analyse(processor, held.decoded, mm_per_pixel=held.job.get("mm_per_pixel"))
 
     # --- stage 3, I/O thread: render, upload, record -----------------------------------------------------
     def _finish(self, held: _Held, analysis: Analysis) -> None:
@@ -303,65 +342,55 @@ class BatchRunner:
         else:
             self._record("lost", held.job_id)
 
-    def _settle_fetch(self, outcome: _Held | str, job_id: str) -> _Held | None:
-        if isinstance(outcome, str):
-            self._record(outcome, job_id)
-            return None
-        return outcome
-
     # --- the batch ---------------------------------------------------------------------------------------
+    def _todo(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The jobs of the message that are still QUEUED, in message order (one read for the whole message)."""
+        try:
+            current = self.store.get_many(ids)
+        except Exception:  # DynamoDB unreachable: hand everything back untouched
+            log.exception("reading the batch's jobs failed; handing the batch back")
+            self.report.unclaimed.extend(ids)
+            return []
+        todo = []
+        for job_id in ids:
+            job = current.get(job_id)
+            if job is None or job.get("status") != JobStatus.QUEUED:
+                with logs.bind(job_id=job_id):
+                    log.info("skipping job %s: %s", job_id, self._state(job))
+                self._record("skipped", job_id)
+            else:
+                todo.append(job)
+        return todo
+
     def run(self, job_ids: list[str]) -> BatchReport:
         run_started = time.perf_counter()
         ids = list(dict.fromkeys(job_ids))
         self.report.batch_size = len(ids)
         self._emit({metrics.BATCH_SIZE: len(ids)})
         self.leases.start()
-        todo = iter(ids)
-        pending: deque[tuple[str, Future[_Held | str]]] = deque()
+        todo = iter(self._todo(ids))
+        pending: deque[Future[_Fetched]] = deque()
         finishing: deque[Future[None]] = deque()
         with ThreadPoolExecutor(self.settings.worker_io_threads, thread_name_prefix="io") as pool:
 
             def fill() -> None:
                 while len(pending) < self.window and not self.stop.is_set():
-                    job_id = next(todo, None)
-                    if job_id is None:
+                    job = next(todo, None)
+                    if job is None:
                         return
-                    pending.append((job_id, pool.submit(self._fetch, job_id)))
+                    pending.append(pool.submit(for_job, job, self._prefetch, job))
+
+            def drain_finishing() -> None:
+                while finishing:
+                    finishing.popleft().result()
 
             fill()
             while pending:
-                job_id, future = pending.popleft()
-                try:
-                    outcome = future.result()
-                except Exception:  # _fetch catches everything it expects; this is a bug, not a job's fault
-                    log.exception("job %s: fetch failed unexpectedly", job_id)
-                    outcome = "unclaimed"
-                held = self._settle_fetch(outcome, job_id)
+                fetched = pending.popleft().result()  # _prefetch catches everything
                 fill()
-                if held is None:
-                    continue
-                if held.error is not None:
-                    pool.submit(self._settle_failure, held, held.error)
-                    continue
                 if self.stop.is_set():
-                    pool.submit(self._release_quietly, held, "worker stopped (SIGTERM) before processing this job")
-                    continue
-                compute_started = time.perf_counter()
-                try:
-                    if held.decoded is None and held.body is not None:
-                        self._decode(held, held.body)
-                        held.body = None
-                    assert held.decoded is not None
-                    processor = self.registry.get(held.job["model"])
-                    analysis = analyse(processor, held.decoded, mm_per_pixel=held.job.get("mm_per_pixel"))
-                except Exception as exc:
-                    pool.submit(self._settle_failure, held, exc)
-                    continue
-                finally:
-                    self.report.compute_s += time.perf_counter() - compute_started
-                while len(finishing) >= self.window:  # bound memory: rendered results waiting for upload
-                    finishing.popleft().result()
-                finishing.append(pool.submit(self._finish, held, analysis))
+                    continue  # recorded as unclaimed below, and handed back
+                for_job(fetched.job, self._process, fetched, pool, finishing, drain_finishing)
         seen = self._seen()  # the pool has drained: every claimed job is settled
         self.report.unclaimed.extend(i for i in ids if i not in seen)
         self.leases.stop()
@@ -371,24 +400,50 @@ class BatchRunner:
         log.info("batch done: %s", self.report.summary())
         return self.report
 
+    def _process(
+        self,
+        fetched: _Fetched,
+        pool: ThreadPoolExecutor,
+        finishing: deque[Future[None]],
+        drain_finishing: Callable[[], None],
+    ) -> None:
+        """Claim, decode and analyse one job on this thread, then hand its results to the pool."""
+        suspect = is_crash_suspect(fetched.job)
+        if suspect:  # alone: nothing else in flight while it is processed
+            drain_finishing()
+        held = self._claim(fetched)
+        if held is None:
+            return
+        if suspect:
+            self.report.suspects += 1
+            log.info("job %s: processing it alone (a worker vanished while processing it before)", held.job_id)
+        compute_started = time.perf_counter()
+        try:
+            analysis = self._compute(held, fetched)
+        except Exception as exc:
+            self._settle_failure(held, exc)
+            return
+        finally:
+            fetched.body = None
+            self.report.compute_s += time.perf_counter() - compute_started
+        while len(finishing) >= self.window:  # bound memory: rendered results waiting for upload
+            finishing.popleft().result()
+        finishing.append(pool.submit(for_job, held.job, self._finish, held, analysis))
+        if suspect:
+            drain_finishing()
+
     def _seen(self) -> set[str]:
         r = self.report
         return {*r.succeeded, *r.failed, *r.released, *r.skipped, *r.lost, *r.unclaimed, *r.unresolved}
 
-    def _release_quietly(self, held: _Held, reason: str) -> None:
-        try:
-            self._release(held, reason)
-        except Exception:
-            log.exception("job %s: release failed; its lease will expire and reconcile re-drives it", held.job_id)
-            self._record("unresolved", held.job_id)
-
     def _requeue(self) -> None:
-        """Send released and never-claimed jobs in a new message: the pipe deleted ours already (D1)."""
+        """Send released and never-claimed jobs in a new message, so the one we took can be deleted (D1)."""
         candidates = list(dict.fromkeys([*self.report.released, *self.report.unclaimed]))
         if not candidates:
             return
         if not self.settings.queue_url:
             log.error("no queue URL: %d job(s) wait for reconcile", len(candidates))
+            self.report.handback_failed = True
             return
         try:
             current = self.store.get_many(candidates)
@@ -396,10 +451,15 @@ class BatchRunner:
             for message in messages.chunk(queued, self.settings.batch_max_jobs):
                 self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=message.to_body())
                 for job_id in message.job_ids:
-                    self.store.mark_enqueued(job_id)
                     self.report.requeued.append(job_id)
+                    try:
+                        self.store.mark_enqueued(job_id)
+                    except Exception:  # the message is out; the worst case is one extra re-drive
+                        with logs.bind(job_id=job_id):
+                            log.warning("job %s: re-enqueued, but enqueued_at not recorded", job_id)
         except Exception:  # still QUEUED in DynamoDB: the reconciler re-drives them (docs/architecture.md D1)
-            log.exception("re-enqueue failed; reconcile will re-drive the released jobs")
+            log.exception("re-enqueue failed; the jobs wait in their original message or for reconcile")
+            self.report.handback_failed = True
 
 
 def run_batch(

@@ -23,25 +23,30 @@ from runtime.common import keys, schema
 # The job table actions of each container: the JobStore methods its code calls (tests/contract proves each is
 # needed by a recorded call and that none is missing). Conditional writes need no ConditionCheckItem; nobody scans.
 API_TABLE_ACTIONS = (
-    "dynamodb:GetItem",  # a job, an idempotency record
-    "dynamodb:PutItem",  # create, put_idempotency
-    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued; batch records: reserve, seal, complete
+    "dynamodb:GetItem",  # a job, an idempotency record, a client key (runtime/common/clients.py)
+    "dynamodb:PutItem",  # create, put_idempotency, a new client key
+    "dynamodb:UpdateItem",  # submit_uploaded, fail, mark_enqueued; batch records; a client key's revocation
     "dynamodb:DeleteItem",  # discard: a job of a failed intake leaves the client's batch (and a new batch record)
-    "dynamodb:Query",  # a batch's page and counts (by_batch)
+    "dynamodb:Query",  # a batch's page and counts (by_batch); the client keys (api_keys)
+    "dynamodb:BatchGetItem",  # the worker slots: is a worker live? (runtime/common/workers.py)
 )
 WORKER_TABLE_ACTIONS = (
     "dynamodb:GetItem",  # why a job was skipped
-    "dynamodb:BatchGetItem",  # which released jobs to re-enqueue
-    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued; a batch's counters
+    "dynamodb:BatchGetItem",  # a message's jobs, which released jobs to re-enqueue, the worker slots
+    "dynamodb:UpdateItem",  # claim, renew_lease, complete, fail, release, mark_enqueued; a batch's counters;
+    # adopt and renew its slot
+    "dynamodb:PutItem",  # take a free slot, the fleet's scale turn
 )
 RESULTS_TABLE_ACTIONS = (
-    "dynamodb:GetItem",  # a batch record (settle, notify)
-    # reconcile: which uploads/ objects still have their job (runtime/results/orphans.py); ingest: a resumed page
+    "dynamodb:GetItem",  # a batch record (settle, notify), how far finished jobs were counted
+    # reconcile: which uploads/ objects still have their job (runtime/results/orphans.py); is a worker live?;
+    # ingest: a resumed page
     "dynamodb:BatchGetItem",
     "dynamodb:BatchWriteItem",  # ingest: a page's new jobs (runtime/results/ingest/run.py)
-    "dynamodb:PutItem",  # ingest: a drop-folder object's job (conditional)
-    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; batch records
+    "dynamodb:UpdateItem",  # reconcile: fail, release, mark_enqueued, mark_redrive_unsent; batch records; the watermark
     "dynamodb:Query",  # export/report a batch (by_batch), reconcile and time-range exports (by_status), by_work
+    # reserve a slot to wake a worker, start the count; ingest: a drop-folder object's job (conditional)
+    "dynamodb:PutItem",
 )
 
 
@@ -53,6 +58,8 @@ class AppResources:
     table: dynamodb.ITableV2
     queue: sqs.IQueue
     dlq: sqs.IQueue
+    wake_queue: sqs.IQueue
+    wake_dlq: sqs.IQueue
     inbox: sqs.IQueue | None = None  # the drop folder's queue (docs/ingestion.md), when enabled
 
 
@@ -89,6 +96,20 @@ def _send(role: iam.IGrantable, r: AppResources, *extra: str) -> None:
     iam.Grant.add_to_principal(grantee=role, actions=["sqs:SendMessage", *extra], resource_arns=[r.queue.queue_arn])
 
 
+def _wake(role: iam.IGrantable, r: AppResources) -> None:
+    """Send wake messages (runtime/common/workers.py): nothing else on the wake queue, which the pipe reads."""
+    iam.Grant.add_to_principal(grantee=role, actions=["sqs:SendMessage"], resource_arns=[r.wake_queue.queue_arn])
+
+
+def _drain(role: iam.IGrantable, r: AppResources) -> None:
+    """A warm worker takes batch messages from the jobs queue, holds them while it works, deletes them (D8)."""
+    iam.Grant.add_to_principal(
+        grantee=role,
+        actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
+        resource_arns=[r.queue.queue_arn],
+    )
+
+
 def models_object_arn(bucket: str, prefix: str) -> str:
     return f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*"
 
@@ -123,16 +144,20 @@ def grant_api(role: iam.IGrantable, r: AppResources) -> None:
     _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX, keys.REPORTS_PREFIX)  # presigned GETs
     # Whether a batch's HTML report exists: a listing of its one key (a HEAD of a missing key is 403 without it).
     _list(role, r, keys.REPORTS_PREFIX)
-    _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX)
+    _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.API_KEYS_INDEX)
     _send(role, r)
+    _wake(role, r)
 
 
 def grant_worker(role: iam.IGrantable, r: AppResources) -> None:
-    """Reads uploads, writes masks and overlays, updates jobs, re-enqueues jobs it releases on SIGTERM."""
+    """Reads uploads, writes masks and overlays, updates jobs and its slot, drains the jobs queue, hands jobs back
+    in new messages, wakes more workers."""
     _s3(role, r, ["s3:GetObject"], keys.UPLOADS_PREFIX)
     _s3(role, r, ["s3:PutObject"], keys.RESULTS_PREFIX)
     _table(role, r, WORKER_TABLE_ACTIONS)
-    _send(role, r)
+    _send(role, r, "sqs:GetQueueAttributes")  # the backlog it scales by
+    _drain(role, r)
+    _wake(role, r)
 
 
 def grant_results(role: iam.IGrantable, r: AppResources) -> None:
@@ -145,6 +170,7 @@ def grant_results(role: iam.IGrantable, r: AppResources) -> None:
     _s3(role, r, ["s3:DeleteObject"], keys.UPLOADS_PREFIX)
     _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX, schema.BY_WORK_INDEX)
     _send(role, r, "sqs:GetQueueAttributes")
+    _wake(role, r)
 
 
 def grant_inbox(worker: iam.IGrantable, results: iam.IGrantable, r: AppResources) -> None:

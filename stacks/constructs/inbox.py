@@ -16,9 +16,10 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from runtime.common import keys
+from runtime.common import keys, schema
 from stacks.config import DeployConfig
-from stacks.constructs.queue import JobQueues
+from stacks.constructs.queue import queue_pair
+from stacks.constructs.storage import removal_policy
 
 INBOX_VISIBILITY_S = 300  # longer than one drain of ten messages, their jobs and a seal's listing page
 
@@ -33,8 +34,15 @@ def enable_event_bridge(bucket: s3.Bucket) -> None:
 class Inbox(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, bucket: s3.Bucket) -> None:
         super().__init__(scope, construct_id)
-        queues = JobQueues(self, "Sqs", config=config, visibility_s=INBOX_VISIBILITY_S, queue_id="Queue")
-        self.queue, self.dlq = queues.queue, queues.dlq
+        self.queue, self.dlq = queue_pair(  # the same encrypted, TLS-only pair as the jobs queue
+            Construct(self, "Sqs"),
+            "Queue",
+            dlq_id="DeadLetters",
+            policy=removal_policy(config),
+            visibility_s=INBOX_VISIBILITY_S,
+            retention_s=schema.JOBS_QUEUE_RETENTION_S,
+            max_receives=schema.DLQ_MAX_RECEIVE_COUNT,
+        )
         enable_event_bridge(bucket)
         self.rule = events.Rule(
             self,

@@ -1,9 +1,8 @@
-"""Dashboard and alarms for the whole pipeline: API, queue, pipe, worker (its own EMF metrics), table, and the
-reconcile schedule and results task that back the delivery guarantee (D1).
+"""Dashboard and alarms for the whole pipeline: API, queues, pipe, warm workers, worker (its own EMF metrics), table,
+and the reconcile schedule and results task that back the delivery guarantee (D1).
 
-Custom metrics use the names, namespace and dimensions in ``runtime.common.metrics``, the module the worker and
-the results task emit with, so a renamed metric cannot leave a dashboard graph silently empty (a test checks
-both sides).
+Custom metrics use the names, namespace and dimensions in ``runtime.common.metrics``, the module every container
+emits with, so a renamed metric cannot leave a dashboard graph silently empty (a test checks both sides).
 """
 
 from __future__ import annotations
@@ -52,11 +51,14 @@ class MonitoredResults:
     cluster: ecs.ICluster
 
 
-def custom_metric(name: str, statistic: str = "Sum", period: Duration = PERIOD) -> cw.Metric:
-    """One of our EMF metrics, with the ``Service`` dimension of the service that emits it (``metrics.SERVICE_OF``)."""
-    service = metrics.SERVICE_OF.get(name)
-    if service is None:
-        raise KeyError(f"{name!r} is not a metric our code emits (runtime.common.metrics.SERVICE_OF)")
+def custom_metric(
+    name: str, statistic: str = "Sum", period: Duration = PERIOD, *, service: str | None = None
+) -> cw.Metric:
+    """One of our EMF metrics, with the ``Service`` dimension of the service that emits it: the one in
+    ``metrics.SERVICE_OF``, or ``service`` for a metric several services emit (``metrics.EMITTERS``)."""
+    service = service or metrics.SERVICE_OF.get(name)
+    if service not in metrics.EMITTERS.get(name, ()):
+        raise KeyError(f"{name!r} is not a metric the {service} emits (runtime.common.metrics.EMITTERS)")
     return cw.Metric(
         namespace=metrics.NAMESPACE,
         metric_name=name,
@@ -68,9 +70,7 @@ def custom_metric(name: str, statistic: str = "Sum", period: Duration = PERIOD) 
 
 def worker_metric(name: str, statistic: str = "Sum") -> cw.Metric:
     """A metric the worker emits through ``runtime.common.metrics.emit`` with the ``Service=worker`` dimension."""
-    if metrics.SERVICE_OF.get(name) != metrics.WORKER_SERVICE:
-        raise KeyError(f"{name!r} is not a metric the worker emits (runtime.common.metrics.SERVICE_OF)")
-    return custom_metric(name, statistic)
+    return custom_metric(name, statistic, service=metrics.WORKER_SERVICE)
 
 
 def pipe_metric(pipe_name: str, name: str) -> cw.Metric:
@@ -93,6 +93,7 @@ class Monitoring(Construct):
         api: MonitoredApi,
         queue: sqs.IQueue,
         dlq: sqs.IQueue,
+        wake_dlq: sqs.IQueue,
         pipe_name: str,
         table: dynamodb.ITableV2,
         results: MonitoredResults,
@@ -141,7 +142,13 @@ class Monitoring(Construct):
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(title="Pipe: invocations and failures", left=list(pipe.values()), width=8),
-            cw.GraphWidget(title="Images processed / failed", left=[processed, failed], right=[failure_rate], width=8),
+            cw.GraphWidget(
+                title="Images processed / failed, as workers report them (a worker killed right after writing a "
+                "result misses one: the exact count is under Workers)",
+                left=[processed, failed],
+                right=[failure_rate],
+                width=8,
+            ),
             cw.GraphWidget(
                 title="Jobs per batch message", left=[worker_metric(metrics.BATCH_SIZE, "Average")], width=8
             ),
@@ -163,6 +170,9 @@ class Monitoring(Construct):
                 width=8,
             ),
         )
+        workers_widgets, no_worker = self._workers(config, q_visible)
+        self.dashboard.add_widgets(*workers_widgets)
+        wake_dlq_visible = wake_dlq.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum")
         self.dashboard.add_widgets(
             cw.GraphWidget(
                 title="DynamoDB throttles",
@@ -178,17 +188,36 @@ class Monitoring(Construct):
             cw.Alarm(
                 self,
                 "DeadLettersNotEmpty",
-                alarm_description="Batch messages the pipe could not hand to ECS five times are in the DLQ",
+                alarm_description="Batch messages received five times without being finished are in the DLQ",
                 metric=dlq_visible,
                 threshold=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 evaluation_periods=1,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             ),
+            self._any_alarm(
+                "WakeDeadLettersNotEmpty",
+                "Wake messages the pipe could not turn into a worker task three times are in the wake DLQ (RunTask "
+                "failing: role, quota, network); the reconciler keeps waking, check the pipe logs",
+                wake_dlq_visible,
+                above=0,
+            ),
+            cw.Alarm(
+                self,
+                "WorkQueuedNoLiveWorker",
+                alarm_description=f"Work has waited in the jobs queue with no live worker for "
+                f"{config.alarm_no_worker_minutes} minutes: worker tasks are not starting (wakes are sent, see the "
+                "Workers graphs; check the pipe logs, RunTask failures, the Fargate quota)",
+                metric=no_worker,
+                threshold=0,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=max(1, -(-config.alarm_no_worker_minutes // config.reconcile_interval_minutes)),
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
             cw.Alarm(
                 self,
                 "OldestMessageTooOld",
-                alarm_description="Batches wait too long for a worker task (pipe stopped or RunTask failing)",
+                alarm_description="Batches wait too long for a worker (no worker starting, or max_workers too low)",
                 metric=q_age,
                 threshold=config.alarm_oldest_message_s,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -240,6 +269,44 @@ class Monitoring(Construct):
             f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
             f"#dashboards:name={self.dashboard.dashboard_name}"
         )
+
+    def _workers(self, config: DeployConfig, queued: cw.IMetric) -> tuple[list[cw.IWidget], cw.MathExpression]:
+        """Live and starting workers (counted by each reconcile pass), wakes by who sent them, task starts, and the
+        exact job counts from the job table beside the workers' own."""
+        every_pass = Duration.minutes(config.reconcile_interval_minutes)
+        live = custom_metric(metrics.LIVE_WORKERS, "Maximum", service=metrics.RESULTS_SERVICE, period=every_pass)
+        starting = custom_metric(
+            metrics.STARTING_WORKERS, "Maximum", service=metrics.RESULTS_SERVICE, period=every_pass
+        )
+        wakes = [
+            custom_metric(metrics.WORKER_WAKES, service=s).with_(label=f"wakes sent by the {s}")
+            for s in metrics.EMITTERS[metrics.WORKER_WAKES]
+        ]
+        starts = worker_metric(metrics.WORKER_STARTS).with_(label="worker tasks started")
+        exact = [
+            custom_metric(n, service=metrics.RESULTS_SERVICE, period=every_pass)
+            for n in (metrics.JOBS_SUCCEEDED, metrics.JOBS_FAILED)
+        ]
+        queued_now = queued.with_(period=every_pass)  # type: ignore[attr-defined]
+        no_worker = cw.MathExpression(
+            expression="IF(queued > 0 AND live == 0, 1, 0)",
+            using_metrics={"queued": queued_now, "live": live},
+            label="work queued, no live worker",
+            period=every_pass,
+        )
+        widgets: list[cw.IWidget] = [
+            cw.GraphWidget(
+                title=f"Workers: live / starting (max {config.max_workers})", left=[live, starting], width=6
+            ),
+            cw.GraphWidget(title="Worker wakes and task starts", left=[*wakes, starts], width=6),
+            cw.GraphWidget(title="Work queued with no live worker", left=[no_worker], width=6),
+            cw.GraphWidget(
+                title="Jobs finished: exact count from the job table",
+                left=exact,
+                width=6,
+            ),
+        ]
+        return widgets, no_worker
 
     def _api(self, api: MonitoredApi) -> tuple[list[cw.IWidget], cw.MathExpression]:
         if api.load_balancer is not None and api.target_group is not None:

@@ -30,14 +30,20 @@ def image_asset(
 
 
 def runtime_environment(
-    config: DeployConfig, *, bucket: str, table: str, queue_url: str, region: str
+    config: DeployConfig, *, bucket: str, table: str, queue_url: str, wake_queue_url: str, region: str
 ) -> dict[str, str]:
     """The ``SEGSCALE_*`` variables every container reads (names from ``runtime.common.settings``)."""
     values: dict[str, object] = {
         "bucket": bucket,
         "table": table,
         "queue_url": queue_url,
+        "wake_queue_url": wake_queue_url,
         "region": region,
+        # Every waker and every worker must agree on the slots and the scaling rule (docs/architecture.md D8).
+        "max_workers": config.max_workers,
+        "jobs_per_worker": config.jobs_per_worker,
+        "worker_idle_exit_s": config.worker_idle_exit_s,
+        "worker_max_lifetime_s": config.worker_max_lifetime_s,
         "max_upload_bytes": config.max_upload_bytes,
         "max_pixels": config.max_pixels,
         "batch_max_jobs": config.batch_max_jobs,

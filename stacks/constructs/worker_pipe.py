@@ -1,7 +1,9 @@
-"""The worker task definition and the EventBridge Pipe that starts one worker task per batch message (D2).
+"""The worker task definition and the EventBridge Pipe that starts one worker task per wake message (D8).
 
-The pipe deletes a message once RunTask succeeds, not when the task finishes (D1): delivery is guaranteed by
-the job table and the reconciler, so the pipe itself needs no retries beyond what Pipes does on API errors.
+The pipe reads the wake queue, not the jobs queue: a worker task, once started, drains the jobs queue itself until
+it is idle. Whoever sends a wake message has reserved a worker slot first, so the number of tasks is bounded by
+``max_workers`` in our code (Pipes has no concurrency limit). The pipe deletes a wake message once RunTask
+answers, not when the task starts (D1): a task that never starts frees its slot by expiry and is woken again.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_pipes as pipes
 from constructs import Construct
 
-from runtime.common.settings import JOB_BATCH_ENV
+from runtime.common.settings import WAKE_MESSAGE_ENV
 from stacks.config import DeployConfig
 from stacks.constructs.grants import AppResources, grant_models, grant_worker
 from stacks.constructs.network import Network
 from stacks.constructs.tasks import allow_run_task, hardened_task, log_group
 
 WORKER_CONTAINER = "worker"
-# The SQS message body, as the pipe's dynamic path; the body is at most 7,000 characters (messages.py) so the
-# RunTask override stays under its 8,192-character cap.
-JOB_BATCH_PATH = "$.body"
+# The wake message body, as the pipe's dynamic path (a small JSON document, far under RunTask's 8,192-character
+# override cap): the task adopts the slot it names.
+WAKE_MESSAGE_PATH = "$.body"
 
 
 class WorkerPipe(Construct):
@@ -43,8 +45,8 @@ class WorkerPipe(Construct):
             cpu=config.worker_cpu,
             memory_mib=config.worker_memory_mib,
             environment=environment,
-            # Spot gives two minutes' notice; the worker releases or finishes its jobs within that
-            # (the job state machine, docs/architecture.md).
+            # Spot gives two minutes' notice; the worker finishes the image in hand and hands the rest back
+            # within that (docs/worker.md).
             stop_timeout=Duration.seconds(120),
         )
         grant_worker(self.task.task_role, resources)
@@ -57,12 +59,12 @@ class WorkerPipe(Construct):
             assumed_by=iam.ServicePrincipal(
                 "pipes.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}}
             ),
-            description="segscale pipe: read the jobs queue, run the worker task, write pipe error logs",
+            description="segscale pipe: read the wake queue, run the worker task, write pipe error logs",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                resources=[resources.queue.queue_arn],
+                resources=[resources.wake_queue.queue_arn],
             )
         )
         allow_run_task(self.role, self.task, network.cluster)
@@ -80,14 +82,14 @@ class WorkerPipe(Construct):
                     pipes.CfnPipe.CapacityProviderStrategyItemProperty(capacity_provider="FARGATE_SPOT", weight=1)
                 ]
             }
-        self.pipe_name = f"{config.stack_prefix}-jobs-to-worker"
+        self.pipe_name = f"{config.stack_prefix}-wake-worker"
         self.pipe = pipes.CfnPipe(
             self,
             "Pipe",
             name=self.pipe_name,
-            description="One worker task per batch message (segscale architecture D2)",
+            description="One worker task per wake message (segscale architecture D8)",
             role_arn=self.role.role_arn,
-            source=resources.queue.queue_arn,
+            source=resources.wake_queue.queue_arn,
             source_parameters=pipes.CfnPipe.PipeSourceParametersProperty(
                 sqs_queue_parameters=pipes.CfnPipe.PipeSourceSqsQueueParametersProperty(batch_size=1)
             ),
@@ -109,7 +111,7 @@ class WorkerPipe(Construct):
                                 name=WORKER_CONTAINER,
                                 environment=[
                                     pipes.CfnPipe.EcsEnvironmentVariableProperty(
-                                        name=JOB_BATCH_ENV, value=JOB_BATCH_PATH
+                                        name=WAKE_MESSAGE_ENV, value=WAKE_MESSAGE_PATH
                                     )
                                 ],
                             )

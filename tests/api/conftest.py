@@ -39,8 +39,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def api_settings(settings: Settings, models_dir: Path) -> Settings:
-    """Window 0: jobs are sent to SQS before the response, so tests can read the queue right away."""
-    return settings.model_copy(update={"models_dir": models_dir, "batch_window_s": 0.0})
+    """Window 0: jobs are sent to SQS before the response, so tests can read the queue right away. No wake queue:
+    waking workers after an enqueue is the micro-batcher's part (tests/api/test_batcher.py)."""
+    return settings.model_copy(update={"models_dir": models_dir, "batch_window_s": 0.0, "wake_queue_url": ""})
 
 
 @pytest.fixture()

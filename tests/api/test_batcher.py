@@ -1,7 +1,9 @@
-"""The micro-batcher against a real (moto) SQS queue and job table: size flush, window flush, shutdown flush."""
+"""The micro-batcher against a real (moto) SQS queue and job table: size flush, window flush, shutdown flush,
+enqueueing off the request path, and waking a worker when none is live."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -16,6 +18,7 @@ from runtime.common import messages
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore, NewJob
 from runtime.common.settings import Settings
+from runtime.common.workers import EXITING, Waker, WorkerSlots
 
 
 def _jobs(store: JobStore, n: int) -> list[str]:
@@ -40,8 +43,25 @@ def _drain(settings: Settings) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=settings.queue_url, ReceiptHandle=m["ReceiptHandle"])
 
 
+def _wait_messages(settings: Settings, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """The sender works in the background: collect messages until ``count`` have arrived."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        got += _drain(settings)
+        time.sleep(0.02)
+    return got
+
+
 def _batcher(
-    settings: Settings, store: JobStore, *, max_jobs: int, window_s: float, sqs: Any = None, mark: Any = None
+    settings: Settings,
+    store: JobStore,
+    *,
+    max_jobs: int,
+    window_s: float,
+    sqs: Any = None,
+    mark: Any = None,
+    waker: Waker | None = None,
 ) -> MicroBatcher:
     return MicroBatcher(
         sqs or client("sqs", settings),
@@ -49,6 +69,7 @@ def _batcher(
         max_jobs=max_jobs,
         window_s=window_s,
         mark_enqueued=mark or store.mark_enqueued,
+        waker=waker,
     )
 
 
@@ -58,8 +79,11 @@ def test_size_flush_sends_full_messages_at_once(settings: Settings, store: JobSt
     b.add(ids[:2])
     assert _drain(settings) == [] and b.pending() == 2
     b.add(ids[2:])  # 7 buffered: two full messages go now, one id waits for the window
-    sent = _drain(settings)
+    sent = _wait_messages(settings, 2)
     assert [m["job_ids"] for m in sent] == [ids[0:3], ids[3:6]]
+    deadline = time.monotonic() + 5
+    while b.pending() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert b.pending() == 1
     assert all("enqueued_at" in store.get(i) for i in ids[:6]) and "enqueued_at" not in store.get(ids[6])
     b.close()
@@ -112,7 +136,7 @@ def test_largest_batch_fits_the_message_limit(settings: Settings, store: JobStor
     sent = _drain(settings)
     assert [len(m["job_ids"]) for m in sent] == [b.max_jobs, b.max_jobs, 5]
     assert max(len(json.dumps(m, separators=(",", ":"))) for m in sent) <= messages.MESSAGE_BODY_LIMIT_CHARS
-    assert marked == ids  # marked after each send, in order
+    assert sorted(marked) == sorted(ids)  # every sent job marked (in parallel, so in any order)
 
 
 def test_concurrent_adds_lose_nothing_and_duplicate_nothing(settings: Settings, store: JobStore) -> None:
@@ -159,3 +183,100 @@ def test_failed_send_leaves_jobs_queued_without_enqueued_at(
         job = store.get(i)
         assert job["status"] == "QUEUED" and "enqueued_at" not in job  # the reconciler's signal to re-drive
     assert all(store.mark_redrive_unsent(i) for i in ids)
+
+
+class GatedSqs:
+    """A real boto3 SQS client whose sends wait until the test opens the gate (at most 10 s)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def send_message(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        if not self.gate.wait(10):
+            raise AssertionError("the send blocked the caller: it ran in the request thread")
+        return self.real.send_message(**kwargs)
+
+    def send_message_batch(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        if not self.gate.wait(10):
+            raise AssertionError("the send blocked the caller: it ran in the request thread")
+        return self.real.send_message_batch(**kwargs)
+
+
+def test_add_never_waits_for_a_flush(settings: Settings, store: JobStore) -> None:
+    """The request that fills a batch returns at once; the send and the bookkeeping happen in the background."""
+    sqs = GatedSqs(client("sqs", settings))
+    b = _batcher(settings, store, max_jobs=3, window_s=60, sqs=sqs)
+    ids = _jobs(store, 6)
+    b.add(ids[:3])  # a full batch
+    assert sqs.entered.wait(5)  # the sender thread is sending it, held at the gate...
+    b.add(ids[3:])  # ...and another full batch is still accepted without waiting
+    assert b.pending() == 6
+    sqs.gate.set()
+    assert b.flush()
+    assert [m["job_ids"] for m in _drain(settings)] == [ids[:3], ids[3:]]
+    assert all("enqueued_at" in store.get(i) for i in ids) and b.pending() == 0
+    b.close()
+
+
+def _waker(settings: Settings, max_workers: int = 2) -> Waker:
+    return Waker.from_settings(
+        settings.model_copy(update={"max_workers": max_workers}), by="api", service="api", metrics_stream=io.StringIO()
+    )
+
+
+def _wakes(settings: Settings) -> list[messages.WakeMessage]:
+    sqs = client("sqs", settings)
+    got = sqs.receive_message(QueueUrl=settings.wake_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    return [messages.decode_wake(m["Body"]) for m in got]
+
+
+def test_enqueueing_wakes_a_worker_when_none_is_live(settings: Settings, store: JobStore) -> None:
+    waker = _waker(settings)
+    b = _batcher(settings, store, max_jobs=10, window_s=0.05, waker=waker)
+    b.add(_jobs(store, 2))
+    assert b.flush()
+    (wake,) = _wakes(settings)
+    assert wake.by == "api" and [s.number for s in waker.slots.live()] == [wake.slot]
+    b.add(_jobs(store, 2))  # the woken worker counts as live while it starts: no second wake
+    assert b.flush()
+    assert _wakes(settings) == [] and len(_drain(settings)) == 2
+    b.close()
+
+
+def test_no_wake_while_a_worker_is_live(settings: Settings, store: JobStore) -> None:
+    waker = _waker(settings)
+    assert waker.slots.acquire("w-live") is not None
+    b = _batcher(settings, store, max_jobs=10, window_s=0, waker=waker)
+    b.add(_jobs(store, 1))
+    assert _wakes(settings) == [] and len(waker.slots.live()) == 1
+    b.close()
+
+
+def test_a_wake_is_retried_while_every_slot_is_on_its_way_out(settings: Settings, store: JobStore) -> None:
+    """The last worker is leaving (its slot is exiting, not yet free) just as work arrives: the batcher looks
+    again until the slot is free, so the work never waits for the reconciler."""
+    waker = _waker(settings, max_workers=1)
+    assert waker.slots.acquire("w-leaving") == 0
+    assert waker.slots.begin_exit(0, "w-leaving", grace_s=1.5)
+    b = _batcher(settings, store, max_jobs=10, window_s=0.05, waker=waker)
+    b.add(_jobs(store, 1))
+    assert b.flush() and _wakes(settings) == []
+    deadline = time.monotonic() + 10
+    woken: list[messages.WakeMessage] = []
+    while not woken and time.monotonic() < deadline:
+        time.sleep(0.2)
+        woken = _wakes(settings)
+    assert [w.slot for w in woken] == [0] and waker.slots.read()[0].state != EXITING
+    b.close()
+
+
+def test_without_a_wake_queue_the_batcher_only_enqueues(settings: Settings, store: JobStore) -> None:
+    off = settings.model_copy(update={"wake_queue_url": ""})
+    b = _batcher(off, store, max_jobs=10, window_s=0, waker=_waker(off))
+    b.add(_jobs(store, 1))
+    assert len(_drain(settings)) == 1 and _wakes(settings) == []
+    assert WorkerSlots.from_settings(settings).live() == []

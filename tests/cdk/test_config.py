@@ -34,7 +34,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"worker_cpu": 3000}, "worker_cpu (3000) is not a Fargate CPU size"),
     (
         {"worker_memory_mib": 1000},
-        "worker_memory_mib (1000) is not valid with worker_cpu 2048; Fargate allows 4096 to 16384 MiB in steps of 1024",
+        "worker_memory_mib (1000) is not valid with worker_cpu 1024; Fargate allows 2048 to 8192 MiB in steps of 1024",
     ),
     ({"worker_capacity": "SPOT"}, "segscale.worker_capacity: Input should be 'FARGATE' or 'FARGATE_SPOT'"),
     ({"certificate_arn": "arn:aws:iam::123:cert"}, "is not an ACM certificate ARN"),
@@ -90,6 +90,26 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
         "segscale.ingest_sources: at most 20 sources (got 21): use broader prefixes",
     ),
     ({"inbox_enabled": "perhaps"}, "segscale.inbox_enabled: Input should be a valid boolean"),
+    ({"max_workers": 0}, "segscale.max_workers: Input should be greater than or equal to 1"),
+    ({"max_workers": 5000}, "segscale.max_workers: Input should be less than or equal to 1000"),
+    (
+        {"max_workers": 250, "worker_cpu": 2048, "worker_memory_mib": 4096},
+        "max_workers (250) x worker vCPU (2) = 500 vCPU exceeds fargate_vcpu_quota (400): lower max_workers or "
+        "worker_cpu, or raise the Fargate vCPU quota in Service Quotas and set fargate_vcpu_quota to it",
+    ),
+    ({"fargate_vcpu_quota": 0}, "segscale.fargate_vcpu_quota: Input should be greater than or equal to 1"),
+    ({"jobs_per_worker": 0}, "segscale.jobs_per_worker: Input should be greater than or equal to 1"),
+    ({"worker_idle_exit_s": 1}, "segscale.worker_idle_exit_s: Input should be greater than or equal to 5"),
+    ({"worker_idle_exit_s": 7200}, "segscale.worker_idle_exit_s: Input should be less than or equal to 3600"),
+    ({"worker_max_lifetime_s": 60}, "segscale.worker_max_lifetime_s: Input should be greater than or equal to 600"),
+    (
+        {"worker_max_lifetime_s": 900, "worker_idle_exit_s": 600},
+        "worker_max_lifetime_s (900) must be more than twice worker_idle_exit_s (600)",
+    ),
+    (
+        {"alarm_no_worker_minutes": 2, "reconcile_interval_minutes": 5},
+        "alarm_no_worker_minutes (2) must be at least reconcile_interval_minutes (5)",
+    ),
 ]
 
 

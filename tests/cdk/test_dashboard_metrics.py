@@ -1,8 +1,8 @@
-"""Every custom metric on the dashboard and in the alarms is one the worker or the results task really emits.
+"""Every custom metric on the dashboard and in the alarms is one its service really emits.
 
 Two sides are checked: the dashboard's Segscale metrics use the names, namespace and dimensions defined in
-runtime/common/metrics.py, and the code of the service that owns each metric (``metrics.SERVICE_OF``: the worker
-or the results task) passes its name to ``metrics.emit`` (directly or through a helper), so a graph cannot stay
+runtime/common/metrics.py (with a ``Service`` that ``metrics.EMITTERS`` lists for the name), and the code of that
+service passes each of those names to ``metrics.emit`` (directly or through a helper), so a graph cannot stay
 silently empty after a rename on either side.
 """
 
@@ -22,7 +22,13 @@ from tests.cdk.conftest import ROOT, Synth, SynthFn, resources
 pytestmark = pytest.mark.cdk
 
 WORKER_DIR = ROOT / "runtime" / "worker"
-SERVICE_DIRS = {metrics.WORKER_SERVICE: WORKER_DIR, metrics.RESULTS_SERVICE: ROOT / "runtime" / "results"}
+# Where each service's code lives: its own package, plus the shared module that wakes workers for all of them.
+WORKERS_MODULE = ROOT / "runtime" / "common" / "workers.py"
+SERVICE_DIRS = {
+    metrics.WORKER_SERVICE: WORKER_DIR,
+    metrics.API_SERVICE: ROOT / "runtime" / "api",
+    metrics.RESULTS_SERVICE: ROOT / "runtime" / "results",
+}
 NAME_TO_CONST = {
     value: n
     for n in dir(metrics)
@@ -58,13 +64,13 @@ def custom_metrics(body: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
 
 
 def emitted_names(package: Path) -> set[str]:
-    """Metric names the package's code passes to ``metrics.emit`` (or to a wrapper that calls it).
+    """Metric names the package's code (a folder or one module) passes to ``metrics.emit`` (or to a wrapper).
 
     A name counts when a module that calls ``emit`` (or defines a function that does) refers to the metric's
     constant (``metrics.IMAGES_PROCESSED``, ``IMAGES_PROCESSED``) or spells its value as a dict key.
     """
     names: set[str] = set()
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted(package.rglob("*.py") if package.is_dir() else [package]):
         tree = ast.parse(path.read_text(), filename=str(path))
         calls_emit = any(
             isinstance(n, ast.Call)
@@ -91,7 +97,10 @@ def test_dashboard_custom_metrics_are_defined_by_the_runtime(synth: SynthFn, var
     found = custom_metrics(dashboard_body(synth(variant).pipeline))
     assert {name for name, _ in found} == set(metrics.UNITS), "every custom metric has a graph"
     for name, dims in found:
-        assert dims == {metrics.SERVICE_DIMENSION: metrics.SERVICE_OF[name]}, (name, dims)
+        assert set(dims) == {metrics.SERVICE_DIMENSION}, (name, dims)
+        assert dims[metrics.SERVICE_DIMENSION] in metrics.EMITTERS[name], (name, dims)
+    wakes = {dims[metrics.SERVICE_DIMENSION] for name, dims in found if name == metrics.WORKER_WAKES}
+    assert wakes == set(metrics.EMITTERS[metrics.WORKER_WAKES]), "a wake line for every waker"
 
 
 def alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
@@ -107,21 +116,29 @@ def test_alarm_custom_metrics_are_defined_by_the_runtime(dev: Synth) -> None:
     for alarm in resources(dev.pipeline, "AWS::CloudWatch::Alarm").values():
         for metric in alarm_metrics(alarm):
             if metric["Namespace"] == metrics.NAMESPACE:
-                seen.append(metric["MetricName"])
-                assert metric["Dimensions"] == [
-                    {"Name": metrics.SERVICE_DIMENSION, "Value": metrics.SERVICE_OF[metric["MetricName"]]}
-                ]
-    # the job failure rate (ImagesProcessed, ImagesFailed) and the stuck jobs (JobsQueuedTooLong)
-    assert sorted(seen) == sorted([metrics.IMAGES_PROCESSED, metrics.IMAGES_FAILED, metrics.JOBS_QUEUED_TOO_LONG])
+                name = metric["MetricName"]
+                (dim,) = metric["Dimensions"]
+                assert dim["Name"] == metrics.SERVICE_DIMENSION and dim["Value"] in metrics.EMITTERS[name]
+                seen.append((name, dim["Value"]))
+    # The job failure rate (ImagesProcessed, ImagesFailed), the stuck jobs (JobsQueuedTooLong) and the
+    # no-live-worker alarm (LiveWorkers).
+    assert sorted(seen) == sorted(
+        [
+            (metrics.IMAGES_PROCESSED, metrics.WORKER_SERVICE),
+            (metrics.IMAGES_FAILED, metrics.WORKER_SERVICE),
+            (metrics.JOBS_QUEUED_TOO_LONG, metrics.RESULTS_SERVICE),
+            (metrics.LIVE_WORKERS, metrics.RESULTS_SERVICE),
+        ]
+    )
 
 
 @pytest.mark.parametrize("service", sorted(SERVICE_DIRS))
 def test_each_service_emits_its_dashboard_metrics(dev: Synth, service: str) -> None:
-    dashboard = {
-        name for name, dims in custom_metrics(dashboard_body(dev.pipeline)) if metrics.SERVICE_OF[name] == service
-    }
+    """What the dashboard shows with ``Service=<service>`` is passed to metrics.emit by that service's code (or
+    by the shared wake module its code calls)."""
+    dashboard = {name for name, dims in custom_metrics(dashboard_body(dev.pipeline)) if service in dims.values()}
     assert dashboard, f"no {service} metric on the dashboard"
-    emitted = emitted_names(SERVICE_DIRS[service])
+    emitted = emitted_names(SERVICE_DIRS[service]) | emitted_names(WORKERS_MODULE)
     missing = sorted(dashboard - emitted)
     assert not missing, f"on the dashboard but never passed to metrics.emit in {SERVICE_DIRS[service]}: {missing}"
 

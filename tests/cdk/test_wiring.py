@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from runtime.common import keys, schema
-from runtime.common.settings import JOB_BATCH_ENV, env_name
+from runtime.common import keys, metrics, schema
+from runtime.common.settings import JOB_BATCH_ENV, WAKE_MESSAGE_ENV, env_name
 from stacks.exports import export_name
 from tests.cdk.conftest import VARIANTS, Synth, SynthFn, by_path, one, resources, synthesize
 
@@ -70,13 +70,13 @@ def import_of(synth: Synth, key: str) -> dict[str, str]:
 # --- the pipe ----------------------------------------------------------------------------------------------
 
 
-def test_pipe_reads_the_jobs_queue(dev: Synth) -> None:
+def test_pipe_reads_the_wake_queue(dev: Synth) -> None:
     _, pipe = one(dev.pipeline, "AWS::Pipes::Pipe")
     props = pipe["Properties"]
-    assert props["Source"] == import_of(dev, "queue-arn")
-    jobs_queue_id, _ = by_path(dev.data, "/Queues/Jobs/Resource", "AWS::SQS::Queue")
-    assert export_of(dev.data, "queue-arn", dev) == {"Fn::GetAtt": [jobs_queue_id, "Arn"]}
-    assert props["SourceParameters"]["SqsQueueParameters"]["BatchSize"] == 1  # one RunTask per message (D2)
+    assert props["Source"] == import_of(dev, "wake-queue-arn")
+    wake_queue_id, _ = by_path(dev.data, "/Queues/Wake/Resource", "AWS::SQS::Queue")
+    assert export_of(dev.data, "wake-queue-arn", dev) == {"Fn::GetAtt": [wake_queue_id, "Arn"]}
+    assert props["SourceParameters"]["SqsQueueParameters"]["BatchSize"] == 1  # one wake message = one task (D8)
     assert props["LogConfiguration"]["Level"] == "ERROR"
 
 
@@ -90,9 +90,9 @@ def test_pipe_runs_the_worker_task_on_the_cluster_with_the_batch_override(dev: S
     worker = container(dev.pipeline, "Worker/Task")
     (override,) = ecs_params["Overrides"]["ContainerOverrides"]
     assert override["Name"] == worker["Name"]
-    assert override["Environment"] == [{"Name": JOB_BATCH_ENV, "Value": "$.body"}]
-    # The batch reaches the worker only through the override, never baked into the task definition.
-    assert JOB_BATCH_ENV not in {e["Name"] for e in worker.get("Environment", [])}
+    assert override["Environment"] == [{"Name": WAKE_MESSAGE_ENV, "Value": "$.body"}]
+    # The wake reaches the worker only through the override; no batch is ever baked into the task definition.
+    assert {WAKE_MESSAGE_ENV, JOB_BATCH_ENV}.isdisjoint({e["Name"] for e in worker.get("Environment", [])})
 
 
 def test_pipe_network_uses_the_private_task_subnets(dev: Synth) -> None:
@@ -142,7 +142,7 @@ def test_pipe_role_is_least_privilege(dev: Synth) -> None:
         [task_props["TaskRoleArn"], task_props["ExecutionRoleArn"]], key=json.dumps
     )
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
-        assert allowed(stmts, action) == [import_of(dev, "queue-arn")]
+        assert allowed(stmts, action) == [import_of(dev, "wake-queue-arn")]  # never the jobs queue
     everything = [a for s in stmts for a in as_list(s["Action"])]
     assert not [a for a in everything if a.endswith("*")], "no wildcard actions on the pipe role"
     assert set(everything) == {
@@ -154,6 +154,45 @@ def test_pipe_role_is_least_privilege(dev: Synth) -> None:
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
+
+
+def _task_role(t: dict[str, Any], path: str) -> str:
+    return t["Resources"][task_logical_id(t, path)]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+
+
+def sqs_grants(t: dict[str, Any], role_id: str) -> dict[str, set[str]]:
+    """SQS action -> the export keys of the queues it is allowed on (every queue ARN is a named import)."""
+    out: dict[str, set[str]] = {}
+    for stmt in statements(t, role_id):
+        for action in as_list(stmt["Action"]):
+            if action.startswith("sqs:"):
+                out.setdefault(action, set()).update(r["Fn::ImportValue"] for r in as_list(stmt["Resource"]))
+    return out
+
+
+@pytest.mark.parametrize("variant", ["dev", "lambda"])
+def test_the_worker_drains_the_jobs_queue_and_everyone_else_only_sends(synth: SynthFn, variant: str) -> None:
+    """The worker receives, extends and deletes jobs-queue messages and sends wakes; the API and the results task
+    send on both queues and read neither; nobody but the pipe reads the wake queue."""
+    s = synth(variant)
+    t = s.pipeline
+
+    def name(key: str) -> str:
+        return export_name(s.app.config, key)
+
+    jobs, wake = name("queue-arn"), name("wake-queue-arn")
+    worker = sqs_grants(t, _task_role(t, "Worker/Task"))
+    assert worker == {
+        "sqs:ReceiveMessage": {jobs},
+        "sqs:ChangeMessageVisibility": {jobs},
+        "sqs:DeleteMessage": {jobs},
+        "sqs:GetQueueAttributes": {jobs},
+        "sqs:SendMessage": {jobs, wake},
+    }
+    api_role = _task_role(t, "Api/Task") if variant == "dev" else by_path(t, "/Api/Role/Resource", "AWS::IAM::Role")[0]
+    assert sqs_grants(t, api_role) == {"sqs:SendMessage": {jobs, wake}}
+    results = _task_role(t, "Results/Task")  # reconcile also reads the jobs queue's depth (a backlog is not lost)
+    assert sqs_grants(t, results) == {"sqs:SendMessage": {jobs, wake}, "sqs:GetQueueAttributes": {jobs}}
 
 
 # --- queues and table --------------------------------------------------------------------------------------
@@ -174,6 +213,19 @@ def test_jobs_queue_redrives_to_the_dlq(dev: Synth) -> None:
         assert by_path(dev.data, path, "AWS::SQS::Queue")[1]["Properties"]["SqsManagedSseEnabled"] is True
 
 
+def test_wake_queue_redrives_to_its_own_dlq(dev: Synth) -> None:
+    _, wake = by_path(dev.data, "/Queues/Wake/Resource", "AWS::SQS::Queue")
+    dlq_id, dlq = by_path(dev.data, "/Queues/WakeDeadLetters/Resource", "AWS::SQS::Queue")
+    props = wake["Properties"]
+    assert props["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": schema.WAKE_DLQ_MAX_RECEIVE_COUNT,
+    }
+    assert props["VisibilityTimeout"] == schema.WAKE_QUEUE_VISIBILITY_TIMEOUT_S
+    assert props["MessageRetentionPeriod"] == schema.WAKE_QUEUE_RETENTION_S
+    assert props["SqsManagedSseEnabled"] is True and dlq["Properties"]["SqsManagedSseEnabled"] is True
+
+
 def test_queues_refuse_plain_http(dev: Synth) -> None:
     policies = resources(dev.data, "AWS::SQS::QueuePolicy").values()
     denied = [
@@ -182,7 +234,7 @@ def test_queues_refuse_plain_http(dev: Synth) -> None:
         for s in p["Properties"]["PolicyDocument"]["Statement"]
         if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
     ]
-    assert len(denied) == 4  # jobs + DLQ, inbox + its DLQ
+    assert len(denied) == 6  # jobs, wake and inbox queues, each with its dead-letter queue
 
 
 def test_table_matches_the_shared_schema(dev: Synth) -> None:
@@ -252,7 +304,7 @@ STATEFUL = ("AWS::S3::Bucket", "AWS::DynamoDB::GlobalTable", "AWS::SQS::Queue")
 def test_data_removal_policy_follows_env(synth: SynthFn, variant: str, policy: str) -> None:
     s = synth(variant)
     stateful = {k: v for k, v in s.data["Resources"].items() if v["Type"] in STATEFUL}
-    assert len(stateful) == 7  # images + access logs, table, queue + DLQ, inbox queue + DLQ
+    assert len(stateful) == 9  # images + access logs, table, jobs, wake and inbox queues + their DLQs
     assert {v["DeletionPolicy"] for v in stateful.values()} == {policy}
     assert {v["UpdateReplacePolicy"] for v in stateful.values()} == {policy}
     _, table = one(s.data, "AWS::DynamoDB::GlobalTable")
@@ -289,6 +341,10 @@ def test_containers_get_the_runtime_settings(dev: Synth) -> None:
         env_name("retention_days"): str(config.retention_days),
         env_name("auth_enabled"): "true",
         env_name("region"): config.region,
+        env_name("max_workers"): str(config.max_workers),
+        env_name("jobs_per_worker"): str(config.jobs_per_worker),
+        env_name("worker_idle_exit_s"): str(config.worker_idle_exit_s),
+        env_name("worker_max_lifetime_s"): str(config.worker_max_lifetime_s),
     }
     for path in ("Api/Task", "Worker/Task", "Results/Task"):
         env = {e["Name"]: e["Value"] for e in container(dev.pipeline, path)["Environment"]}
@@ -296,6 +352,7 @@ def test_containers_get_the_runtime_settings(dev: Synth) -> None:
         assert env[env_name("bucket")] == import_of(dev, "bucket-name")
         assert env[env_name("table")] == import_of(dev, "table-name")
         assert env[env_name("queue_url")] == import_of(dev, "queue-url")
+        assert env[env_name("wake_queue_url")] == import_of(dev, "wake-queue-url")
 
 
 @pytest.mark.parametrize("path", ["Api/Task", "Worker/Task", "Results/Task"])
@@ -492,7 +549,7 @@ def test_outputs(dev: Synth, lambda_mode: Synth) -> None:
         outputs = s.pipeline["Outputs"]
         for name in ("ApiUrl", "CurlExample", "ApiKeySecretArn", "ApiKeyCommand", "DashboardUrl", "ExportCommand"):
             assert name in outputs, name
-        assert {"BucketName", "TableName", "QueueUrl", "DeadLetterQueueUrl"} <= set(s.data["Outputs"])
+        assert {"BucketName", "TableName", "QueueUrl", "DeadLetterQueueUrl", "WakeQueueUrl"} <= set(s.data["Outputs"])
     curl = "".join(
         p if isinstance(p, str) else "<t>" for p in dev.pipeline["Outputs"]["CurlExample"]["Value"]["Fn::Join"][1]
     )
@@ -508,6 +565,8 @@ def test_alarms_notify_an_encrypted_topic(synth: SynthFn, variant: str) -> None:
     alarms = resources(s.pipeline, "AWS::CloudWatch::Alarm")
     names = (
         "DeadLettersNotEmpty",
+        "WakeDeadLettersNotEmpty",
+        "WorkQueuedNoLiveWorker",
         "OldestMessageTooOld",
         "Api5xxRate",
         "PipeFailures",
@@ -705,3 +764,21 @@ def test_ingest_sources_are_read_where_configured_and_listed_by_the_results_task
     # Not configured (dev): no variable and no grant outside our own bucket but the models'.
     assert env_name("ingest_sources") not in {e["Name"] for e in container(dev.pipeline, "Worker/Task")["Environment"]}
     assert "segscale-photos-example" not in json.dumps(dev.pipeline)
+
+
+def test_no_worker_alarm_watches_queued_work_against_live_workers(dev: Synth) -> None:
+    """Work waiting in the jobs queue while the reconcile passes count no live worker, for alarm_no_worker_minutes."""
+    _, alarm = by_path(dev.pipeline, "/Monitoring/WorkQueuedNoLiveWorker/Resource", "AWS::CloudWatch::Alarm")
+    props = alarm["Properties"]
+    config = dev.app.config
+    assert props["EvaluationPeriods"] == -(-config.alarm_no_worker_minutes // config.reconcile_interval_minutes)
+    queries = {q["Id"]: q for q in props["Metrics"]}
+    assert queries[next(k for k, q in queries.items() if "Expression" in q)]["Expression"] == (
+        "IF(queued > 0 AND live == 0, 1, 0)"
+    )
+    live = queries["live"]["MetricStat"]
+    assert live["Metric"]["MetricName"] == metrics.LIVE_WORKERS and live["Stat"] == "Maximum"
+    assert live["Metric"]["Dimensions"] == [{"Name": metrics.SERVICE_DIMENSION, "Value": metrics.RESULTS_SERVICE}]
+    queued = queries["queued"]["MetricStat"]["Metric"]
+    assert queued["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert queued["Dimensions"] == [{"Name": "QueueName", "Value": import_of(dev, "queue-name")}]

@@ -3,6 +3,7 @@ bounded, and two passes at once never enqueue a job twice (docs/architecture.md 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from runtime.common import messages
+from runtime.common import messages, metrics
 from runtime.common.aws import client
 from runtime.common.jobs import JobStatus, JobStore
 from runtime.common.settings import Settings
@@ -72,7 +73,7 @@ def test_heals_each_stuck_case_and_leaves_healthy_jobs_alone(
     report = run(rsettings, store, now)
 
     assert report.requeued == {"never_enqueued": [never_sent], "enqueue_stale": [stale], "lease_expired": [dead_worker]}
-    assert report.failed == {"gave_up": [], "never_picked_up": [], "upload_never_completed": [abandoned_upload]}
+    assert report.failed == {"gave_up": [], "expired": [], "upload_never_completed": [abandoned_upload]}
     assert report.lost_races == 0 and report.send_failed == [] and not report.truncated
     assert sorted(drain(rsettings)) == sorted([never_sent, stale, dead_worker])
     assert {j: store.get(j) for j in healthy} == before
@@ -90,24 +91,31 @@ def test_heals_each_stuck_case_and_leaves_healthy_jobs_alone(
     assert again.actions == 0 and drain(rsettings) == []
 
 
-def test_never_picked_up_fails_after_max_attempts_plus_one_enqueues(
+def test_an_unclaimed_job_is_redriven_without_charge_until_it_expires(
     rsettings: Settings, store: JobStore, clock: Clock
 ) -> None:
+    """Only a job's own attempts fail it: a job whose messages keep getting lost (workers killed before they
+    reached it) is sent again and again, never charged, and ends only past the age limit, with its history."""
     job = new_job(store, uuid.uuid4().hex)
     store.mark_enqueued(job)  # the API's send
     now = clock.now
-    for expected_count in range(2, store.max_attempts + 2):
+    for expected_count in range(2, store.max_attempts + 8):
         now += 61 * S
         report = run(rsettings, store, now)
-        assert report.requeued["enqueue_stale"] == [job]
-        assert store.get(job)["enqueue_count"] == expected_count  # type: ignore[index]
-        assert drain(rsettings) == [job]  # a pipe took the message, and the task never claimed the job
-    now += 61 * S
-    report = run(rsettings, store, now)
-    assert report.failed["never_picked_up"] == [job] and report.requeued_ids == []
+        assert report.requeued["enqueue_stale"] == [job] and report.failed["expired"] == []
+        assert drain(rsettings) == [job]  # a worker took the message and died before claiming the job
+        current = store.get(job)
+        assert current["enqueue_count"] == expected_count and current["attempts"] == 0  # type: ignore[index]
+        assert current["status"] == "QUEUED"  # type: ignore[index]
+    created = store.get(job)["created_at"]  # type: ignore[index]
+    report = run(rsettings, store, created + rsettings.job_max_age_s * S + 1)
+    assert report.failed["expired"] == [job] and report.requeued_ids == []
     final = store.get(job)
-    assert final is not None and final["status"] == "FAILED"
-    assert final["error"] == f"never picked up after {store.max_attempts + 1} enqueues"
+    assert final is not None and final["status"] == "FAILED" and final["error_class"] == "expired"
+    enqueues = store.max_attempts + 7
+    assert final["error"].startswith(
+        f"not processed within 24 h of its upload (0 attempt(s), sent to the queue {enqueues}"
+    )
     assert drain(rsettings) == []
 
 
@@ -125,7 +133,7 @@ def test_enqueued_jobs_wait_while_the_queue_has_a_backlog(rsettings: Settings, s
     for _ in range(store.max_attempts + 3):  # long past max attempts at the normal threshold
         now += 61 * S
         report = run(rsettings, store, now)
-        assert report.requeued_ids == [] and report.failed["never_picked_up"] == []
+        assert report.requeued_ids == [] and report.failed["expired"] == []
         assert report.waiting_behind_backlog == 2 and report.queue_backlog == 2
     assert store.get(unsent)["enqueue_count"] == 1  # type: ignore[index]
     assert store.get(waiting)["status"] == "QUEUED"  # type: ignore[index]
@@ -152,6 +160,7 @@ def test_expired_leases_give_up_after_max_attempts(rsettings: Settings, store: J
     final = store.get(job)
     assert final is not None and final["status"] == "FAILED" and final["attempts"] == store.max_attempts
     assert final["error"] == f"gave up after {store.max_attempts} attempts: lease expired"
+    assert final["lost_leases"] == store.max_attempts  # each time, its own worker vanished while processing it
     assert drain(rsettings) == [job] * (store.max_attempts - 1)
 
 
@@ -264,3 +273,68 @@ def test_a_crowd_of_live_workers_does_not_starve_the_queued_check(
     assert report.requeued["never_enqueued"] == [stuck] and report.requeued["lease_expired"] == []
     assert report.truncated and report.scanned == 4  # 3 live RUNNING jobs read, then the QUEUED one
     assert drain(rsettings) == [stuck]
+
+
+def _wakes(settings: Settings) -> list[messages.WakeMessage]:
+    sqs = client("sqs", settings)
+    got = sqs.receive_message(QueueUrl=settings.wake_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    return [messages.decode_wake(m["Body"]) for m in got]
+
+
+def test_wakes_a_worker_when_work_waits_and_none_is_live(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    """The safety net: every other waker failed (a task never started, an API died before waking)."""
+    job = new_job(store, uuid.uuid4().hex)
+    store.mark_enqueued(job)
+    client("sqs", rsettings).send_message(
+        QueueUrl=rsettings.queue_url, MessageBody=messages.BatchMessage(job_ids=(job,)).to_body()
+    )
+    out = io.StringIO()
+    first = reconcile_once(rsettings, now_ms=clock.now + 1 * S, store=store, metrics_stream=out)
+    assert first.woke_slot is not None and first.live_workers == 0 and first.starting_workers == 0
+    (wake,) = _wakes(rsettings)
+    assert wake.slot == first.woke_slot and wake.by == "reconciler"
+    docs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert {d.get(metrics.SERVICE_DIMENSION) for d in docs} == {metrics.RESULTS_SERVICE}
+    assert [d[metrics.WORKER_WAKES] for d in docs if metrics.WORKER_WAKES in d] == [1]
+    assert [d[metrics.LIVE_WORKERS] for d in docs if metrics.LIVE_WORKERS in d] == [0]
+    # The woken task is starting: the next pass waits for it instead of waking another.
+    second = reconcile_once(rsettings, now_ms=clock.now + 2 * S, store=store)
+    assert second.woke_slot is None and second.starting_workers == 1 and _wakes(rsettings) == []
+    # Its task never started: past the start timeout the slot is free, and the safety net wakes again.
+    later = clock.now + (rsettings.worker_start_timeout_s + 3) * S
+    assert reconcile_once(rsettings, now_ms=later, store=store).woke_slot is not None
+
+
+def test_no_wake_without_work(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    report = reconcile_once(rsettings, now_ms=clock.now, store=store)
+    assert report.woke_slot is None and report.live_workers == 0 and _wakes(rsettings) == []
+
+
+def test_counts_finished_jobs_exactly_once_across_passes(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    def finish(ok: bool) -> str:
+        job = new_job(store, uuid.uuid4().hex)
+        store.claim(job, "w")
+        if ok:
+            store.complete(job, "w", result=person_result(1), mask_key="m", overlay_key="o")
+        else:
+            store.fail(job, "bad", error_class="corrupt_image", worker_id="w")
+        return job
+
+    def counted(now: int) -> dict[str, int] | None:
+        out = io.StringIO()
+        report = reconcile_once(rsettings, now_ms=now, store=store, metrics_stream=out)
+        docs = [json.loads(line) for line in out.getvalue().splitlines()]
+        emitted = [(d[metrics.JOBS_SUCCEEDED], d[metrics.JOBS_FAILED]) for d in docs if metrics.JOBS_SUCCEEDED in d]
+        assert emitted == ([] if report.counted is None else [(report.counted["SUCCEEDED"], report.counted["FAILED"])])
+        return report.counted
+
+    start = clock.now
+    assert counted(start) is None  # the first pass only starts the count
+    clock.advance(10 * S)
+    finish(True), finish(True), finish(False)
+    clock.advance(100 * S)
+    assert counted(clock.now) == {"SUCCEEDED": 2, "FAILED": 1}
+    assert counted(clock.now) is None  # the same window is never counted twice
+    finish(True)  # finishes now: inside the settle margin, counted by a later pass
+    assert counted(clock.now + 1 * S) == {"SUCCEEDED": 0, "FAILED": 0}
+    assert counted(clock.now + 61 * S) == {"SUCCEEDED": 1, "FAILED": 0}

@@ -9,7 +9,7 @@ import pytest
 
 from runtime.common.aws import client
 from runtime.common.settings import Settings
-from tests.worker.helpers import write_card
+from tests.worker.helpers import write_card, write_otsu_card
 
 
 @pytest.fixture(scope="session")
@@ -21,16 +21,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "red-aspect",
         input={"short_side": 48, "multiple_of": 16, "max_side": 256, "resize": "keep_aspect", "color_order": "RGB"},
     )
-    write_card(
-        root,
-        "blobs",
-        runtime="opencv",
-        processor="otsu",
-        file=None,
-        input=None,
-        output=None,
-        classes=[{"id": 1, "name": "object", "color": [0, 255, 0]}],
-    )
+    write_otsu_card(root, "blobs")
     write_card(root, "red-tampered", sha256="0" * 64)  # the file does not match its card
     (root / "broken").mkdir()
     (root / "broken" / "card.json").write_text('{"name": "broken", "version": "1"}')  # invalid card

@@ -60,6 +60,20 @@ def write_card(models_dir: Path, name: str, **overrides: Any) -> Path:
     return folder
 
 
+def write_otsu_card(models_dir: Path, name: str) -> Path:
+    """A classical model (OpenCV Otsu threshold, no weights): the cheapest model there is."""
+    return write_card(
+        models_dir,
+        name,
+        runtime="opencv",
+        processor="otsu",
+        file=None,
+        input=None,
+        output=None,
+        classes=[{"id": 1, "name": "object", "color": [0, 255, 0]}],
+    )
+
+
 def red_square(size: int = 128, box: tuple[int, int, int, int] = (32, 32, 64, 64)) -> np.ndarray:
     """Blue image with one red rectangle (x, y, w, h)."""
     img = np.empty((size, size, 3), dtype=np.uint8)
@@ -126,3 +140,50 @@ def read_png(s3: Any, bucket: str, key: str) -> Image.Image:
 
 def emf_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+class CallLog:
+    """Wraps a real boto3 client (not our code) and records each call as (operation, job id or None, the string
+    values it writes), so a test can read the order in which a worker claimed, finished and downloaded jobs.
+    ``hook(op, kwargs)`` runs after each call."""
+
+    def __init__(self, real: Any, hook: Any = None) -> None:
+        self._real = real
+        self._hook = hook
+        self.calls: list[tuple[str, str | None, dict[str, str]]] = []
+
+    def __getattr__(self, op: str) -> Any:
+        method = getattr(self._real, op)
+        if not callable(method) or op.startswith("_") or op in ("exceptions", "meta", "get_paginator"):
+            return method
+
+        def call(**kwargs: Any) -> Any:
+            out = method(**kwargs)
+            key = kwargs.get("Key")
+            if isinstance(key, str):  # S3: uploads/<batch>/<job>.<ext>
+                job: str | None = key.rsplit("/", 1)[-1].split(".")[0]
+            else:
+                pk = (key or {}).get("pk", {}).get("S", "")
+                job = pk.removeprefix("job#") if pk.startswith("job#") else None
+            values = {
+                k: v["S"]
+                for k, v in kwargs.get("ExpressionAttributeValues", {}).items()
+                if isinstance(v, dict) and "S" in v
+            }
+            self.calls.append((op, job, values))
+            if self._hook is not None:
+                self._hook(op, kwargs)
+            return out
+
+        return call
+
+    def transitions(self) -> list[tuple[str, str]]:
+        """(job id, new status) for every status change a worker wrote (claim, result, failure, release), in call
+        order: ``JobStore`` writes the new status first in its SET clause (``:s0``)."""
+        return [
+            (job, values[":s0"])
+            for op, job, values in self.calls
+            if op == "update_item"
+            and job is not None
+            and values.get(":s0") in ("RUNNING", "SUCCEEDED", "FAILED", "QUEUED")
+        ]

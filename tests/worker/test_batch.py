@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -12,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.common import keys, metrics
+from runtime.common import keys, logs, metrics
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
 from runtime.worker.batch import BatchRunner, _LeaseKeeper, run_batch
 from runtime.worker.models import ModelRegistry
-from tests.worker.helpers import emf_lines, encode, png_bomb, read_png, red_square, submit
+from tests.worker.helpers import CallLog, emf_lines, encode, png_bomb, read_png, red_square, submit
 
 
 @pytest.fixture(scope="module")
@@ -212,29 +214,76 @@ def test_lease_keeper_renews_held_jobs_and_notices_a_lost_lease(
     assert keeper.lost == {taken} and keeper.held == {kept}
 
 
-def test_large_images_are_decoded_on_the_inference_thread(
+def test_a_job_is_claimed_only_when_its_processing_starts(
     worker_settings: Settings, store: JobStore, s3: Any, registry: ModelRegistry
 ) -> None:
-    """With a prefetch decode limit of 0 every image takes the deferred path; results must be the same."""
-    ids = [submit(store, s3, worker_settings, encode(red_square(64, (8, 8, 32, 32))), model="red") for _ in range(3)]
+    """Stopped after its first result, the worker has downloaded jobs ahead, but only the jobs it started
+    processing were claimed (and charged an attempt); the rest go back to the queue untouched."""
+    ids = [submit(store, s3, worker_settings, encode(red_square(64, (8, 8, 32, 32))), model="red") for _ in range(30)]
     bad = submit(store, s3, worker_settings, _truncated(), model="red")
+    stop = threading.Event()
+    ddb = CallLog(
+        client("dynamodb", worker_settings),
+        hook=lambda op, kw: (
+            stop.set()
+            if ":s0" in kw.get("ExpressionAttributeValues", {})
+            and kw["ExpressionAttributeValues"][":s0"].get("S") == "SUCCEEDED"
+            else None
+        ),
+    )
+    s3_log = CallLog(s3)
     runner = BatchRunner(
         worker_settings,
         registry=registry,
-        store=store,
-        s3=s3,
+        store=JobStore.from_settings(worker_settings, ddb),
+        s3=s3_log,
         sqs=client("sqs", worker_settings),
-        worker_id="big",
-        stop=threading.Event(),
+        worker_id="w-stop",
+        stop=stop,
         metrics_stream=io.StringIO(),
-        prefetch_decode_max_pixels=0,
     )
-    report = runner.run([*ids, bad])
-    assert sorted(report.succeeded) == sorted(ids) and report.failed == [bad]
-    for job_id in ids:
-        result = store.get(job_id)["result"]
-        assert result["classes"]["red"]["components"] == 1 and result["timings_ms"]["decode"] > 0
-    assert store.get(bad)["error_class"] == "corrupt_image"
+    report = runner.run([bad, *ids])
+    assert report.interrupted and report.failed == [bad] and report.succeeded
+    jobs = store.get_many([bad, *ids])
+    claimed = {j for j, status in ddb.transitions() if status == "RUNNING"}
+    assert claimed == {bad, *report.succeeded}  # every claimed job was finished: none released, none charged idle
+    back = [j for j in ids if j not in claimed]
+    assert sorted(report.requeued) == sorted(back) and back
+    assert all(jobs[j]["status"] == "QUEUED" and jobs[j]["attempts"] == 0 for j in back)
+    downloaded = {job for op, job, _ in s3_log.calls if op == "get_object"}
+    assert downloaded & set(back), "the prefetch downloaded jobs ahead without claiming them"
+    assert all(jobs[j]["attempts"] == 1 and "decode" in jobs[j]["result"]["timings_ms"] for j in report.succeeded)
+
+
+def test_a_crash_suspect_is_processed_alone(
+    worker_settings: Settings, store: JobStore, s3: Any, registry: ModelRegistry
+) -> None:
+    """A job whose worker vanished while processing it is claimed only once nothing else is in flight, and the
+    next job only once its result is written: if it kills this worker too, it costs no other job an attempt."""
+    data = encode(red_square(64, (8, 8, 32, 32)))
+    ids = [submit(store, s3, worker_settings, data, model="red") for _ in range(12)]
+    suspect = ids[6]
+    store.claim(suspect, "w-vanished")
+    later = JobStore.from_settings(worker_settings)
+    later.clock = lambda: 10**15  # the reconciler, after the lease expired
+    assert later.release(suspect, None, "lease expired") == "QUEUED"
+    assert store.get(suspect)["lost_leases"] == 1
+    ddb = CallLog(client("dynamodb", worker_settings))
+    report = run_batch(
+        worker_settings,
+        ids,
+        registry=registry,
+        store=JobStore.from_settings(worker_settings, ddb),
+        metrics_stream=io.StringIO(),
+    )
+    assert sorted(report.succeeded) == sorted(ids) and report.suspects == 1
+    order = ddb.transitions()
+    start = order.index((suspect, "RUNNING"))
+    end = order.index((suspect, "SUCCEEDED"))
+    assert end == start + 1, order[start : end + 1]  # nothing else claimed or finished while it ran
+    before = order[:start]
+    assert {j for j, st in before if st == "RUNNING"} == {j for j, st in before if st == "SUCCEEDED"}
+    assert store.get(suspect)["attempts"] == 2 and all(store.get(j)["attempts"] == 1 for j in ids if j != suspect)
 
 
 def test_unusable_models_fail_their_jobs_with_the_reason(
@@ -251,3 +300,38 @@ def test_unusable_models_fail_their_jobs_with_the_reason(
     t, b = store.get(tampered), store.get(broken)
     assert t["error_class"] == "model_error" and "sha256" in t["error"]
     assert b["error_class"] == "model_error" and "misconfigured" in b["error"] and "license" in b["error"]
+
+
+def test_every_line_about_a_job_carries_its_job_id(
+    worker_settings: Settings, store: JobStore, s3: Any, registry: ModelRegistry
+) -> None:
+    """The worker's JSON log lines name the job they are about (``logs.bind``), on whichever thread wrote them:
+    prefetch and results on the I/O pool, claim and failure on the inference thread, skips on the caller's."""
+    good = submit(store, s3, worker_settings, encode(red_square(64, (0, 0, 32, 32))), model="red")
+    corrupt = submit(store, s3, worker_settings, b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20, model="red")
+    unknown = submit(store, s3, worker_settings, encode(red_square(32, (0, 0, 8, 8))), model="nope")
+    done = submit(store, s3, worker_settings, encode(red_square(32, (0, 0, 8, 8))), model="red")
+    store.fail(done, "refused earlier", error_class="test")
+    ids = [good, corrupt, unknown, done]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonLines())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        report = run_batch(worker_settings, ids, registry=registry, metrics_stream=io.StringIO())
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert report.ok and report.succeeded == [good] and report.skipped == [done]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    about = {job_id: [d for d in lines if job_id in d["message"]] for job_id in ids}
+    assert all(about[j] for j in (corrupt, unknown, done)), about  # each is logged: failed, failed, skipped
+    for job_id, docs in about.items():
+        assert all(d.get("job_id") == job_id for d in docs), docs
+    bound = {d["job_id"] for d in lines if "job_id" in d}
+    assert bound <= set(ids) and {corrupt, unknown, done} <= bound
+    batch_ids = {d["job_id"]: d.get("batch_id") for d in lines if "job_id" in d and d["job_id"] != done}
+    assert all(batch_ids[j] == store.get(j)["batch_id"] for j in batch_ids)

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 from local.resources import LocalResources
+from runtime.common import metrics
 from runtime.common.aws import client
 from runtime.common.jobs import JobStore
-from runtime.common.messages import BatchMessage
-from runtime.common.settings import JOB_BATCH_ENV, Settings
+from runtime.common.messages import BatchMessage, WakeMessage
+from runtime.common.settings import JOB_BATCH_ENV, WAKE_MESSAGE_ENV, Settings
+from runtime.common.workers import WorkerSlots
 from tests.worker.helpers import emf_lines, encode, red_square, submit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +45,7 @@ def test_malformed_message_exits_zero(resources: LocalResources, models_dir: Pat
     assert proc.returncode == 0 and "job_ids must be" in proc.stderr
 
 
-def test_sigterm_mid_batch_releases_requeues_and_exits_zero(
+def test_sigterm_mid_batch_hands_the_rest_back_and_exits_zero(
     resources: LocalResources, settings: Settings, store: JobStore, models_dir: Path
 ) -> None:
     s3 = client("s3", settings)
@@ -93,4 +95,51 @@ def test_sigterm_mid_batch_releases_requeues_and_exits_zero(
     assert sent == set(back)
     processed = [d for d in emf_lines(out) if "ImagesProcessed" in d]
     assert len(processed) == len(done)
-    assert "releasing the rest" in err
+    assert "handing the rest back" in err
+    assert all(jobs[j]["attempts"] == 0 for j in back)  # never claimed: handing them back cost nothing
+
+
+def _drain_env(resources: LocalResources, models_dir: Path, wake: str, **extra: str) -> dict[str, str]:
+    env = _env(resources, models_dir, "", SEGSCALE_WORKER_IDLE_EXIT_S="1", **extra)
+    del env[JOB_BATCH_ENV]
+    return {**env, WAKE_MESSAGE_ENV: wake}
+
+
+def test_a_malformed_wake_message_is_dropped_and_the_worker_still_drains(
+    resources: LocalResources, settings: Settings, store: JobStore, models_dir: Path
+) -> None:
+    """The pipe does not look inside wake messages: junk starts a task, which logs it, takes a free slot and works."""
+    s3 = client("s3", settings)
+    job_id = submit(store, s3, settings, encode(red_square(48, (4, 4, 16, 16))), model="red")
+    client("sqs", settings).send_message(
+        QueueUrl=settings.queue_url, MessageBody=BatchMessage(job_ids=(job_id,)).to_body()
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.worker"],
+        env=_drain_env(resources, models_dir, '{"v": 1, "kind": "wake", "slot": "zero"}'),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "dropping malformed wake message" in proc.stderr and "'exit_reason': 'idle'" in proc.stderr
+    assert store.get(job_id)["status"] == "SUCCEEDED"  # type: ignore[index]
+    assert [d[metrics.WORKER_STARTS] for d in emf_lines(proc.stdout) if metrics.WORKER_STARTS in d] == [1]
+
+
+def test_no_free_slot_means_the_task_exits_at_once(
+    resources: LocalResources, settings: Settings, models_dir: Path
+) -> None:
+    assert WorkerSlots.from_settings(settings.model_copy(update={"max_workers": 1})).acquire("w-busy") == 0
+    wake = WakeMessage(slot=0, by="api").to_body()  # a reservation that is not (or no longer) there
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.worker"],
+        env=_drain_env(resources, models_dir, wake, SEGSCALE_MAX_WORKERS="1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "no free worker slot" in proc.stderr
+    assert metrics.WORKER_STARTS not in proc.stdout

@@ -21,6 +21,7 @@ from runtime.common.settings import Settings
 from runtime.results.notify import Notifier
 from runtime.worker.batch import run_batch
 from runtime.worker.models import ModelRegistry
+from tests.queues import drain_bodies
 from tests.worker.helpers import encode, red_square, submit
 
 
@@ -30,14 +31,7 @@ def registry(models_dir: Path) -> ModelRegistry:
 
 
 def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    found = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        if not messages:
-            return found
-        for m in messages:
-            found.append(json.loads(m["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return [json.loads(body) for body in drain_bodies(sqs, queue_url)]
 
 
 def test_the_worker_sends_job_events_completes_the_batch_and_never_calls_the_webhook(

@@ -24,7 +24,6 @@ from runtime.common.batches import BatchConflict, BatchNotOpen
 from runtime.common.jobs import JobStatus, NewJob
 from runtime.common.settings import Settings
 from runtime.common.sources import DEFAULT_SUFFIXES, SEALED_MARKER, SourceError, inbox_batch_id, job_id_for, wanted
-from runtime.results.ingest.enqueue import send_jobs
 from runtime.results.ingest.run import VIA_EVENT, Ingester, IngestOutcome
 
 log = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ class Inbox:
                     else:
                         self._object(dropped, send, report)
             if send:
-                send_jobs(sqs, self.settings.queue_url, send, max_jobs=self.settings.batch_max_jobs)
+                self.ingester.enqueue(send)
             for dropped in {d.batch_id: d for d in seals}.values():
                 report.sealed.append(self.seal(dropped.name))
             sqs.delete_message_batch(

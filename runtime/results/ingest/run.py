@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from runtime.common import metrics
 from runtime.common.aws import client
 from runtime.common.batches import Batch, BatchState, BatchStore, Work
 from runtime.common.jobs import JobStatus, JobStore, NewJob, new_job_item, now_ms
@@ -36,10 +40,13 @@ from runtime.common.sources import (
     parse_allow_list,
     parse_source,
 )
+from runtime.common.workers import Waker
 from runtime.results.ingest.enqueue import send_jobs
 from runtime.results.ingest.pages import Entry, Page, manifest_pages, prefix_pages
 
 log = logging.getLogger(__name__)
+
+WAKE_CHECK_S = 10.0  # how often a long ingestion looks for a live worker
 
 LEASE_MS = 5 * 60 * 1000
 WRITERS = 8  # BatchWriteItem calls in flight
@@ -100,6 +107,28 @@ class Ingester:
         self.lease_ms = lease_ms
         self.page_size = page_size  # keys per listing page / lines per manifest page: one checkpoint each
         self.allow = parse_allow_list(settings.ingest_sources)
+        self.waker = Waker.from_settings(
+            settings, by="ingester", service=metrics.RESULTS_SERVICE, sqs=self.sqs, dynamodb=ddb
+        )
+        self._wake_checked_at: float | None = None
+
+    def enqueue(self, job_ids: list[str]) -> None:
+        """Send jobs to the jobs queue, then make sure a worker is live or starting (D8): the pipe starts workers
+        only for wake messages, so work sent without one would wait for the reconciler's safety net."""
+        send_jobs(self.sqs, self.settings.queue_url, job_ids, max_jobs=self.settings.batch_max_jobs)
+        now = time.monotonic()
+        if not self.waker.enabled or (self._wake_checked_at is not None and now - self._wake_checked_at < WAKE_CHECK_S):
+            return  # a live worker wakes more as the backlog grows; one check per interval is enough from here
+        try:
+            live, woken = self.waker.ensure_worker()
+        except (BotoCoreError, ClientError) as exc:
+            log.warning(
+                "worker check failed; reconcile will wake one",
+                extra={"event": "wake_check_failed", "error": str(exc)[:300]},
+            )
+            return
+        if live or woken is not None:
+            self._wake_checked_at = now
 
     # --- entry points ------------------------------------------------------------------------------------
     def run(self, batch_id: str, *, max_pages: int | None = None) -> IngestOutcome:
@@ -131,7 +160,7 @@ class Ingester:
                 jobs = self._jobs(batch, source, page, spec, check_existing=check, recount=first_after_resume)
                 self.store.put_new(jobs.items, pool=pool)
                 if jobs.send:
-                    send_jobs(self.sqs, self.settings.queue_url, jobs.send, max_jobs=self.settings.batch_max_jobs)
+                    self.enqueue(jobs.send)
                 saved = self.batches.checkpoint(
                     batch.batch_id,
                     self.holder,
