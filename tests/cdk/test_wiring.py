@@ -192,7 +192,12 @@ def test_the_worker_drains_the_jobs_queue_and_everyone_else_only_sends(synth: Sy
     api_role = _task_role(t, "Api/Task") if variant == "dev" else by_path(t, "/Api/Role/Resource", "AWS::IAM::Role")[0]
     assert sqs_grants(t, api_role) == {"sqs:SendMessage": {jobs, wake}}
     results = _task_role(t, "Results/Task")  # reconcile also reads the jobs queue's depth (a backlog is not lost)
-    assert sqs_grants(t, results) == {"sqs:SendMessage": {jobs, wake}, "sqs:GetQueueAttributes": {jobs}}
+    inbox = {"sqs:ReceiveMessage": {name("inbox-queue-arn")}, "sqs:DeleteMessage": {name("inbox-queue-arn")}}
+    assert sqs_grants(t, results) == {
+        "sqs:SendMessage": {jobs, wake},
+        "sqs:GetQueueAttributes": {jobs},
+        **(inbox if s.app.config.inbox_enabled else {}),  # the ingester drains the drop folder's queue (D10)
+    }
 
 
 # --- queues and table --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -107,8 +108,15 @@ class Ingester:
         self.lease_ms = lease_ms
         self.page_size = page_size  # keys per listing page / lines per manifest page: one checkpoint each
         self.allow = parse_allow_list(settings.ingest_sources)
-        self.waker = Waker.from_settings(
-            settings, by="ingester", service=metrics.RESULTS_SERVICE, sqs=self.sqs, dynamodb=ddb
+        self.waker = (
+            Waker.from_settings(  # EMF on stderr: stdout is the CLI's when the local stack runs this in-process
+                settings,
+                by="ingester",
+                service=metrics.RESULTS_SERVICE,
+                sqs=self.sqs,
+                dynamodb=ddb,
+                metrics_stream=sys.stderr,
+            )
         )
         self._wake_checked_at: float | None = None
 
