@@ -310,3 +310,21 @@ def test_the_reconcile_pass_resumes_an_ingestion_whose_start_was_lost(settings: 
     out = ingest_everything_due(s)
     assert [b["batch_id"] for b in out["batches"]] == [batch_id]
     assert json.dumps(out) and len(jobs_of(s, batch_id)) == 1
+
+
+def test_the_ingester_wakes_a_worker_when_none_is_live(settings: Settings, source_bucket: str) -> None:
+    """The pipe starts workers for wake messages only (D8): work the ingester sends must come with one."""
+    from runtime.common.messages import decode_wake
+    from tests.queues import drain_bodies
+
+    s = ingest_settings(settings, source_bucket)
+    assert s.wake_queue_url
+    sqs = client("sqs", s)
+    drain_bodies(sqs, s.wake_queue_url)
+    put_objects(s, source_bucket, [f"photos/wake/{i}.jpg" for i in range(3)])
+    batch_id = start(s, f"s3://{source_bucket}/photos/wake/")
+
+    assert Ingester(s, page_size=1).run(batch_id).finished
+
+    wakes = [decode_wake(body) for body in drain_bodies(sqs, s.wake_queue_url)]
+    assert [w.by for w in wakes] == ["ingester"]  # one wake for three pages: a starting worker counts as alive
