@@ -491,6 +491,10 @@ def inputs_from_results(path: Path = DEFAULT_RESULTS, base: CostInputs | None = 
 # --- the page ----------------------------------------------------------------------------------------------------
 
 
+def _keep_up(workers: int) -> str:
+    return "one worker keeps up and stays busy" if workers == 1 else f"{workers} workers keep up and stay busy"
+
+
 def money(x: float) -> str:
     if x >= 100:
         return f"${x:,.0f}"
@@ -765,7 +769,7 @@ def render(inputs: CostInputs) -> str:
         f"far closer together than its {inputs.worker_idle_exit_s:g} s idle exit, so it is almost never cold: "
         f"{ten_k.starts_per_day:.0f} task starts a day instead of {old_ten_k.tasks_per_hour * 24:,.0f}, and "
         f"{money(ten_k.total_per_1k)} per 1,000 images instead of {money(old_ten_k.total_per_1k)}.",
-        f"- At 1,000,000/day ({one_m.arrival_per_s:.1f} uploads/s) {one_m.workers} workers keep up and stay busy; "
+        f"- At 1,000,000/day ({one_m.arrival_per_s:.1f} uploads/s) {_keep_up(one_m.workers)}; "
         "compute is a small part of the bill and requests dominate.",
         "- SageMaker kept warm costs the same every day whatever the volume; scale-to-zero only helps when traffic "
         "has long idle gaps, and then every burst waits for a cold start of minutes. segscale's idle cost is one "

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from local.procs import free_port
     from local.resources import create_resources
     from runtime.api import intake, multipart
+    from runtime.api.callers import ADMIN
     from runtime.api.services import build_services
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             form = asyncio.run(multipart.parse(content_type, str(len(body)), _chunks(body), limits))
             parsed = time.perf_counter()
-            intake.accept(services, form, idempotency_key=None)
+            intake.accept(services, form, idempotency_key=None, caller=ADMIN)
             form.close()
             done = time.perf_counter()
             stages["multipart parse"][-1] = (parsed - started) * 1000

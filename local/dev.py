@@ -25,7 +25,15 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from local.events import EventTap, LocalNotifications, NotifyEmulator, create_notifications, notify_action
+from local.events import (
+    EventTap,
+    LocalNotifications,
+    NotifyEmulator,
+    create_notifications,
+    ingest_action,
+    notify_action,
+)
+from local.inbox import create_inbox
 from local.pipe import WORKER_COMMAND, PipeEmulator
 from local.procs import REPO_ROOT, free_port, http_ok, spawn, stop, wait_until
 from local.resources import LocalResources, create_resources
@@ -148,6 +156,8 @@ class LocalStack:
         self.notifications: LocalNotifications | None = None
         self.events: EventTap | None = None
         self.notifier: NotifyEmulator | None = None
+        self.ingester: NotifyEmulator | None = None
+        self.inbox_queue_url: str | None = None
         self.webhooks: WebhookReceiver | None = None
         self.supervisor: Supervisor | None = None
         self.retired: list[subprocess.Popen[bytes]] = []  # API processes replaced by a restart
@@ -171,12 +181,16 @@ class LocalStack:
             raise RuntimeError("the stack is not started")
         fleet = settings_env({"max_workers": str(self.config.max_workers)})
         notifications = self.notifications.env() if self.notifications is not None else {}
+        if self.inbox_queue_url is not None:
+            notifications[env_name("inbox_queue_url")] = self.inbox_queue_url
         return {**self.resources.env(), **notifications, **fleet, **settings_env(self.config.settings)}
 
     @property
     def api_env(self) -> dict[str, str]:
         """As in AWS, the API gets neither the event bus nor the webhook signing secret."""
         env = {k: v for k, v in self.runtime_env.items() if k not in API_WITHHELD}
+        if self.notifications is not None:  # the bus the API starts the ingester through, as in AWS (D10)
+            env[env_name("ingest_bus")] = self.notifications.bus
         return {**env, env_name("api_key"): self.api_key}
 
     @property
@@ -192,6 +206,7 @@ class LocalStack:
             self.moto_proc = start_moto(self.moto_port, log_dir=cfg.log_dir, timeout_s=cfg.startup_timeout_s)
             self.resources = create_resources(self.moto_url, prefix=cfg.prefix)
             self.notifications = create_notifications(self.moto_url, prefix=cfg.prefix)
+            self.inbox_queue_url = create_inbox(self.resources.settings())  # the drop folder, inbox/<name>/
             self.start_api()
             settings = self.settings
             self._start_notifications(settings)
@@ -227,9 +242,13 @@ class LocalStack:
         secret = client("secretsmanager", settings).get_secret_value(SecretId=self.notifications.secret_arn)
         self.events = EventTap(sqs, self.notifications.tap_queue_url, path=log_file(BUS_EVENTS_FILE), log=cfg.log)
         self.notifier = NotifyEmulator(sqs, self.notifications.notify_queue_url, notify_action(settings), log=cfg.log)
+        self.ingester = NotifyEmulator(
+            sqs, self.notifications.ingest_queue_url, ingest_action(settings), log=cfg.log, name="ingest"
+        )
         self.webhooks = WebhookReceiver(secret=secret["SecretString"], path=log_file("webhooks.jsonl"), log=cfg.log)
         self.events.start()
         self.notifier.start()
+        self.ingester.start()
         self.webhooks.start()
 
     def _supervised(self) -> list[Piece]:
@@ -300,7 +319,9 @@ class LocalStack:
             for launch in self.pipe.running():
                 stop(launch.proc, timeout_s=grace_s)
         stopping = [
-            threading.Thread(target=e.stop) for e in (self.scheduler, self.pipe, self.notifier) if e is not None
+            threading.Thread(target=e.stop)
+            for e in (self.scheduler, self.pipe, self.notifier, self.ingester)
+            if e is not None
         ]
         for thread in stopping:
             thread.start()
@@ -407,6 +428,11 @@ or with the CLI (it reads {state_path} by default):
   bin/segscale upload {photo}
   bin/segscale wait <batch_id>
   bin/segscale results <batch_id> --out results.csv
+
+A key per client (docs/api.md): the key above is the admin key; give each client its own, printed once:
+
+  bin/segscale admin keys create <client-name>
+  bin/segscale admin keys list
 
 Notifications (docs/notifications.md): events on the moto EventBridge bus {bus}, and a local webhook
 receiver that checks each delivery's signature:

@@ -24,7 +24,7 @@ from typing import IO, Any
 import boto3
 
 from local.procs import log_event
-from runtime.common.events import INTERNAL_SOURCE, NOTIFY_DUE, SOURCE
+from runtime.common.events import INGEST_DUE, INTERNAL_SOURCE, NOTIFY_DUE, SOURCE
 from runtime.common.settings import Settings, env_name
 
 
@@ -35,6 +35,7 @@ class LocalNotifications:
     tap_queue_url: str
     notify_queue_url: str
     secret_arn: str
+    ingest_queue_url: str = ""
 
     def fields(self) -> dict[str, Any]:
         """The settings CDK gives the worker and the results task, by field name (the API gets the last only)."""
@@ -75,10 +76,11 @@ def create_notifications(
     bus_arn = events.create_event_bus(Name=bus)["EventBusArn"]
     tap = _queue_to(events, sqs, bus, "tap", {"source": [SOURCE]})
     notify = _queue_to(events, sqs, bus, "notify", {"source": [INTERNAL_SOURCE], "detail-type": [NOTIFY_DUE]})
+    ingest = _queue_to(events, sqs, bus, "ingest", {"source": [INTERNAL_SOURCE], "detail-type": [INGEST_DUE]})
     secret = secretsmanager.create_secret(
         Name=f"{prefix}-webhook-signing", SecretString=secrets.token_urlsafe(48), Description="webhook signing"
     )
-    return LocalNotifications(bus, bus_arn, tap, notify, str(secret["ARN"]))
+    return LocalNotifications(bus, bus_arn, tap, notify, str(secret["ARN"]), ingest)
 
 
 class _QueueReader:
@@ -145,18 +147,36 @@ class EventTap(_QueueReader):
 
 
 class NotifyEmulator(_QueueReader):
-    """What the bus's rule does in AWS (run the results task's ``notify --batch <id>``), in this process."""
+    """What a bus rule does in AWS (run the results task's ``notify --batch <id>``, or ``ingest``), in this process."""
 
-    def __init__(self, sqs: Any, queue_url: str, action: Callable[[str], Any], *, log: IO[str] | None = None) -> None:
-        super().__init__(sqs, queue_url, "notify-emulator", log)
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        action: Callable[[str], Any],
+        *,
+        log: IO[str] | None = None,
+        name: str = "notify",
+    ) -> None:
+        super().__init__(sqs, queue_url, f"{name}-emulator", log)
         self.action = action
+        self.name = name
         self.runs = 0
 
     def handle(self, body: dict[str, Any]) -> None:
         batch_id = body["detail"]["batch_id"]
         result = self.action(batch_id)
         self.runs += 1
-        log_event(self.log, "notify_run", batch_id=batch_id, result=getattr(result, "to_dict", lambda: result)())
+        log_event(self.log, f"{self.name}_run", batch_id=batch_id, result=getattr(result, "to_dict", lambda: result)())
+
+
+def ingest_action(settings: Any) -> Callable[[str], Any]:
+    def run(batch_id: str) -> Any:
+        from runtime.results.ingest.run import ingest_batch
+
+        return ingest_batch(settings, batch_id)
+
+    return run
 
 
 def notify_action(settings: Any) -> Callable[[str], Any]:

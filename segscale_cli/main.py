@@ -1,4 +1,5 @@
 """``segscale upload | seal | wait | results | status``: send images, follow them, and collect the measurements.
+(``segscale admin keys ...`` manages client keys: segscale_cli/admin.py.)
 
 ``upload`` sends every file of one command into one batch (an id it chooses, or ``--batch``), seals it when every
 file was sent (unless ``--no-seal``), and prints that batch id on stdout, one id per line (progress and errors go to
@@ -20,6 +21,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from segscale_cli import admin, ingest
 from segscale_cli.client import ApiClient, ApiError
 from segscale_cli.config import ConfigError, resolve
 from segscale_cli.table import write_csv
@@ -145,8 +147,9 @@ def batch_counts(api: ApiClient, batch_id: str) -> tuple[int, dict[str, int], st
 
 def is_done(total: int, counts: dict[str, int], state: str | None) -> bool:
     """A sealed batch is done when it is COMPLETED (exactly when its last job finished); one that is still open
-    (more images may come) or has no lifecycle, when every job it holds now has finished."""
-    if state in ("SEALED", "COMPLETED"):
+    (more images may come) or has no lifecycle, when every job it holds now has finished. A batch still ingesting
+    from S3 is not done: more jobs are on their way."""
+    if state in ("INGESTING", "SEALED", "COMPLETED"):
         return state == "COMPLETED"
     return total == sum(counts.get(s, 0) for s in TERMINAL)
 
@@ -268,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", parents=[common], help="print one job as JSON")
     st.add_argument("job_id", metavar="JOB")
+    ingest.add_commands(sub, common)
+
+    admin.add_parser(sub, common)
     return parser
 
 
@@ -282,15 +288,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "upload" and args.batch is not None and not BATCH_ID.fullmatch(args.batch):
         _err(f"--batch must be a batch id (32 lowercase hex characters), got {args.batch!r}")
         return EXIT_USAGE
+    if getattr(args, "grace", 0) < 0:
+        _err("--grace must be 0 or more seconds")
+        return EXIT_USAGE
     try:
         target = resolve(args.endpoint, args.api_key)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    commands = {"upload": cmd_upload, "seal": cmd_seal, "wait": cmd_wait, "results": cmd_results, "status": cmd_status}
+    commands = {
+        "upload": cmd_upload,
+        "seal": cmd_seal,
+        "wait": cmd_wait,
+        "results": cmd_results,
+        "status": cmd_status,
+        "submit": ingest.cmd_submit,
+        "watch": ingest.cmd_watch,
+    }
+    command = getattr(args, "func", None) or commands[args.command]
     with ApiClient(target.endpoint, target.api_key, retries=getattr(args, "retries", 5)) as api:
         try:
-            return int(commands[args.command](api, args))
+            return int(command(api, args))
         except ApiError as exc:
             _err(f"{exc} (endpoint {target.endpoint} from {target.source})")
             return EXIT_FAILED

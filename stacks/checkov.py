@@ -91,8 +91,9 @@ ACCEPTED: dict[str, Accepted] = {
         ("AWS::Lambda::Url.ApiFunctionFunctionUrl*",),
     ),
     "CKV_AWS_27": Accepted(
-        "Both queues use SQS-managed server-side encryption (SqsManagedSseEnabled, asserted by "
-        "tests/cdk/test_wiring.py); this check only recognises a KMS key. The messages carry job ids only.",
-        ("AWS::SQS::Queue.Queues*",),
+        "The jobs queues and the drop folder's inbox queues use SQS-managed server-side encryption "
+        "(SqsManagedSseEnabled, asserted by tests/cdk/test_wiring.py); this check only recognises a KMS key. The "
+        "messages carry job ids, or S3 event records (bucket, key, size, ETag), never image data.",
+        ("AWS::SQS::Queue.Queues*", "AWS::SQS::Queue.InboxSqs*"),
     ),
 }

@@ -142,6 +142,12 @@ class DeployConfig(BaseModel):
     models_s3_uri: str | None = None  # extra models the worker downloads at start (docs/models.md), s3://bucket/prefix/
     retention_days: int = Field(default=30, ge=1)
 
+    # --- S3 ingestion (docs/ingestion.md) ---
+    # Buckets and prefixes batches may be ingested from ("s3://bucket/prefix/"): the worker reads, and the results
+    # task lists, under exactly these (and the API reads manifests there); nothing else outside our bucket.
+    ingest_sources: tuple[str, ...] = ()
+    inbox_enabled: bool = True  # the drop folder inbox/<name>/ in our bucket (S3 notifications to the inbox queue)
+
     # --- notifications (docs/notifications.md) ---
     event_archive_days: int = Field(default=30, ge=0, le=3650)  # keep events this long for replay; 0: no archive
     email_batch_completed: bool = False  # e-mail each Batch Completed to alarm_email
@@ -242,6 +248,32 @@ class DeployConfig(BaseModel):
         if v is None:
             return v
         return parse_s3_prefix(v).uri()  # the rule the worker and the API read it with (runtime/common/s3uri.py)
+
+    @field_validator("ingest_sources", mode="before")
+    @classmethod
+    def _ingest_sources(cls, v: Any) -> Any:
+        if isinstance(v, str):  # -c segscale.ingest_sources=s3://a/p/ (one source given as text)
+            v = [v]
+        if not isinstance(v, list | tuple):
+            raise ValueError(f"must be a list of s3://bucket/prefix/ strings, got {type(v).__name__}")
+        out: list[str] = []
+        for i, entry in enumerate(v):
+            if not isinstance(entry, str):
+                raise ValueError(f"entry {i} must be a string s3://bucket/prefix/, got {entry!r}")
+            uri = parse_s3_prefix(entry, what=f"entry {i}").uri()
+            if "," in uri or "*" in uri:
+                raise ValueError(f"entry {i} {entry!r} may not contain ',' or '*' (prefixes are literal)")
+            if uri in out:
+                raise ValueError(f"entry {i} {entry!r} repeats an earlier entry")
+            out.append(uri)
+        if len(out) > 20:
+            raise ValueError(f"at most 20 sources (got {len(out)}): use broader prefixes")
+        return tuple(out)
+
+    @property
+    def ingest_locations(self) -> tuple[tuple[str, str], ...]:
+        """(bucket, prefix) of each allowed ingestion source."""
+        return tuple((p.bucket, p.prefix) for p in (parse_s3_prefix(uri) for uri in self.ingest_sources))
 
     @property
     def models_location(self) -> tuple[str, str] | None:

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks.config import DeployConfig
 from stacks.constructs.grants import AppResources
+from stacks.constructs.inbox import Inbox
 from stacks.constructs.queue import JobQueues
 from stacks.constructs.storage import Storage
 from stacks.exports import export_resources
@@ -23,6 +24,7 @@ class DataStack(Stack):
         self.table = storage.table
         self.queue = queues.queue
         self.dlq = queues.dlq
+        self.inbox = Inbox(self, "Inbox", config=config, bucket=self.bucket) if config.inbox_enabled else None
         self.wake_queue = queues.wake_queue
         self.wake_dlq = queues.wake_dlq
         export_resources(
@@ -33,6 +35,7 @@ class DataStack(Stack):
                 table=self.table,
                 queue=self.queue,
                 dlq=self.dlq,
+                inbox=self.inbox.queue if self.inbox is not None else None,
                 wake_queue=self.wake_queue,
                 wake_dlq=self.wake_dlq,
             ),

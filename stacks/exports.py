@@ -26,6 +26,8 @@ KEYS = (
     "dlq-name",
     "dlq-arn",
     "dlq-url",
+    "inbox-queue-arn",  # only with inbox_enabled
+    "inbox-queue-url",
     "wake-queue-name",
     "wake-queue-arn",
     "wake-queue-url",
@@ -59,7 +61,12 @@ def export_resources(scope: Construct, config: DeployConfig, r: AppResources) ->
         "wake-dlq-arn": r.wake_dlq.queue_arn,
         "wake-dlq-url": r.wake_dlq.queue_url,
     }
+    if r.inbox is not None:
+        values["inbox-queue-arn"] = r.inbox.queue_arn
+        values["inbox-queue-url"] = r.inbox.queue_url
     for key in KEYS:
+        if key not in values:
+            continue
         CfnOutput(scope, f"Export-{key}", value=values[key], export_name=export_name(config, key))
 
 
@@ -85,4 +92,9 @@ def import_resources(scope: Construct, config: DeployConfig) -> AppResources:
         dlq=queue("DeadLetters", "dlq"),
         wake_queue=queue("WakeQueue", "wake-queue"),
         wake_dlq=queue("WakeDeadLetters", "wake-dlq"),
+        inbox=sqs.Queue.from_queue_attributes(
+            scope, "InboxQueue", queue_arn=imp("inbox-queue-arn"), queue_url=imp("inbox-queue-url")
+        )
+        if config.inbox_enabled
+        else None,
     )

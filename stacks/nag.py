@@ -72,6 +72,20 @@ def _ack_models_grant(policy: IConstruct, config: DeployConfig, who: str) -> Non
     )
 
 
+def _ack_ingest_grants(policy: IConstruct, config: DeployConfig, who: str) -> None:
+    """The allowed ingestion sources (docs/ingestion.md): prefixes of the operator's own choosing, read in place."""
+    for bucket, prefix in config.ingest_locations:
+        ack(
+            policy,
+            f"IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}*]",
+            f"ingest_sources lists the prefixes batches may be ingested from; their object names are the users' "
+            f"and only known at run time. The {who} may only read objects under each (and the results task list "
+            "it): nothing else outside our bucket (docs/ingestion.md).",
+        )
+    if config.inbox_enabled and who == "worker":
+        _ack_object_grants(policy, config, who, (keys.INBOX_PREFIX,))
+
+
 def _default_policy(role: IRole) -> IConstruct:
     policy = role.node.find_child("DefaultPolicy").node.default_child
     if policy is None:
@@ -122,11 +136,13 @@ def _acknowledge_pipeline(p: PipelineStack, config: DeployConfig) -> None:
         _ack_object_grants(_default_policy(task.task_role), config, name, OBJECT_PREFIXES[name])
         if name in ("api", "worker"):
             _ack_models_grant(_default_policy(task.task_role), config, name)
+        _ack_ingest_grants(_default_policy(task.task_role), config, name)
     if p.lambda_api is not None:
         role = p.lambda_api.function.role
         assert role is not None
         _ack_object_grants(_default_policy(role), config, "api", OBJECT_PREFIXES["api"])
         _ack_models_grant(_default_policy(role), config, "api")
+        _ack_ingest_grants(_default_policy(role), config, "api")
     if p.api_service is not None:
         if "0.0.0.0/0" in config.allowed_cidrs:
             ack(

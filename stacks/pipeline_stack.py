@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from runtime.common.settings import env_name
 from stacks.config import DeployConfig
 from stacks.constructs.api_service import ApiService
+from stacks.constructs.grants import AppResources, grant_inbox, grant_read_prefixes
 from stacks.constructs.lambda_api import LambdaApi
 from stacks.constructs.monitoring import MonitoredApi, MonitoredResults, Monitoring
 from stacks.constructs.network import Network
@@ -25,6 +27,20 @@ from stacks.exports import import_resources
 
 
 class PipelineStack(Stack):
+    def _ingestion(self, config: DeployConfig, resources: AppResources, api_role: iam.IGrantable) -> None:
+        """S3 ingestion (docs/ingestion.md, D10): the rule that starts the ingester, and read grants for the
+        allowed sources and the drop folder, to exactly the containers that read them."""
+        self.notifications.run_ingest_on_request(
+            network=self.network, task=self.results.task, container=RESULTS_CONTAINER
+        )
+        self.notifications.grant_put_ingest_due(api_role)
+        sources = config.ingest_locations
+        grant_read_prefixes(self.results.task.task_role, sources)  # lists a prefix, reads a manifest
+        grant_read_prefixes(self.worker.task.task_role, sources, list_them=False)
+        grant_read_prefixes(api_role, sources, list_them=False)  # a manifest's first 64 KiB, checked at once
+        if resources.inbox is not None:
+            grant_inbox(self.worker.task.task_role, self.results.task.task_role, resources)
+
     def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         resources = import_resources(self, config)
@@ -45,8 +61,17 @@ class PipelineStack(Stack):
             ),
         )
         self.network = Network(self, "Network", config=config)
-        # Only the API reads this; the docs routes are the ones it serves without a key.
-        api_env = {**environment, env_name("api_docs_enabled"): str(config.api_docs_enabled).lower()}
+        # Where ingested images may come from (docs/ingestion.md): the API checks requests against it, the
+        # ingester and the worker read there; each role is granted exactly these prefixes.
+        if config.ingest_sources:
+            environment[env_name("ingest_sources")] = ",".join(config.ingest_sources)
+        self.notifications = Notifications(self, "Notifications", config=config)
+        # Only the API reads these: the docs switch, and the bus it starts the ingester through (D10).
+        api_env = {
+            **environment,
+            env_name("api_docs_enabled"): str(config.api_docs_enabled).lower(),
+            env_name("ingest_bus"): self.notifications.bus.event_bus_name,
+        }
 
         if config.api_mode == "fargate":
             api = ApiService(
@@ -70,10 +95,10 @@ class PipelineStack(Stack):
             self.api_service = None
             self.lambda_api = lambda_api
             api_url = lambda_api.url
+        api_role: iam.IGrantable = api.task.task_role if config.api_mode == "fargate" else lambda_api.function
 
         # The worker and results tasks never see the API key; only they send events (docs/architecture.md D9).
         task_env = {k: v for k, v in environment.items() if k != env_name("api_key")}
-        self.notifications = Notifications(self, "Notifications", config=config)
         self.worker = WorkerPipe(
             self,
             "Worker",
@@ -88,7 +113,11 @@ class PipelineStack(Stack):
             config=config,
             network=self.network,
             resources=resources,
-            environment={**task_env, **self.notifications.environment(results=True)},
+            environment={
+                **task_env,
+                **self.notifications.environment(results=True),
+                **({env_name("inbox_queue_url"): resources.inbox.queue_url} if resources.inbox is not None else {}),
+            },
         )
         for role in (self.worker.task.task_role, self.results.task.task_role):
             self.notifications.grant_put_events(role)
@@ -96,6 +125,7 @@ class PipelineStack(Stack):
         self.notifications.run_notify_on_completion(
             network=self.network, task=self.results.task, container=RESULTS_CONTAINER
         )
+        self._ingestion(config, resources, api_role)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -144,6 +174,12 @@ class PipelineStack(Stack):
             "EventBusName",
             value=self.notifications.bus.event_bus_name,
             description="Job Succeeded / Job Failed / Batch Completed events (docs/notifications.md)",
+        )
+        CfnOutput(
+            self,
+            "IngestSources",
+            value=", ".join(config.ingest_sources) or "none",
+            description="Where POST /v1/batches may ingest from (docs/ingestion.md)",
         )
         CfnOutput(
             self,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from runtime.api.callers import Caller
+from runtime.api.owners import batch_not_found
 from runtime.api.problems import ApiProblem
 from runtime.api.services import Services
 from runtime.common.batches import Batch, BatchConflict, BatchNotOpen, Reservation
@@ -32,25 +34,54 @@ def check_notify_url(services: Services, raw: str | None) -> str | None:
     return raw
 
 
-def _refused(exc: BatchNotOpen | BatchConflict) -> ApiProblem:
+def refused(exc: BatchNotOpen | BatchConflict, caller: Caller) -> ApiProblem:
+    batch = exc.batch
+    if batch is not None and batch.owner != caller.client and not (caller.is_admin and batch.owner is None):
+        if not caller.is_admin:  # another client's batch: as if it did not exist (runtime/api/callers.py)
+            return batch_not_found(batch.batch_id)
+        # The admin sees every batch, but adds only to its own: jobs of one batch have the batch's owner.
+        return ApiProblem(409, "batch_conflict", f"batch {batch.batch_id} belongs to client {batch.owner!r}")
     if isinstance(exc, BatchNotOpen):
         return ApiProblem(409, "batch_sealed", f"{exc}; start a new batch (nothing of this request was stored)")
     return ApiProblem(409, "batch_conflict", str(exc))
 
 
-def create(services: Services, batch_id: str, notify_url: str | None) -> Batch:
+def create(services: Services, batch_id: str, notify_url: str | None, caller: Caller) -> Batch:
     try:
-        return services.batches.create(batch_id, notify_url=notify_url)
+        batch = services.batches.create(
+            batch_id, notify_url=notify_url, owner=caller.client, adopt_unowned=caller.is_admin
+        )
     except (BatchNotOpen, BatchConflict) as exc:
-        raise _refused(exc) from None
+        raise refused(exc, caller) from None
+    if batch.total == 0 and not caller.is_admin and _holds_older_jobs(services, batch_id):
+        release(services, Reservation(batch_id, 0, created=True))
+        raise batch_not_found(batch_id)
+    return batch
 
 
-def reserve(services: Services, batch_id: str, jobs: int, notify_url: str | None = None) -> Reservation:
-    """Count ``jobs`` into an open batch (creating it) before they are written; 409 if it is sealed."""
+def reserve(
+    services: Services, batch_id: str, jobs: int, caller: Caller, notify_url: str | None = None, *, chosen: bool
+) -> Reservation:
+    """Count ``jobs`` into an open batch of the caller's (creating it) before they are written; 409 if it is
+    sealed, 404 if it is another client's. ``chosen``: the client named the batch id (a new random id needs no
+    check for older jobs)."""
     try:
-        return services.batches.reserve(batch_id, jobs, notify_url=notify_url)
+        reservation = services.batches.reserve(
+            batch_id, jobs, notify_url=notify_url, owner=caller.client, adopt_unowned=caller.is_admin
+        )
     except (BatchNotOpen, BatchConflict) as exc:
-        raise _refused(exc) from None
+        raise refused(exc, caller) from None
+    if reservation.created and chosen and not caller.is_admin and _holds_older_jobs(services, batch_id):
+        release(services, reservation)
+        raise batch_not_found(batch_id)
+    return reservation
+
+
+def _holds_older_jobs(services: Services, batch_id: str) -> bool:
+    """A batch made before batch records existed has jobs but no record, and is the admin's: a client naming its
+    id would otherwise make the record, and own those jobs."""
+    items, _ = services.store.page_batch(batch_id, limit=1)
+    return bool(items)
 
 
 def release(services: Services, reservation: Reservation) -> None:

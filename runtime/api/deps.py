@@ -8,7 +8,8 @@ from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BeforeValidator
 
-from runtime.api.gate import API_KEY_HEADER, check_api_key
+from runtime.api.callers import Caller
+from runtime.api.gate import API_KEY_HEADER, authenticate
 from runtime.api.services import Services
 from runtime.api.validation import ID_PATTERN, strict_boolean
 from runtime.common.settings import Settings
@@ -47,11 +48,16 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 def require_api_key(
     request: Request, services: ServicesDep, key: Annotated[str | None, Security(_api_key_header)] = None
-) -> None:
+) -> Caller:
     """Declares the key in the OpenAPI document. The gate checks it for every ``/v1`` request before the body is
     read (``runtime/api/gate.py``); a route outside the gate's prefix that depends on this is checked here."""
-    if not getattr(request.state, "authenticated", False):
-        check_api_key(services, key)
+    caller = getattr(request.state, "caller", None)
+    if caller is None:
+        caller = request.state.caller = authenticate(services, key)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(require_api_key)]
 
 
 def add_job_ids(request: Request, job_ids: list[str], batch_id: str | None = None) -> None:

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from runtime.api import problems
+from runtime.api.callers import ADMIN, Caller, client_caller
 from runtime.api.problems import ApiProblem
 from runtime.api.services import Services
 
@@ -25,10 +26,14 @@ SMALL_BODY_MAX_BYTES = 64 * 1024
 STREAMED_UPLOADS = {("POST", "/v1/images")}
 
 
-def check_api_key(services: Services, key: str | None) -> None:
-    """Constant-time compare; with auth enabled and no key configured or readable, every request is refused."""
+def authenticate(services: Services, key: str | None) -> Caller:
+    """The caller a key belongs to: a stored client key (runtime/common/clients.py), else the bootstrap key (the
+    admin), compared in constant time. With auth enabled and no bootstrap key configured or readable, every request
+    that is not a client's is refused."""
     if not services.settings.auth_enabled:
-        return
+        return ADMIN
+    if key is not None and (caller := client_caller(services.client_keys, key)) is not None:
+        return caller
     check = services.api_keys
     if not check.configured:
         raise ApiProblem(503, "auth_not_configured", "the server has no API key configured; ask the operator")
@@ -37,6 +42,7 @@ def check_api_key(services: Services, key: str | None) -> None:
         raise ApiProblem(401, "missing_api_key", f"send the API key in the {API_KEY_HEADER} header")
     if not check.matches(key):
         raise ApiProblem(401, "wrong_api_key", "the API key is not valid")
+    return ADMIN
 
 
 async def read_small_body(request: Request, receive: Any, limit: int) -> list[dict[str, Any]]:
@@ -79,8 +85,8 @@ class RequestGate:
             return
         request = Request(scope)
         try:
-            await run_in_threadpool(check_api_key, self.services, request.headers.get(API_KEY_HEADER))
-            request.state.authenticated = True  # deps.require_api_key need not check again
+            caller = await run_in_threadpool(authenticate, self.services, request.headers.get(API_KEY_HEADER))
+            request.state.caller = caller  # deps.require_api_key need not check again; the request log names it
             if (scope["method"], scope["path"]) not in STREAMED_UPLOADS:
                 receive = replaying(await read_small_body(request, receive, SMALL_BODY_MAX_BYTES), receive)
         except ApiProblem as exc:

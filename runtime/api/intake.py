@@ -24,6 +24,7 @@ from typing import NoReturn
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.api import batchrecord
+from runtime.api.callers import Caller
 from runtime.api.imagecheck import check_image
 from runtime.api.multipart import IncomingFile, ParsedForm
 from runtime.api.problems import ApiProblem
@@ -180,7 +181,14 @@ def _discard_jobs(services: Services, job_ids: list[str], keys_by_job: dict[str,
 
 
 def _create_jobs(
-    services: Services, items: list[Checked], batch_id: str, model: str, mm: float | None, *, shared: bool
+    services: Services,
+    items: list[Checked],
+    batch_id: str,
+    model: str,
+    mm: float | None,
+    *,
+    shared: bool,
+    owner: str,
 ) -> None:
     def create(c: Checked) -> None:
         services.store.create(
@@ -195,6 +203,7 @@ def _create_jobs(
                 width=c.info.width,
                 height=c.info.height,
                 mm_per_pixel=mm,
+                owner=owner,
             )
         )
 
@@ -212,6 +221,14 @@ def _create_jobs(
         _refuse("DynamoDB", error)
 
 
+def scoped_idempotency_key(key: str | None, caller: Caller) -> str | None:
+    """Idempotency keys are per client: two clients that happen to send the same key never see each other's
+    answer. The admin's keys are stored as they come, as they were before there were clients."""
+    if key is None or caller.is_admin:
+        return key
+    return f"{caller.client}\n{key}"
+
+
 def _replay(record: IdempotencyRecord, fp: str) -> dict:
     if record.get("fingerprint") != fp:
         raise ApiProblem(
@@ -220,9 +237,10 @@ def _replay(record: IdempotencyRecord, fp: str) -> dict:
     return json.loads(record["response"])
 
 
-def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None) -> dict:
+def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None, caller: Caller) -> dict:
     """Returns the 202 body; raises ApiProblem for everything else."""
     settings = services.settings
+    idempotency_key = scoped_idempotency_key(idempotency_key, caller)
     if not form.files:
         raise ApiProblem(422, "no_file", "no file: send one or more multipart parts named 'file'")
     model = services.resolve_model(form.fields.get("model"))
@@ -241,10 +259,10 @@ def accept(services: Services, form: ParsedForm, *, idempotency_key: str | None)
 
     batch_id = chosen_batch or uuid.uuid4().hex
     items = _check_files(form, settings.max_pixels, batch_id)
-    reservation = batchrecord.reserve(services, batch_id, len(items), notify_url)
+    reservation = batchrecord.reserve(services, batch_id, len(items), caller, notify_url, chosen=bool(chosen_batch))
     try:
         _put_objects(services, items, batch_id)
-        _create_jobs(services, items, batch_id, model, mm, shared=chosen_batch is not None)
+        _create_jobs(services, items, batch_id, model, mm, shared=chosen_batch is not None, owner=caller.client)
     except BaseException:
         batchrecord.release(services, reservation)
         raise

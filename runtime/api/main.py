@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI
 
 from runtime.api import console, gate, guard, openapi, problems, reqlog
 from runtime.api.deps import require_api_key
-from runtime.api.routers import batches, exports, images, jobs, limits, meta, uploads
+from runtime.api.routers import admin, batches, exports, images, jobs, limits, meta, uploads
 from runtime.api.services import Services, build_services
 from runtime.common import logs
 from runtime.common.settings import Settings, get_settings
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, s3: Any = None, dynamodb: An
         exports.router,
         meta.router,
         limits.router,
+        admin.router,
     ):
         app.include_router(router, dependencies=auth)
     app.include_router(meta.health_router)

@@ -23,7 +23,12 @@ from runtime.api.services import Services
 # Answered by the gate and the guard for any /v1 request (runtime/api/gate.py, runtime/api/guard.py).
 BEFORE_ROUTE_STATUSES = (401, 408, 413, 503)
 # Routes whose JSON body FastAPI decodes: a body that is not UTF-8 is a 400 there.
-JSON_BODY_ROUTES = {("post", "/v1/uploads"), ("post", "/v1/batches")}
+JSON_BODY_ROUTES = {
+    ("post", "/v1/uploads"),
+    ("post", "/v1/batches"),
+    ("post", "/v1/admin/keys"),
+    ("post", "/v1/admin/keys/{key_id}/rotate"),
+}
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
 

@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from runtime.api import batchrecord
+from runtime.api.callers import Caller
 from runtime.api.intake import STORAGE_ERRORS, storage_unavailable
 from runtime.api.multipart import display_name
 from runtime.api.problems import ApiProblem, FileProblem
@@ -34,7 +35,7 @@ UPLOAD_CONTENT_TYPE = "application/octet-stream"
 PROBE_BYTES = 64 * 1024
 
 
-def create_uploads(services: Services, req: UploadRequest) -> dict:
+def create_uploads(services: Services, req: UploadRequest, caller: Caller) -> dict:
     settings = services.settings
     if len(req.files) > settings.max_files_per_request:
         raise ApiProblem(413, "too_many_files", f"too many files: at most {settings.max_files_per_request} per batch")
@@ -55,7 +56,7 @@ def create_uploads(services: Services, req: UploadRequest) -> dict:
     mm = parse_mm_per_pixel(req.mm_per_pixel)
     batch_id = req.batch_id or uuid.uuid4().hex  # the schema already checked a client-chosen id's shape
     notify_url = batchrecord.check_notify_url(services, req.notify_url)
-    reservation = batchrecord.reserve(services, batch_id, len(req.files), notify_url)
+    reservation = batchrecord.reserve(services, batch_id, len(req.files), caller, notify_url, chosen=bool(req.batch_id))
     jobs = []
     created = 0
     try:
@@ -72,6 +73,7 @@ def create_uploads(services: Services, req: UploadRequest) -> dict:
                     model=model,
                     size_bytes=f.size_bytes or 0,
                     mm_per_pixel=mm,
+                    owner=caller.client,
                 ),
                 status=JobStatus.AWAITING_UPLOAD,
             )

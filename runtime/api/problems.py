@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:segscale:problem:"
@@ -68,6 +69,7 @@ class ApiProblem(Exception):
 TITLES: dict[int, str] = {
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     408: "Request timeout",
@@ -82,8 +84,11 @@ TITLES: dict[int, str] = {
 DESCRIPTIONS: dict[int, str] = {
     400: "The request is malformed: not multipart where multipart is expected, a bad boundary, a broken part, "
     "or a JSON body that is not UTF-8.",
-    401: "Missing or wrong `X-Api-Key` (checked before any of the body is read).",
-    404: "No such job or batch (or the job has no such result yet).",
+    401: "Missing, wrong or revoked `X-Api-Key` (checked before any of the body is read).",
+    403: "Only the deployment's admin key (the bootstrap key) may do this; or the `source` of a batch lies outside "
+    "this deployment's allowed sources (the problem names them), or the API may not read it.",
+    404: "No such job or batch (or the job has no such result yet). Another client's job or batch is answered the "
+    "same way, so a key cannot tell whether an id is in use.",
     408: "The request body stopped arriving for longer than `request_body_timeout_s`; the connection is closed.",
     409: "The `Idempotency-Key` was used before with a different request body; the batch cannot be submitted; or "
     "the batch is sealed (it takes no more images) or has another `notify_url`.",
@@ -154,6 +159,21 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path, for a 405's ``Allow``."""
+    allowed = [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install(app: FastAPI) -> None:
     """Route every error through the problem format, including FastAPI's own and unexpected ones."""
 
@@ -171,7 +191,10 @@ def install(app: FastAPI) -> None:
         detail = str(exc.detail)
         if exc.status_code == 400 and detail == "There was an error parsing the body":  # FastAPI's, for non-UTF-8
             kind, detail = "malformed_body", "the body is not UTF-8 JSON"
-        return problem_response(request, exc.status_code, kind, detail, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the methods of one route; a path may have several
+            headers["Allow"] = allowed_methods(request)
+        return problem_response(request, exc.status_code, kind, detail, headers=headers)
 
     @app.exception_handler(BotoCoreError)
     @app.exception_handler(ClientError)

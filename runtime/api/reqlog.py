@@ -64,4 +64,6 @@ class RequestLogMiddleware:
                 extra["job_ids"] = state["job_ids"]
             if state.get("batch_id"):
                 extra["batch_id"] = state["batch_id"]
+            if state.get("caller") is not None:
+                extra.update(state["caller"].log_fields())
             log.info("request", extra=extra)

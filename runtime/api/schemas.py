@@ -118,6 +118,7 @@ class JobView(BaseModel):
     error_class: str | None = None
     mask_url: str | None = None
     overlay_url: str | None = None
+    owner: str | None = Field(default=None, description="the client whose key made the job (null: made before clients)")
 
     @classmethod
     def from_item(cls, item: Job) -> JobView:
@@ -143,11 +144,46 @@ class JobView(BaseModel):
             error_class=item.get("error_class"),
             mask_url=f"/v1/jobs/{job_id}/mask" if item.get("mask_key") else None,
             overlay_url=f"/v1/jobs/{job_id}/overlay" if item.get("overlay_key") else None,
+            owner=item.get("owner"),
         )
 
 
-class CreateBatch(BaseModel):
-    """Body of ``POST /v1/batches``."""
+class IngestRequest(BaseModel):
+    """The S3 source part of ``POST /v1/batches`` (docs/ingestion.md): where the images are and what to make of
+    them. The images are read in place; the batch is INGESTING until every object is a job, then SEALED."""
+
+    source: str | None = Field(
+        default=None,
+        max_length=1100,
+        description="`s3://bucket/prefix/` (every object under it) or, with `manifest`, `s3://bucket/key` of a "
+        "manifest (`.txt`/`.lst`: a key per line, `.jsonl`: objects with `key` or `uri`, `.csv`: a `key` column). "
+        "It must lie under one of the deployment's allowed sources (403 `source_not_allowed` names them)",
+    )
+    manifest: bool = Field(default=False, description="`source` is a manifest object, not a prefix")
+    model: str | None = Field(default=None, max_length=MAX_MODEL_NAME_CHARS, description="default: the default model")
+    mm_per_pixel: float | None = Field(default=None, ge=MM_PER_PIXEL_MIN, le=MM_PER_PIXEL_MAX)
+    suffixes: list[Annotated[str, Field(pattern=r"^\.[A-Za-z0-9]{1,10}$")]] | None = Field(
+        default=None,
+        max_length=20,
+        description='object names to ingest from a prefix, e.g. `[".jpg"]` (default: common image suffixes); '
+        "other objects are skipped and counted",
+    )
+    max_bytes: int | None = Field(
+        default=None, ge=1, description="objects over this become FAILED jobs (default and most: the upload limit)"
+    )
+
+
+class IngestView(BaseModel):
+    source: str
+    kind: str = Field(description="prefix or manifest")
+    listed: int = Field(description="objects (or manifest lines) read so far")
+    skipped: int = Field(description="objects left out: not images by name, or repeated in the manifest")
+    note: str | None = Field(default=None, description="why the batch holds fewer images than expected, if it does")
+    inbox_name: str | None = Field(default=None, description="the drop folder inbox/<name>/ this batch came from")
+
+
+class CreateBatch(IngestRequest):
+    """Body of ``POST /v1/batches``; with a ``source``, the batch is ingested from S3 (202)."""
 
     model_config = ConfigDict(extra="forbid")
     batch_id: str | None = Field(
@@ -198,7 +234,8 @@ class BatchView(BaseModel):
     jobs: list[JobView]
     next_cursor: str | None
     state: str | None = Field(
-        default=None, description="OPEN, SEALED or COMPLETED (null: a batch made before batches had a lifecycle)"
+        default=None,
+        description="INGESTING, OPEN, SEALED or COMPLETED (null: a batch made before batches had a lifecycle)",
     )
     sealed: bool = False
     completed: bool = False
@@ -211,6 +248,8 @@ class BatchView(BaseModel):
     export_key: str | None = Field(default=None, description="S3 key of the CSV export written on completion")
     report_key: str | None = Field(default=None, description="S3 key of the HTML report written on completion")
     webhook: WebhookView | None = Field(default=None, description="the webhook's delivery, with every attempt")
+    ingest: IngestView | None = Field(default=None, description="an S3 source's ingestion (docs/ingestion.md)")
+    owner: str | None = Field(default=None, description="the client whose key made the batch")
 
 
 class S3ModelsView(BaseModel):

@@ -23,6 +23,7 @@ from runtime.common import metrics
 from runtime.common.aws import client
 from runtime.common.batches import BatchStore
 from runtime.common.cards import CardError, ModelCard, load_cards
+from runtime.common.clients import ClientKeyStore
 from runtime.common.idempotency import IdempotencyStore
 from runtime.common.jobs import JobStore
 from runtime.common.settings import Settings
@@ -42,9 +43,11 @@ class Services:
     _cards_lock: threading.Lock = field(default_factory=threading.Lock)
     s3_cards: S3Cards | None = None  # set when ``models_s3_uri`` is configured
     api_keys: ApiKeyCheck = field(init=False)  # from settings: a static key, or the secret it names (Lambda)
+    client_keys: ClientKeyStore = field(init=False)  # the clients' keys, in the job table
 
     def __post_init__(self) -> None:
         self.api_keys = ApiKeyCheck(self.settings)
+        self.client_keys = ClientKeyStore(self.store.client, self.settings.table)
 
     def s3_listing(self) -> S3Listing | None:
         """The S3 models (cached, possibly stale), or None when no prefix is configured."""

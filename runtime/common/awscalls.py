@@ -127,6 +127,8 @@ def _identifying(service: str, params: dict[str, Any]) -> dict[str, Any]:
     if service == "events" and isinstance(params.get("Entries"), list):  # PutEvents: one bus per entry
         buses = sorted({str(e.get("EventBusName") or "default") for e in params["Entries"] if isinstance(e, dict)})
         out["EventBusName"] = buses[0] if len(buses) == 1 else buses
+        kinds = sorted({f"{e.get('Source')}|{e.get('DetailType')}" for e in params["Entries"] if isinstance(e, dict)})
+        out["DetailTypes"] = kinds  # the condition keys events:source and events:detail-type (one pair per entry)
     if service == "s3" and isinstance(params.get("Delete"), dict):  # DeleteObjects
         out["DeleteKeys"] = [o.get("Key") for o in params["Delete"].get("Objects", [])]
     return out

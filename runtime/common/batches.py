@@ -38,6 +38,7 @@ from runtime.common.jobs import JobStatus, deserialize, now_ms, serialize
 
 
 class BatchState(StrEnum):
+    INGESTING = "INGESTING"  # the ingester is listing an S3 source into jobs (docs/ingestion.md); then SEALED
     OPEN = "OPEN"  # accepting images
     SEALED = "SEALED"  # no more images; completes once every job is SUCCEEDED or FAILED
     COMPLETED = "COMPLETED"  # every job finished; notifications follow (``work = notify``)
@@ -46,6 +47,7 @@ class BatchState(StrEnum):
 class Work(StrEnum):
     """What the background (reconcile and the results task's notify) has to do for a batch in ``by_work``."""
 
+    INGEST = "ingest"  # ingesting: list the source from ``ingest_cursor`` on (a run that died is resumed)
     SETTLE = "settle"  # sealed: recount if the counters stop moving (a lost count), then complete
     NOTIFY = "notify"  # completed: export and report, the Batch Completed event, the webhook
 
@@ -119,6 +121,15 @@ class Batch:
     webhook: dict[str, Any] | None = None  # state, attempts [...], attempt_count, next_attempt_at, delivered_at
     work: str | None = None
     work_due_at: int | None = None
+    # S3 ingestion (docs/ingestion.md): the source, what to make of it, where the listing stands, what it found.
+    source: str | None = None
+    source_kind: str | None = None
+    ingest_spec: dict[str, Any] | None = None  # model, mm_per_pixel, suffixes, max_bytes
+    ingest_cursor: str | None = None  # prefix: the last key checkpointed; manifest: "<byte offset>:<line number>"
+    listed: int = 0  # objects or manifest lines read
+    skipped: int = 0  # objects the filters left out (not images by name)
+    ingest_note: str | None = None
+    inbox_name: str | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Batch:
@@ -143,7 +154,8 @@ class Batch:
 # its code uses; see runtime/common/jobs.py).
 INTAKE_ACTIONS: Final = (  # the API
     "dynamodb:GetItem",  # get
-    "dynamodb:UpdateItem",  # create, reserve, seal
+    "dynamodb:PutItem",  # create_ingesting
+    "dynamodb:UpdateItem",  # create, reserve, seal, unreserve
     "dynamodb:DeleteItem",  # unreserve: a new record whose first request failed
 )
 PROGRESS_ACTIONS: Final = (  # the terminal hook of the worker's and the results task's job stores (progress.py)
@@ -152,6 +164,13 @@ PROGRESS_ACTIONS: Final = (  # the terminal hook of the worker's and the results
 SETTLE_ACTIONS: Final = (  # the results task: reconcile's settle pass, notify
     "dynamodb:GetItem",  # get
     "dynamodb:UpdateItem",  # recount, try_complete, postpone, claim_notify, update_notify, release_notify
+    "dynamodb:Query",  # due (by_work)
+)
+INGEST_ACTIONS: Final = (  # the results task's ingester (runtime/results/ingest/)
+    "dynamodb:GetItem",  # get
+    # reserve, unreserve (of a record it did not create: never a delete), start_ingesting, claim_ingest,
+    # checkpoint, finish_ingesting
+    "dynamodb:UpdateItem",
     "dynamodb:Query",  # due (by_work)
 )
 
@@ -220,10 +239,12 @@ class BatchStore:
         return Batch.from_item(deserialize(item)) if item else None
 
     # --- creating and filling ----------------------------------------------------------------------------
-    def create(self, batch_id: str, *, notify_url: str | None = None, owner: str | None = None) -> Batch:
+    def create(
+        self, batch_id: str, *, notify_url: str | None = None, owner: str | None = None, adopt_unowned: bool = False
+    ) -> Batch:
         """A new, empty OPEN batch. The same call again (same notify_url and owner, still open) returns the
         existing record, so a client may retry; anything else raises ``BatchConflict`` or ``BatchNotOpen``."""
-        self.reserve(batch_id, 0, notify_url=notify_url, owner=owner, strict_url=True)
+        self.reserve(batch_id, 0, notify_url=notify_url, owner=owner, strict_url=True, adopt_unowned=adopt_unowned)
         batch = self.get(batch_id)
         assert batch is not None  # batch records are never deleted once they hold anything
         return batch
@@ -236,11 +257,13 @@ class BatchStore:
         notify_url: str | None = None,
         owner: str | None = None,
         strict_url: bool = False,
+        adopt_unowned: bool = False,
     ) -> Reservation:
         """Count ``jobs`` new jobs into an OPEN batch, creating it if needed (before the jobs are written).
 
         A request that names no notify_url joins the batch whatever its URL; one that names a URL must match the
         batch's (a URL is set when the batch is created, never changed). ``strict_url``: no URL must match none.
+        ``adopt_unowned``: a batch recorded before owners existed joins ``owner`` (the admin's, runtime/api).
         """
         now = self.clock()
         sets = [
@@ -262,7 +285,9 @@ class BatchStore:
         if owner is not None:
             sets.append("#owner = if_not_exists(#owner, :owner)")
             values[":owner"] = owner
-            condition += " AND #owner = :owner"
+            condition += (
+                " AND (#owner = :owner OR attribute_not_exists(#owner))" if adopt_unowned else " AND #owner = :owner"
+            )
         else:
             condition += " AND attribute_not_exists(#owner)"
         condition += ")"
@@ -386,6 +411,155 @@ class BatchStore:
             values,
             condition=condition,
             names={"#total": "total"},
+        )
+
+    # --- S3 ingestion (docs/ingestion.md, docs/architecture.md D10) ----------------------------------------
+    def create_ingesting(
+        self,
+        batch_id: str,
+        *,
+        source: str,
+        source_kind: str,
+        spec: dict[str, Any],
+        notify_url: str | None = None,
+        owner: str | None = None,
+        inbox_name: str | None = None,
+    ) -> Batch:
+        """A new INGESTING batch with ``work = ingest`` due now. The same call again returns the record as it is
+        (a client may retry); an existing batch of another source, URL or owner raises ``BatchConflict``."""
+        now = self.clock()
+        item = {
+            schema.TABLE_PARTITION_KEY: batch_pk(batch_id),
+            "batch_state": str(BatchState.INGESTING),
+            "opened_at": now,
+            "total": 0,
+            "done": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "listed": 0,
+            "skipped": 0,
+            "source": source,
+            "source_kind": source_kind,
+            "ingest_spec": spec,
+            "notify_url": notify_url,
+            "owner": owner,
+            "inbox_name": inbox_name,
+            "work": str(Work.INGEST),
+            "work_due_at": now,
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=serialize(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            current = self.get(batch_id)
+            if current is None or (current.source, current.notify_url, current.owner) != (source, notify_url, owner):
+                message = f"batch {batch_id} already exists with another source, notify_url or owner"
+                raise BatchConflict(message, current) from None
+            return current
+        return Batch.from_item(deserialize(serialize(item)))
+
+    def start_ingesting(
+        self, batch_id: str, *, source: str, spec: dict[str, Any], inbox_name: str | None = None
+    ) -> Batch | None:
+        """OPEN -> INGESTING (a drop folder's ``_SEALED``: list the folder for what its events missed, then seal).
+        Idempotent: an INGESTING batch is returned as it is; None when the batch is neither."""
+        now = self.clock()
+        started = self._update(
+            batch_id,
+            "SET batch_state = :ingesting, #source = :src, source_kind = :kind, ingest_spec = :spec,"
+            " listed = if_not_exists(listed, :zero), skipped = if_not_exists(skipped, :zero),"
+            " #work = :ingest, work_due_at = :now" + (", inbox_name = :inbox" if inbox_name else ""),
+            {
+                **({":inbox": inbox_name} if inbox_name else {}),
+                ":ingesting": str(BatchState.INGESTING),
+                ":open": str(BatchState.OPEN),
+                ":src": source,
+                ":kind": "prefix",
+                ":spec": spec,
+                ":zero": 0,
+                ":ingest": str(Work.INGEST),
+                ":now": now,
+            },
+            condition="batch_state = :open",
+            names={"#work": "work", "#source": "source"},
+        )
+        if started is not None:
+            return started
+        current = self.get(batch_id)
+        return current if current is not None and current.state == BatchState.INGESTING else None
+
+    def claim_ingest(self, batch_id: str, holder: str, *, lease_ms: int) -> Batch | None:
+        """Hold the batch's ingestion for ``lease_ms`` (renewed by every checkpoint); None when it is not due or
+        another live run holds it. A run that died lets its lease run out, and the next run resumes."""
+        now = self.clock()
+        return self._update(
+            batch_id,
+            "SET ingest_holder = :me, ingest_lease_until = :until",
+            {":me": holder, ":until": now + lease_ms, ":now": now, ":ingest": str(Work.INGEST)},
+            condition="#work = :ingest AND (attribute_not_exists(ingest_lease_until) OR ingest_lease_until < :now)",
+            names={"#work": "work"},
+        )
+
+    def checkpoint(
+        self,
+        batch_id: str,
+        holder: str,
+        *,
+        cursor: str,
+        jobs: int,
+        failed: int,
+        listed: int,
+        skipped: int,
+        lease_ms: int,
+    ) -> Batch | None:
+        """Record a page as done: its jobs counted into ``total`` (``failed`` of them were refused at ingestion,
+        so they count as finished too) and the cursor moved past it, in one write. None: the lease was lost."""
+        now = self.clock()
+        return self._update(
+            batch_id,
+            "SET ingest_cursor = :cursor, ingest_lease_until = :until, counted_at = :now"
+            " ADD #total :jobs, done :failed, failed :failed, listed :listed, skipped :skipped",
+            {
+                ":cursor": cursor,
+                ":until": now + lease_ms,
+                ":now": now,
+                ":jobs": jobs,
+                ":failed": failed,
+                ":listed": listed,
+                ":skipped": skipped,
+                ":me": holder,
+                ":ingesting": str(BatchState.INGESTING),
+            },
+            condition="ingest_holder = :me AND batch_state = :ingesting",
+            names={"#total": "total"},
+        )
+
+    def finish_ingesting(self, batch_id: str, holder: str, *, note: str | None, settle_after_ms: int) -> Batch | None:
+        """INGESTING -> SEALED: every object is a job now; the batch completes like any sealed batch."""
+        now = self.clock()
+        values: dict[str, Any] = {
+            ":sealed": str(BatchState.SEALED),
+            ":ingesting": str(BatchState.INGESTING),
+            ":now": now,
+            ":settle": str(Work.SETTLE),
+            ":due": now + settle_after_ms,
+            ":me": holder,
+        }
+        expression = "SET batch_state = :sealed, sealed_at = :now, #work = :settle, work_due_at = :due"
+        if note:
+            values[":note"] = note
+            expression += ", ingest_note = :note"
+        return self._update(
+            batch_id,
+            expression + " REMOVE ingest_holder, ingest_lease_until",
+            values,
+            condition="ingest_holder = :me AND batch_state = :ingesting",
+            names={"#work": "work"},
         )
 
     # --- background work (the by_work index) ---------------------------------------------------------------

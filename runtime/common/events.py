@@ -30,6 +30,7 @@ JOB_SUCCEEDED = "Job Succeeded"
 JOB_FAILED = "Job Failed"
 BATCH_COMPLETED = "Batch Completed"
 NOTIFY_DUE = "Batch Notify Due"
+INGEST_DUE = "Batch Ingest Due"  # the one event the API may put: start the ingester for a batch (D10)
 PUBLIC_DETAIL_TYPES = (JOB_SUCCEEDED, JOB_FAILED, BATCH_COMPLETED)
 PUT_EVENTS_MAX_ENTRIES = 10  # EventBridge's limit per PutEvents call
 
@@ -111,6 +112,10 @@ def batch_completed_detail(batch: Any, *, bucket: str) -> dict[str, Any]:
 
 def notify_due_event(batch_id: str) -> Event:
     return Event(INTERNAL_SOURCE, NOTIFY_DUE, {"v": SCHEMA_VERSION, "batch_id": batch_id})
+
+
+def ingest_due_event(batch_id: str) -> Event:
+    return Event(INTERNAL_SOURCE, INGEST_DUE, {"v": SCHEMA_VERSION, "batch_id": batch_id})
 
 
 class PutEventsError(RuntimeError):

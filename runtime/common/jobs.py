@@ -68,6 +68,9 @@ class Job(TypedDict, total=False):
     error_class: str
     last_error: str
     input_etag: str
+    input_bucket: str
+    via: str
+    owner: str
     lost_leases: int
 
 
@@ -92,6 +95,11 @@ WORKER_ACTIONS: Final = (
 RECONCILE_ACTIONS: Final = (  # the results task: reconcile, settle, export, report
     "dynamodb:UpdateItem",  # release_expired, fail_queued, fail_awaiting_upload, mark_redrive_unsent/_stale
     "dynamodb:Query",  # iter_status, count_status (by_status); iter_batch, batch_counts (by_batch)
+)
+INGEST_ACTIONS: Final = (  # the results task's ingester (runtime/results/ingest/)
+    "dynamodb:PutItem",  # create: a drop-folder object's job (conditional)
+    "dynamodb:BatchWriteItem",  # put_new: a listed page's new jobs
+    "dynamodb:BatchGetItem",  # get_many: which jobs of a resumed page exist
 )
 
 
@@ -182,6 +190,55 @@ class NewJob:
     width: int | None = None
     height: int | None = None
     mm_per_pixel: float | None = None
+    # Ingested images are read in place (docs/ingestion.md): their bucket (None: ours), the ETag listed (the
+    # worker reads that object only) and how the job was made ("listing" or "event"; None: an upload).
+    input_bucket: str | None = None
+    input_etag: str | None = None
+    via: str | None = None
+    owner: str | None = None  # the client whose key made the job (runtime/common/clients.py)
+
+
+BATCH_WRITE_MAX = 25  # DynamoDB's limit per BatchWriteItem
+
+
+def new_job_item(
+    job: NewJob,
+    status: JobStatus,
+    now: int,
+    *,
+    enqueued: bool = False,
+    error: str | None = None,
+    error_class: str | None = None,
+) -> dict[str, Any]:
+    """The job table item of a new job (None values are left out when stored). ``enqueued``: the job is written
+    as already sent (``enqueued_at`` now), for a writer that sends its message right after the write; a message
+    lost in between is re-driven by reconcile like any job enqueued and never claimed (D1)."""
+    item = {
+        schema.TABLE_PARTITION_KEY: job_pk(job.job_id),
+        "job_id": job.job_id,
+        "batch_id": job.batch_id,
+        "status": str(status),
+        "created_at": now,
+        "updated_at": now,
+        "attempts": 0,
+        "enqueue_count": 1 if enqueued else 0,
+        "enqueued_at": now if enqueued else None,
+        "input_key": job.input_key,
+        "input_bucket": job.input_bucket,
+        "input_etag": job.input_etag,
+        "via": job.via,
+        "file_name": job.file_name,
+        "model": job.model,
+        "size_bytes": job.size_bytes,
+        "image_format": job.image_format,
+        "width": job.width,
+        "height": job.height,
+        "mm_per_pixel": job.mm_per_pixel,
+        "owner": job.owner,
+    }
+    if status in TERMINAL:
+        item.update({"finished_at": now, "error": (error or "")[:1000] or None, "error_class": error_class})
+    return item
 
 
 class JobStore:
@@ -313,27 +370,9 @@ class JobStore:
         return dict(out)
 
     # --- create and read -----------------------------------------------------------------------------
-    def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED) -> Job:
-        """Record a new job; refuses to overwrite an existing one."""
-        now = self.clock()
-        item: dict[str, Any] = {
-            schema.TABLE_PARTITION_KEY: job_pk(job.job_id),
-            "job_id": job.job_id,
-            "batch_id": job.batch_id,
-            "status": str(status),
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,
-            "enqueue_count": 0,
-            "input_key": job.input_key,
-            "file_name": job.file_name,
-            "model": job.model,
-            "size_bytes": job.size_bytes,
-            "image_format": job.image_format,
-            "width": job.width,
-            "height": job.height,
-            "mm_per_pixel": job.mm_per_pixel,
-        }
+    def create(self, job: NewJob, status: JobStatus = JobStatus.QUEUED, *, enqueued: bool = False) -> Job:
+        """Record a new job; refuses to overwrite an existing one (``ConditionalCheckFailedException``)."""
+        item = new_job_item(job, status, self.clock(), enqueued=enqueued)
         self.client.put_item(
             TableName=self.table,
             Item=serialize(item),
@@ -341,6 +380,28 @@ class JobStore:
             ExpressionAttributeNames={"#pk": schema.TABLE_PARTITION_KEY},
         )
         return cast(Job, {k: v for k, v in item.items() if v is not None})
+
+    def put_new(self, items: list[dict[str, Any]], *, pool: Any = None) -> None:
+        """BatchWriteItem of ``new_job_item``s, 25 per call (``pool``: an executor to send the calls side by side),
+        retrying unprocessed items with backoff. Unconditional: the caller knows these ids are not taken
+        (the ingester, whose ids are derived and checked on resume: runtime/results/ingest/)."""
+        chunks = [items[i : i + BATCH_WRITE_MAX] for i in range(0, len(items), BATCH_WRITE_MAX)]
+        if pool is None or len(chunks) < 2:
+            for chunk in chunks:
+                self._write_chunk(chunk)
+            return
+        for future in [pool.submit(self._write_chunk, chunk) for chunk in chunks]:
+            future.result()
+
+    def _write_chunk(self, chunk: list[dict[str, Any]]) -> None:
+        request = {self.table: [{"PutRequest": {"Item": serialize(item)}} for item in chunk]}
+        for attempt in range(12):
+            out = self.client.batch_write_item(RequestItems=request)
+            request = out.get("UnprocessedItems") or {}
+            if not request:
+                return
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise RuntimeError(f"DynamoDB left {len(request.get(self.table, []))} job writes unprocessed after 12 tries")
 
     def get(self, job_id: str, *, consistent: bool = True) -> Job | None:
         out = self.client.get_item(

@@ -8,6 +8,7 @@ import re
 UPLOADS_PREFIX = "uploads/"
 RESULTS_PREFIX = "results/"
 REPORTS_PREFIX = "reports/"
+INBOX_PREFIX = "inbox/"  # the drop folder: inbox/<name>/<file> becomes a job of the batch of <name> (D10)
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _EXT = re.compile(r"^[a-z0-9]{1,5}$")

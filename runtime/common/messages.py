@@ -81,7 +81,7 @@ def chunk(job_ids: list[str], max_jobs: int) -> list[BatchMessage]:
 
 WAKE_KIND = "wake"
 _WAKE_ID = re.compile(r"^[0-9a-f]{32}$")
-WAKERS = ("api", "worker", "reconciler", "manual")
+WAKERS = ("api", "worker", "reconciler", "ingester", "manual")
 
 
 @dataclass(frozen=True)

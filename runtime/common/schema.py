@@ -9,7 +9,8 @@ import json
 from typing import Any
 
 # --- job table -----------------------------------------------------------------------------------------
-TABLE_PARTITION_KEY = "pk"  # "job#<job_id>" for jobs, "idem#<sha256>" for idempotency records, "batch#<id>"
+TABLE_PARTITION_KEY = "pk"  # "job#<job_id>" for jobs, "idem#<sha256>" for idempotency records, "batch#<id>",
+# "apikey#<key_id>" for client API keys
 JOB_PK_PREFIX = "job#"
 IDEMPOTENCY_PK_PREFIX = "idem#"
 # Worker slots (docs/architecture.md D8): "slot#<n>" for n < max_workers, and one item that serialises the
@@ -21,6 +22,10 @@ METRICS_WATERMARK_PK = "fleet#counted"
 # Batch records (runtime/common/batches.py): no ``batch_id``, ``status`` or ``created_at``, so the job indexes
 # never see them; the sparse ``by_work`` index holds only the batches with background work due.
 BATCH_PK_PREFIX = "batch#"
+# Client API keys (runtime/common/clients.py): one item per key, holding only a hash of it. They carry ``key_list``
+# (and no ``batch_id`` or ``status``), so only the sparse ``api_keys`` index holds them: ``segscale admin keys list``
+# is one Query, never a Scan of the job table.
+APIKEY_PK_PREFIX = "apikey#"
 TTL_ATTRIBUTE = "expires_at"  # epoch seconds; set on idempotency records only
 
 BY_BATCH_INDEX = "by_batch"  # batch_id (S) + created_at (N): batch status and export
@@ -28,6 +33,7 @@ BY_STATUS_INDEX = "by_status"  # status (S) + updated_at (N): reconcile and time
 # work (S) + work_due_at (N), keys only: batches waiting for a completion check or their notifications. Keys only,
 # so the per-job counter updates of a batch record never write to the index.
 BY_WORK_INDEX = "by_work"
+API_KEYS_INDEX = "api_keys"  # key_list (S, always "apikey") + created_at (N): every client key, oldest first
 
 ATTRIBUTE_TYPES: dict[str, str] = {
     TABLE_PARTITION_KEY: "S",
@@ -37,12 +43,14 @@ ATTRIBUTE_TYPES: dict[str, str] = {
     "updated_at": "N",
     "work": "S",
     "work_due_at": "N",
+    "key_list": "S",
 }
 # ``projection``: "ALL" (the item) or "KEYS_ONLY" (the table key and the index keys).
 GLOBAL_SECONDARY_INDEXES: list[dict[str, str]] = [
     {"name": BY_BATCH_INDEX, "partition_key": "batch_id", "sort_key": "created_at", "projection": "ALL"},
     {"name": BY_STATUS_INDEX, "partition_key": "status", "sort_key": "updated_at", "projection": "ALL"},
     {"name": BY_WORK_INDEX, "partition_key": "work", "sort_key": "work_due_at", "projection": "KEYS_ONLY"},
+    {"name": API_KEYS_INDEX, "partition_key": "key_list", "sort_key": "created_at", "projection": "ALL"},
 ]
 
 # --- queues --------------------------------------------------------------------------------------------

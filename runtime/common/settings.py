@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     # Write the batch's CSV export and HTML report when it completes; the Batch Completed event carries their keys.
     export_on_completion: bool = True
 
+    # S3 ingestion (docs/ingestion.md). Allowed sources: "s3://bucket/prefix/" entries separated by commas; CDK
+    # grants reads under exactly these. Empty: no outside source can be ingested (the drop folder still works).
+    ingest_sources: str = ""
+    # The bus the API puts ``Batch Ingest Due`` on (the only event it may put), so ingestion starts at once.
+    ingest_bus: str | None = None
+    # The queue our bucket's S3 notifications for inbox/ go to (the drop folder); unset: no drop folder.
+    inbox_queue_url: str | None = None
+    ingest_max_objects: int = Field(default=1_000_000, gt=0)  # per batch; the rest is left out with a note
+    ingest_manifest_max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     # Warm workers (docs/architecture.md D8). At most ``max_workers`` worker tasks hold a slot at once; one more is
     # woken per ``jobs_per_worker`` jobs waiting in the queue. A worker drains the queue until it has been idle
     # ``worker_idle_exit_s`` or has lived ``worker_max_lifetime_s``. A live worker renews its slot (and the

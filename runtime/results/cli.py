@@ -72,7 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     note = sub.add_parser("notify", help="a completed batch's export, report, Batch Completed event and webhook")
     note.add_argument("--batch", help="this batch (what the bus's rule runs); default: every batch that is due")
+    ing = sub.add_parser("ingest", help="list S3 sources into jobs (docs/ingestion.md): one batch, or all that are due")
+    ing.add_argument("--batch", help="this batch (the bus's rule); default: the drop folder, then every due batch")
     return parser
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from runtime.results.ingest.due import ingest_everything_due
+    from runtime.results.ingest.run import ingest_batch
+
+    if args.batch is not None:
+        return ingest_batch(settings, args.batch).to_dict()
+    return ingest_everything_due(settings)
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], IO[str]]:
@@ -113,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
             result = build_report(settings, args.batch, out_path=args.out, max_gallery=args.max_gallery).to_dict()
             stream = sys.stdout
+        elif args.command == "ingest":
+            result, stream = _ingest(args, settings), sys.stdout
         elif args.command == "notify":
             from runtime.results.notify import notify_batch, notify_due
 

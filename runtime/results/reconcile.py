@@ -367,12 +367,14 @@ def reconcile_once(
 
 def batch_pass(settings: Settings, store: JobStore, now: int) -> dict[str, Any]:
     """Complete sealed batches a lost count held back, then send the notifications that are due."""
+    from runtime.results.ingest.due import ingest_everything_due
     from runtime.results.notify import notify_due
     from runtime.results.settle import settle_for
 
     settled = settle_for(store, now=now, stuck_after_ms=settings.stuck_after_s * 1000)
     notified = notify_due(settings, jobs=store)
     return {
+        "ingested": ingest_everything_due(settings),  # D10: resume ingestions that died, drain the drop folder
         "recounted": settled.recounted,
         "completed": settled.completed,
         "notified": [o.to_dict() for o in notified if o.claimed],

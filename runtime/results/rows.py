@@ -39,7 +39,8 @@ BASE_COLUMNS: tuple[str, ...] = (
 CLASS_FIELDS: tuple[str, ...] = ("pixels", "fraction", "components", "area_mm2")
 # The stages the worker times (runtime/worker/process.py writes result.timings_ms with these keys).
 TIMING_FIELDS: tuple[str, ...] = ("download", "decode", "preprocess", "inference", "postprocess", "upload", "total")
-TAIL_COLUMNS: tuple[str, ...] = ("error_class", "error", "extra")
+# ``source_uri``: where an ingested image was read (docs/ingestion.md); empty for uploads.
+TAIL_COLUMNS: tuple[str, ...] = ("source_uri", "error_class", "error", "extra")
 
 
 def card_classes(models_dir: Path) -> list[str]:
@@ -98,6 +99,8 @@ class RowFormat:
                 row[f"{stage}_ms"] = ms
             else:
                 extra.setdefault("timings_ms", {})[stage] = ms
+        if job.get("input_bucket"):
+            row["source_uri"] = f"s3://{job['input_bucket']}/{job['input_key']}"
         row["error_class"] = job.get("error_class")
         row["error"] = job.get("error")
         row["extra"] = extra or None

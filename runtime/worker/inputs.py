@@ -18,7 +18,8 @@ from runtime.worker.errors import InputTooLarge
 
 def read_input(s3: Any, settings: Settings, job: dict[str, Any]) -> bytes:
     """The job's image bytes; raises ``InputTooLarge`` without reading a body over ``max_upload_bytes``."""
-    request: dict[str, Any] = {"Bucket": settings.bucket, "Key": job["input_key"]}
+    # An ingested image is read where it lies (docs/ingestion.md): its own bucket, else ours.
+    request: dict[str, Any] = {"Bucket": job.get("input_bucket") or settings.bucket, "Key": job["input_key"]}
     if job.get("input_etag"):
         request["IfMatch"] = job["input_etag"]
     response = s3.get_object(**request)

@@ -18,7 +18,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 
-from runtime.common import batches, idempotency, jobs, keys, schema, workers
+from runtime.common import batches, clients, idempotency, jobs, keys, schema, workers
 from runtime.results import orphans, reconcile
 
 
@@ -28,12 +28,14 @@ def union(*groups: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # The job table actions of each container: the union of the groups its code uses, each declared next to the calls
-# that need it (runtime/common/jobs.py, idempotency.py, batches.py, workers.py, runtime/results/...), so a new call
-# changes its declaration and the grant follows. tests/contract proves every one is needed and none is missing.
+# that need it (runtime/common/jobs.py, idempotency.py, batches.py, clients.py, workers.py, runtime/results/...), so
+# a new call changes its declaration and the grant follows. tests/contract proves every one is needed and none is
+# missing.
 API_TABLE_ACTIONS = union(
     jobs.INTAKE_ACTIONS,
     idempotency.ACTIONS,
     batches.INTAKE_ACTIONS,
+    clients.ACTIONS,
     workers.SLOT_ACTIONS,  # wakes a worker
 )
 WORKER_TABLE_ACTIONS = union(jobs.WORKER_ACTIONS, batches.PROGRESS_ACTIONS, workers.SLOT_ACTIONS)
@@ -44,6 +46,8 @@ RESULTS_TABLE_ACTIONS = union(
     workers.SLOT_ACTIONS,
     reconcile.COUNT_ACTIONS,
     orphans.ACTIONS,
+    jobs.INGEST_ACTIONS,
+    batches.INGEST_ACTIONS,
 )
 
 
@@ -57,6 +61,7 @@ class AppResources:
     dlq: sqs.IQueue
     wake_queue: sqs.IQueue
     wake_dlq: sqs.IQueue
+    inbox: sqs.IQueue | None = None  # the drop folder's queue (docs/ingestion.md), when enabled
 
 
 def _objects(r: AppResources, prefix: str) -> str:
@@ -112,18 +117,26 @@ def models_object_arn(bucket: str, prefix: str) -> str:
 
 def grant_models(role: iam.IGrantable, location: tuple[str, str] | None) -> None:
     """Read access to ``models_s3_uri`` (list the prefix, get its objects), when one is configured."""
-    if location is None:
-        return
-    bucket, prefix = location
-    iam.Grant.add_to_principal(
-        grantee=role,
-        actions=["s3:ListBucket"],
-        resource_arns=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
-        conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-    )
-    iam.Grant.add_to_principal(
-        grantee=role, actions=["s3:GetObject"], resource_arns=[models_object_arn(bucket, prefix)]
-    )
+    if location is not None:
+        grant_read_prefixes(role, (location,))
+
+
+def grant_read_prefixes(
+    role: iam.IGrantable, locations: tuple[tuple[str, str], ...], *, list_them: bool = True
+) -> None:
+    """Get objects (and, with ``list_them``, list keys) under each (bucket, prefix) only: the S3 models, the allowed
+    ingestion sources (docs/ingestion.md)."""
+    for bucket, prefix in locations:
+        if list_them:
+            iam.Grant.add_to_principal(
+                grantee=role,
+                actions=["s3:ListBucket"],
+                resource_arns=[f"arn:{Aws.PARTITION}:s3:::{bucket}"],
+                conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+            )
+        iam.Grant.add_to_principal(
+            grantee=role, actions=["s3:GetObject"], resource_arns=[models_object_arn(bucket, prefix)]
+        )
 
 
 def grant_api(role: iam.IGrantable, r: AppResources) -> None:
@@ -132,7 +145,7 @@ def grant_api(role: iam.IGrantable, r: AppResources) -> None:
     _s3(role, r, ["s3:GetObject"], keys.RESULTS_PREFIX, keys.REPORTS_PREFIX)  # presigned GETs
     # Whether a batch's HTML report exists: a listing of its one key (a HEAD of a missing key is 403 without it).
     _list(role, r, keys.REPORTS_PREFIX)
-    _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX)
+    _table(role, r, API_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.API_KEYS_INDEX)
     _send(role, r)
     _wake(role, r)
 
@@ -159,6 +172,19 @@ def grant_results(role: iam.IGrantable, r: AppResources) -> None:
     _table(role, r, RESULTS_TABLE_ACTIONS, schema.BY_BATCH_INDEX, schema.BY_STATUS_INDEX, schema.BY_WORK_INDEX)
     _send(role, r, "sqs:GetQueueAttributes")
     _wake(role, r)
+
+
+def grant_inbox(worker: iam.IGrantable, results: iam.IGrantable, r: AppResources) -> None:
+    """The drop folder: the worker reads its objects, the ingester lists it (a seal's catch-up) and drains its
+    queue."""
+    assert r.inbox is not None
+    _s3(worker, r, ["s3:GetObject"], keys.INBOX_PREFIX)
+    _list(results, r, keys.INBOX_PREFIX)
+    iam.Grant.add_to_principal(
+        grantee=results,
+        actions=["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+        resource_arns=[r.inbox.queue_arn],
+    )
 
 
 def grant_secret_value(role: iam.IGrantable, secret: secretsmanager.ISecret) -> None:

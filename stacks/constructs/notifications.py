@@ -22,18 +22,19 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from runtime.common.events import BATCH_COMPLETED, INTERNAL_SOURCE, NOTIFY_DUE, SOURCE
+from runtime.common.events import BATCH_COMPLETED, INGEST_DUE, INTERNAL_SOURCE, NOTIFY_DUE, SOURCE
 from runtime.common.settings import env_name
 from stacks.config import DeployConfig
 from stacks.constructs.network import Network
 from stacks.constructs.tasks import allow_run_task
 
 NOTIFY_COMMAND = ["notify", "--batch"]  # + the batch id, from the event
+INGEST_COMMAND = ["ingest", "--batch"]  # + the batch id (docs/ingestion.md)
 
 
-def notify_overrides(container: str) -> str:
-    """The rule's input template: RunTask overrides that run ``notify --batch <the event's batch id>``."""
-    command = json.dumps(NOTIFY_COMMAND)[:-1] + ",<batch>]"  # <batch> is replaced by a JSON string
+def batch_overrides(container: str, command_prefix: list[str] = NOTIFY_COMMAND) -> str:
+    """A rule's input template: RunTask overrides that run ``<command_prefix> <the event's batch id>``."""
+    command = json.dumps(command_prefix)[:-1] + ",<batch>]"  # <batch> is replaced by a JSON string
     return f'{{"containerOverrides":[{{"name":"{container}","command":{command}}}]}}'
 
 
@@ -83,27 +84,84 @@ class Notifications(Construct):
     ) -> events.CfnRule:
         """``Batch Notify Due`` -> RunTask of the results task with ``notify --batch <id>``. A start that fails is
         retried by EventBridge for an hour, and reconcile sends whatever is still due in any case."""
-        self.notify_role = iam.Role(
+        self.notify_role, self.notify_rule = self._run_results_on(
+            "Notify",
+            NOTIFY_DUE,
+            NOTIFY_COMMAND,
+            network=network,
+            task=task,
+            container=container,
+            what="run the results task's notify when a batch completes",
+            rule_description="segscale: a batch completed; run the results task's notify for it",
+            target_id="results-notify",
+        )
+        return self.notify_rule
+
+    def run_ingest_on_request(
+        self, *, network: Network, task: ecs.FargateTaskDefinition, container: str
+    ) -> events.CfnRule:
+        """``Batch Ingest Due`` (from the API) -> RunTask of the results task with ``ingest --batch <id>``
+        (docs/ingestion.md, D10); a start that never happens is made up by the next reconcile pass."""
+        self.ingest_role, self.ingest_rule = self._run_results_on(
+            "Ingest",
+            INGEST_DUE,
+            INGEST_COMMAND,
+            network=network,
+            task=task,
+            container=container,
+            what="run the results task's ingest when a batch from S3 is created",
+            rule_description="segscale: a batch from S3 was created; run the results task's ingest for it",
+            target_id="results-ingest",
+        )
+        return self.ingest_rule
+
+    def grant_put_ingest_due(self, role: iam.IGrantable) -> None:
+        """The API may put one event: ``Batch Ingest Due`` from the internal source, nothing else."""
+        iam.Grant.add_to_principal(
+            grantee=role,
+            actions=["events:PutEvents"],
+            resource_arns=[self.bus.event_bus_arn],
+            # Both keys hold one value per entry of the call: every entry must be this one, and both must be there.
+            conditions={
+                "ForAllValues:StringEquals": {"events:detail-type": [INGEST_DUE], "events:source": [INTERNAL_SOURCE]},
+                "Null": {"events:detail-type": "false", "events:source": "false"},
+            },
+        )
+
+    def _run_results_on(
+        self,
+        name: str,
+        detail_type: str,
+        command: list[str],
+        *,
+        network: Network,
+        task: ecs.FargateTaskDefinition,
+        container: str,
+        what: str,
+        rule_description: str,
+        target_id: str,
+    ) -> tuple[iam.Role, events.CfnRule]:
+        role = iam.Role(
             self,
-            "NotifyRole",
+            f"{name}Role",
             assumed_by=iam.ServicePrincipal(
                 "events.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}}
             ),
-            description="segscale: run the results task's notify when a batch completes",
+            description=f"segscale: {what}",
         )
-        allow_run_task(self.notify_role, task, network.cluster)
-        self.notify_rule = events.CfnRule(
+        allow_run_task(role, task, network.cluster)
+        rule = events.CfnRule(
             self,
-            "NotifyRule",
-            description="segscale: a batch completed; run the results task's notify for it",
+            f"{name}Rule",
+            description=rule_description,
             event_bus_name=self.bus.event_bus_name,
-            event_pattern={"source": [INTERNAL_SOURCE], "detail-type": [NOTIFY_DUE]},
+            event_pattern={"source": [INTERNAL_SOURCE], "detail-type": [detail_type]},
             state="ENABLED",
             targets=[
                 events.CfnRule.TargetProperty(
-                    id="results-notify",
+                    id=target_id,
                     arn=network.cluster.cluster_arn,
-                    role_arn=self.notify_role.role_arn,
+                    role_arn=role.role_arn,
                     ecs_parameters=events.CfnRule.EcsParametersProperty(
                         task_definition_arn=task.task_definition_arn,
                         task_count=1,
@@ -117,7 +175,8 @@ class Notifications(Construct):
                         ),
                     ),
                     input_transformer=events.CfnRule.InputTransformerProperty(
-                        input_paths_map={"batch": "$.detail.batch_id"}, input_template=notify_overrides(container)
+                        input_paths_map={"batch": "$.detail.batch_id"},
+                        input_template=batch_overrides(container, command),
                     ),
                     retry_policy=events.CfnRule.RetryPolicyProperty(
                         maximum_retry_attempts=10, maximum_event_age_in_seconds=3600
@@ -125,8 +184,8 @@ class Notifications(Construct):
                 )
             ],
         )
-        self.notify_rule.node.add_dependency(self.notify_role)
-        return self.notify_rule
+        rule.node.add_dependency(role)
+        return role, rule
 
     def email_batch_completed(self, topic: sns.Topic) -> events.Rule:
         """Every ``Batch Completed`` to the alarm topic (its e-mail subscription), as a short readable text. The

@@ -12,13 +12,20 @@ from stacks.config import DeployConfig
 from stacks.constructs.storage import removal_policy
 
 
-def _queue_pair(
-    scope: Construct, name: str, *, policy: RemovalPolicy, visibility_s: int, retention_s: int, max_receives: int
+def queue_pair(
+    scope: Construct,
+    name: str,
+    *,
+    policy: RemovalPolicy,
+    visibility_s: int,
+    retention_s: int,
+    max_receives: int,
+    dlq_id: str | None = None,
 ) -> tuple[sqs.Queue, sqs.Queue]:
     """A queue and its dead-letter queue, both SQS-encrypted and TLS-only."""
     dlq = sqs.Queue(
         scope,
-        f"{name}DeadLetters" if name != "Jobs" else "DeadLetters",
+        dlq_id or (f"{name}DeadLetters" if name != "Jobs" else "DeadLetters"),
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
         retention_period=Duration.seconds(schema.DLQ_RETENTION_S),
@@ -43,7 +50,7 @@ class JobQueues(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig) -> None:
         super().__init__(scope, construct_id)
         policy = removal_policy(config)
-        self.queue, self.dlq = _queue_pair(
+        self.queue, self.dlq = queue_pair(
             self,
             "Jobs",
             policy=policy,
@@ -51,7 +58,7 @@ class JobQueues(Construct):
             retention_s=schema.JOBS_QUEUE_RETENTION_S,
             max_receives=schema.DLQ_MAX_RECEIVE_COUNT,
         )
-        self.wake_queue, self.wake_dlq = _queue_pair(
+        self.wake_queue, self.wake_dlq = queue_pair(
             self,
             "Wake",
             policy=policy,

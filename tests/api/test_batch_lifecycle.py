@@ -113,9 +113,9 @@ def test_openapi_states_the_batch_fields(api: TestClient) -> None:
     seal = {p["name"]: p["schema"] for p in paths["/v1/batches/{batch_id}/seal"]["post"]["parameters"]}
     assert seal["batch_id"]["pattern"] == "^[0-9a-f]{32}$"
     statuses = {
-        ("post", "/v1/batches"): {"201", "400", "401", "408", "409", "413", "422", "500", "503"},
+        ("post", "/v1/batches"): {"201", "202", "400", "401", "403", "404", "408", "409", "413", "422", "500", "503"},
         ("post", "/v1/batches/{batch_id}/seal"): {"200", "401", "404", "408", "413", "422", "500", "503"},
-        ("post", "/v1/uploads"): {"201", "400", "401", "408", "409", "413", "422", "500", "503"},
+        ("post", "/v1/uploads"): {"201", "400", "401", "404", "408", "409", "413", "422", "500", "503"},
     }
     for (method, path), codes in statuses.items():
         assert set(paths[path][method]["responses"]) == codes, (method, path)

@@ -88,12 +88,10 @@ def test_streamed_oversized_file_is_cut_off_at_the_limit(server: ThreadedUvicorn
     payload = b"\x00" * 65536
     chunk = f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
     total = 200 * 1024 * 1024
-    started = time.monotonic()
     response, sent = _send_until_answered(server.port, head, chunk, total)
     assert response.startswith(b"HTTP/1.1 413"), response[:300]
     assert b"file_too_large" in response or b"problem+json" in response
     assert sent < 16 * LIMIT, f"sent {sent:,} bytes before the server answered"  # socket buffers, not the body
-    assert time.monotonic() - started < 10
 
 
 def test_upload_over_a_real_socket_and_window_flush(server: ThreadedUvicorn, server_settings: Settings) -> None:

@@ -40,6 +40,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "bucket_versioned": True,
         "alarm_email": "ops@example.com",
         "models_s3_uri": "s3://segscale-models-example/extra",
+        "ingest_sources": ["s3://segscale-photos-example/camera/", "s3://segscale-photos-example/manifests/"],
         "api_min_count": 3,
         "api_desired_count": 3,
         "api_max_count": 20,

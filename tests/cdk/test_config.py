@@ -74,6 +74,22 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
         {"models_s3_uri": "https://example.com/models"},
         "'https://example.com/models' must look like s3://bucket/prefix/",
     ),
+    ({"ingest_sources": ["photos"]}, "segscale.ingest_sources: entry 0 'photos' must look like s3://bucket/prefix/"),
+    ({"ingest_sources": [7]}, "segscale.ingest_sources: entry 0 must be a string s3://bucket/prefix/, got 7"),
+    ({"ingest_sources": {"a": 1}}, "segscale.ingest_sources: must be a list of s3://bucket/prefix/ strings, got dict"),
+    (
+        {"ingest_sources": ["s3://cams/in/", "s3://cams/in"]},
+        "segscale.ingest_sources: entry 1 's3://cams/in' repeats an earlier entry",
+    ),
+    (
+        {"ingest_sources": ["s3://cams/a*/"]},
+        "segscale.ingest_sources: entry 0 's3://cams/a*/' may not contain ',' or '*' (prefixes are literal)",
+    ),
+    (
+        {"ingest_sources": [f"s3://cams/p{i}/" for i in range(21)]},
+        "segscale.ingest_sources: at most 20 sources (got 21): use broader prefixes",
+    ),
+    ({"inbox_enabled": "perhaps"}, "segscale.inbox_enabled: Input should be a valid boolean"),
     ({"max_workers": 0}, "segscale.max_workers: Input should be greater than or equal to 1"),
     ({"max_workers": 5000}, "segscale.max_workers: Input should be less than or equal to 1000"),
     (

@@ -59,8 +59,23 @@ def test_only_the_worker_and_results_roles_may_put_events_and_only_on_the_bus(sy
     template = synth(variant).pipeline
     bus_id, _ = one(template, "AWS::Events::EventBus")
     putters = roles_allowed(template, "events:PutEvents")
-    assert set(putters) == {task_role(template, "Worker/Task"), task_role(template, "Results/Task")}
+    unconditioned = {
+        role
+        for role in putters
+        if not any(s.get("Condition") for s in statements(template, role) if s["Action"] == "events:PutEvents")
+    }
+    assert unconditioned == {task_role(template, "Worker/Task"), task_role(template, "Results/Task")}
     assert all(found == [{"Fn::GetAtt": [bus_id, "Arn"]}] for found in putters.values())
+    # The API (its task role, or the function's) may put one internal event only: the ingester's start (D10).
+    (api_role,) = set(putters) - unconditioned
+    (grant,) = [s for s in statements(template, api_role) if s["Action"] == "events:PutEvents"]
+    assert grant["Condition"] == {
+        "ForAllValues:StringEquals": {
+            "events:detail-type": ["Batch Ingest Due"],
+            "events:source": ["segscale.internal"],
+        },
+        "Null": {"events:detail-type": "false", "events:source": "false"},
+    }
 
 
 def test_the_signing_secret_is_generated_and_only_the_results_task_reads_it(dev: Synth) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runtime.common import batches, idempotency, jobs, keys, metrics, schema, workers
+from runtime.common import batches, clients, idempotency, jobs, keys, metrics, schema, workers
 from runtime.common.settings import JOB_BATCH_ENV, WAKE_MESSAGE_ENV, env_name
 from runtime.results import orphans, reconcile
 from stacks.exports import export_name
@@ -16,7 +16,7 @@ from tests.cdk.conftest import VARIANTS, Synth, SynthFn, by_path, one, resources
 
 # Which declared groups of table actions each container's code uses (the stores declare them next to their calls).
 DECLARED_TABLE_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "api": (jobs.INTAKE_ACTIONS, idempotency.ACTIONS, batches.INTAKE_ACTIONS, workers.SLOT_ACTIONS),
+    "api": (jobs.INTAKE_ACTIONS, idempotency.ACTIONS, batches.INTAKE_ACTIONS, clients.ACTIONS, workers.SLOT_ACTIONS),
     "worker": (jobs.WORKER_ACTIONS, batches.PROGRESS_ACTIONS, workers.SLOT_ACTIONS),
     "results": (
         jobs.RECONCILE_ACTIONS,
@@ -25,6 +25,8 @@ DECLARED_TABLE_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
         workers.SLOT_ACTIONS,
         reconcile.COUNT_ACTIONS,
         orphans.ACTIONS,
+        jobs.INGEST_ACTIONS,
+        batches.INGEST_ACTIONS,
     ),
 }
 
@@ -207,7 +209,12 @@ def test_the_worker_drains_the_jobs_queue_and_everyone_else_only_sends(synth: Sy
     api_role = _task_role(t, "Api/Task") if variant == "dev" else by_path(t, "/Api/Role/Resource", "AWS::IAM::Role")[0]
     assert sqs_grants(t, api_role) == {"sqs:SendMessage": {jobs, wake}}
     results = _task_role(t, "Results/Task")  # reconcile also reads the jobs queue's depth (a backlog is not lost)
-    assert sqs_grants(t, results) == {"sqs:SendMessage": {jobs, wake}, "sqs:GetQueueAttributes": {jobs}}
+    inbox = {"sqs:ReceiveMessage": {name("inbox-queue-arn")}, "sqs:DeleteMessage": {name("inbox-queue-arn")}}
+    assert sqs_grants(t, results) == {
+        "sqs:SendMessage": {jobs, wake},
+        "sqs:GetQueueAttributes": {jobs},
+        **(inbox if s.app.config.inbox_enabled else {}),  # the ingester drains the drop folder's queue (D10)
+    }
 
 
 # --- queues and table --------------------------------------------------------------------------------------
@@ -224,6 +231,8 @@ def test_jobs_queue_redrives_to_the_dlq(dev: Synth) -> None:
     assert dlq["Properties"]["MessageRetentionPeriod"] == schema.DLQ_RETENTION_S
     for q in (jobs, dlq):
         assert q["Properties"]["SqsManagedSseEnabled"] is True
+    for path in ("/Inbox/Sqs/Queue/Resource", "/Inbox/Sqs/DeadLetters/Resource"):  # the drop folder's (D10)
+        assert by_path(dev.data, path, "AWS::SQS::Queue")[1]["Properties"]["SqsManagedSseEnabled"] is True
 
 
 def test_wake_queue_redrives_to_its_own_dlq(dev: Synth) -> None:
@@ -247,7 +256,7 @@ def test_queues_refuse_plain_http(dev: Synth) -> None:
         for s in p["Properties"]["PolicyDocument"]["Statement"]
         if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
     ]
-    assert len(denied) == 4  # jobs, wake and both dead-letter queues
+    assert len(denied) == 6  # jobs, wake and inbox queues, each with its dead-letter queue
 
 
 def test_table_matches_the_shared_schema(dev: Synth) -> None:
@@ -317,7 +326,7 @@ STATEFUL = ("AWS::S3::Bucket", "AWS::DynamoDB::GlobalTable", "AWS::SQS::Queue")
 def test_data_removal_policy_follows_env(synth: SynthFn, variant: str, policy: str) -> None:
     s = synth(variant)
     stateful = {k: v for k, v in s.data["Resources"].items() if v["Type"] in STATEFUL}
-    assert len(stateful) == 7  # images + access logs, table, jobs queue + DLQ, wake queue + DLQ
+    assert len(stateful) == 9  # images + access logs, table, jobs, wake and inbox queues + their DLQs
     assert {v["DeletionPolicy"] for v in stateful.values()} == {policy}
     assert {v["UpdateReplacePolicy"] for v in stateful.values()} == {policy}
     _, table = one(s.data, "AWS::DynamoDB::GlobalTable")
@@ -483,22 +492,21 @@ def test_task_roles_reach_only_their_prefixes(synth: SynthFn, variant: str) -> N
     else:
         roles["api"] = by_path(t, "/Api/Role/Resource", "AWS::IAM::Role")[0]
     assert prefixes(roles["worker"], "s3:PutObject") == {"/results/*"}
-    assert prefixes(roles["worker"], "s3:GetObject") == {"/uploads/*"}
+    assert prefixes(roles["worker"], "s3:GetObject") == {"/uploads/*", "/inbox/*"}  # the drop folder, read in place
     assert prefixes(roles["api"], "s3:PutObject") == {"/uploads/*"}
     assert prefixes(roles["api"], "s3:GetObject") == {"/uploads/*", "/results/*", "/reports/*"}
     assert prefixes(roles["results"], "s3:PutObject") == {"/reports/*"}
     # Deleting uploads that have no job: the results task may delete under uploads/, the others may not.
     assert prefixes(roles["results"], "s3:DeleteObject") == {"/uploads/*"}
     assert prefixes(roles["worker"], "s3:DeleteObject") == set()
-    # Listing, one prefix each where the code needs it: whether a batch's HTML report exists (API), which uploads
-    # have no job (results).
-    listed = {"api": "reports/*", "results": "uploads/*"}
+    # Listing, only prefixes where the code needs it: whether a batch's HTML report exists (API), which uploads
+    # have no job and the drop folder's catch-up at its seal (results).
+    listed = {"api": ["reports/*"], "results": ["inbox/*", "uploads/*"]}
     for name, role in roles.items():
         listings = [s_ for s_ in statements(t, role) if "s3:ListBucket" in as_list(s_["Action"])]
         if name in listed:
-            (listing,) = listings
-            assert listing["Condition"] == {"StringLike": {"s3:prefix": [listed[name]]}}
-            assert listing["Resource"] == {"Fn::ImportValue": bucket_arn}
+            assert sorted(p for s_ in listings for p in s_["Condition"]["StringLike"]["s3:prefix"]) == listed[name]
+            assert all(s_["Resource"] == {"Fn::ImportValue": bucket_arn} for s_ in listings)
         else:
             assert not listings
         actions = [a for s_ in statements(t, role) for a in as_list(s_["Action"])]
@@ -636,7 +644,7 @@ def test_models_prefix_is_readable_by_api_and_worker_only(prod: Synth, dev: Synt
         assert model_objects in allowed(stmts, "s3:GetObject")
     results_role = t["Resources"][task_logical_id(t, "Results/Task")]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     results_lists = allowed(statements(t, results_role), "s3:ListBucket")
-    assert results_lists == [{"Fn::ImportValue": export_name(prod.app.config, "bucket-arn")}]  # uploads/ only
+    assert "segscale-models-example" not in json.dumps(results_lists)  # its own bucket and the ingest sources
     # Not configured: no variable, no grant.
     worker = container(dev.pipeline, "Worker/Task")
     assert env_name("models_s3_uri") not in {e["Name"] for e in worker["Environment"]}
@@ -756,6 +764,32 @@ def test_failed_results_tasks_are_published_to_the_alarm_topic(dev: Synth) -> No
     _, key = one(t, "AWS::KMS::Key")
     principals = [as_list(s_.get("Principal", {}).get("Service")) for s_ in key["Properties"]["KeyPolicy"]["Statement"]]
     assert any("events.amazonaws.com" in p for p in principals)
+
+
+def test_ingest_sources_are_read_where_configured_and_listed_by_the_results_task_only(prod: Synth, dev: Synth) -> None:
+    t = prod.pipeline
+    sources = {
+        "camera/": ":s3:::segscale-photos-example/camera/*",
+        "manifests/": ":s3:::segscale-photos-example/manifests/*",
+    }
+    objects = [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, arn]]} for arn in sources.values()]
+    bucket = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::segscale-photos-example"]]}
+    for path in ("Api/Task", "Worker/Task", "Results/Task"):
+        env = {e["Name"]: e["Value"] for e in container(t, path)["Environment"]}
+        assert env[env_name("ingest_sources")] == ",".join(prod.app.config.ingest_sources)
+        role = t["Resources"][task_logical_id(t, path)]["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+        stmts = statements(t, role)
+        assert all(o in allowed(stmts, "s3:GetObject") for o in objects), path
+        listings = [s for s in stmts if s["Action"] == "s3:ListBucket" and s["Resource"] == bucket]
+        if path == "Results/Task":
+            assert sorted(c for s in listings for c in s["Condition"]["StringLike"]["s3:prefix"]) == [
+                "camera/*", "manifests/*",
+            ]  # fmt: skip
+        else:
+            assert listings == [], path
+    # Not configured (dev): no variable and no grant outside our own bucket but the models'.
+    assert env_name("ingest_sources") not in {e["Name"] for e in container(dev.pipeline, "Worker/Task")["Environment"]}
+    assert "segscale-photos-example" not in json.dumps(dev.pipeline)
 
 
 def test_no_worker_alarm_watches_queued_work_against_live_workers(dev: Synth) -> None:

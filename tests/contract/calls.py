@@ -121,13 +121,17 @@ class Recording:
         return out
 
     def s3_prefixes(self, call: Call) -> dict[tuple[str, str], set[str]]:
-        """(bucket, prefix) -> the ``s3://`` settings naming it, in the call's configurations."""
+        """(bucket, prefix) -> the ``s3://`` settings naming it, in the call's configurations. A setting that lists
+        several (``ingest_sources``: comma-separated) names its i-th entry ``<setting>#<i>``."""
         out: dict[tuple[str, str], set[str]] = {}
         for digest in call.configs:
             for setting, value in self.configs.get(digest, {}).items():
-                if value.startswith("s3://"):
-                    bucket, _, prefix = value[5:].partition("/")
-                    out.setdefault((bucket, prefix), set()).add(setting)
+                if not value.startswith("s3://"):
+                    continue
+                entries = value.split(",")
+                for i, entry in enumerate(entries):
+                    bucket, _, prefix = entry.strip()[5:].partition("/")
+                    out.setdefault((bucket, prefix), set()).add(setting if len(entries) == 1 else f"{setting}#{i}")
         return out
 
 
@@ -159,7 +163,7 @@ class Need:
 class IamRequest:
     action: str
     resource: str
-    context: tuple[tuple[str, str], ...]
+    context: tuple[tuple[str, str | tuple[str, ...]], ...]
 
     def describe(self) -> str:
         ctx = f" with {dict(self.context)}" if self.context else ""
@@ -197,7 +201,12 @@ def needs(call: Call, rec: Recording) -> list[Need]:
         return [Need(action, t, name) for t in _by_name(name, "queue", call, rec)]
     if call.service == "events":
         name = p.get("EventBusName", "")
-        return [Need(f"events:{call.operation}", t, str(name)) for t in _by_name(str(name), "event-bus", call, rec)]
+        kinds = p.get("DetailTypes") or ("",)  # each entry is authorized with its own source and detail type
+        return [
+            Need(f"events:{call.operation}", Target(t.setting, t.kind, kind) if t else None, str(name))
+            for t in _by_name(str(name), "event-bus", call, rec)
+            for kind in kinds
+        ]
     if call.service == "secretsmanager":
         name = p.get("SecretId", "")
         return [Need(f"secretsmanager:{call.operation}", t, name) for t in _by_name(name, "secret", call, rec)]
@@ -252,10 +261,12 @@ def representative(text: str) -> str:
 def place(need: Need, role: ContainerRole) -> Iterator[IamRequest]:
     """The need as a request in ``role``'s deployment; nothing when the container there lacks the setting."""
     target = need.target
-    if target is None or target.setting not in role.settings:
+    if target is None:
         return
-    value = role.settings[target.setting]
-    context = dict(BASE_CONTEXT)
+    value = setting_value(role.settings, target.setting)
+    if value is None:
+        return
+    context: dict[str, Any] = dict(BASE_CONTEXT)
     if target.kind in ("s3-object", "s3-bucket"):
         if value.startswith("s3://"):
             bucket, _, prefix = value[5:].partition("/")
@@ -273,11 +284,24 @@ def place(need: Need, role: ContainerRole) -> Iterator[IamRequest]:
     elif target.kind == "queue":
         resource = queue_arn(value) if value.startswith("http") else value
     elif target.kind == "event-bus":
+        if target.rest:  # multi-valued keys (one value per entry): each call here carries one entry's pair
+            source, _, detail_type = target.rest.partition("|")
+            context["events:source"], context["events:detail-type"] = (source,), (detail_type,)
         region, account = role.settings.get("region", "us-east-1"), role.role_arn.split(":")[4]
         resource = value if value.startswith("arn:") else f"arn:{PARTITION}:events:{region}:{account}:event-bus/{value}"
     else:  # secret ARNs and anything else named by its ARN
         resource = value
     yield IamRequest(need.action, representative(resource), tuple(sorted(context.items())))
+
+
+def setting_value(settings: dict[str, str], name: str) -> str | None:
+    """A deployed setting's value; ``<setting>#<i>``: the i-th entry of a comma-separated one (None: absent)."""
+    base, _, index = name.partition("#")
+    value = settings.get(base)
+    if value is None or not index:
+        return value
+    entries = value.split(",")
+    return entries[int(index)].strip() if int(index) < len(entries) else None
 
 
 def _table_arn(name: str, role: ContainerRole) -> str:

@@ -28,6 +28,7 @@ SOURCES = (
     "tests/api/test_faults.py",
     "tests/api/test_presign.py",
     "tests/api/test_batch_append.py",
+    "tests/api/test_ingest_api.py",
     "tests/api/test_apikey_secret.py",
     "tests/api/test_models_s3.py",
     "tests/worker/test_models_s3.py",

@@ -249,3 +249,48 @@ def test_one_bad_file_does_not_cost_the_rest_of_its_request(
     assert "fake.jpg: HTTP 415" in err and "empty.png" in err and "uploaded 4 of 6" in err, err
     _, names = _batch_files(live_api, out.split()[0])
     assert names == ["p0.png", "p1.png", "p2.png", "p3.png"]
+
+
+def test_wait_never_takes_an_ingesting_batch_for_done() -> None:
+    from segscale_cli.main import is_done
+
+    assert not is_done(3, {"SUCCEEDED": 3}, "INGESTING")  # the listing may still add jobs
+    assert is_done(3, {"SUCCEEDED": 3}, "OPEN") and is_done(3, {"SUCCEEDED": 3}, "COMPLETED")
+    assert not is_done(3, {"SUCCEEDED": 3}, "SEALED")
+
+
+def test_admin_keys_create_list_rotate_revoke(
+    live_api: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``segscale admin keys``: the key is printed once, on stdout alone; the client can use it at once, and not
+    after it is revoked; a client key cannot run the admin commands."""
+    assert main(["admin", "keys", "create", *live_api, "acme"]) == 0
+    out, err = capsys.readouterr()
+    key = out.strip()
+    key_id = key.split("_")[1]
+    assert out == key + "\n" and key.startswith("sgk_") and f"key {key_id} for client 'acme'" in err
+    as_client = [*live_api[:2], "--api-key", key, "--no-progress"]
+    assert main(["upload", *as_client, "--no-seal", str(_photos(tmp_path / "photos", 1))]) == 0
+    batch = capsys.readouterr().out.strip()
+    assert main(["admin", "keys", "list", *live_api]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["KEY_ID", "CLIENT", "STATE", "CREATED", "REVOKED_AT"]
+    assert [line.split()[:3] for line in table[1:]] == [[key_id, "acme", "active"]] and key not in "".join(table)
+    assert main(["admin", "keys", "rotate", *live_api, "--grace", "0", key_id]) == 0
+    rotated = capsys.readouterr().out.strip()
+    assert rotated.startswith("sgk_") and rotated != key
+    new_client = [*live_api[:2], "--api-key", rotated, "--no-progress"]
+    assert main(["results", *new_client, batch]) == 0  # the same client: its batch, with the new key
+    assert batch in capsys.readouterr().out
+    assert main(["results", *as_client, batch]) == 1  # the old key stopped at once (grace 0)
+    assert f"HTTP 401: API key {key_id} is revoked" in capsys.readouterr().err
+    assert main(["admin", "keys", "list", *new_client]) == 1
+    assert "HTTP 403" in capsys.readouterr().err
+    assert main(["admin", "keys", "revoke", *live_api, rotated.split("_")[1]]) == 0
+    assert "revoked" in capsys.readouterr().err
+    assert main(["status", *new_client, "0" * 32]) == 1
+    assert "HTTP 401" in capsys.readouterr().err
+    assert main(["admin", "keys", "list", *live_api, "--all", "--json"]) == 0
+    assert [k["state"] for k in json.loads(capsys.readouterr().out)] == ["revoked", "revoked"]
+    assert main(["admin", "keys", "list", *live_api]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []  # revoked keys only with --all

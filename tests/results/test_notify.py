@@ -315,7 +315,12 @@ def test_reconcile_completes_a_stalled_batch_and_sends_what_is_due(
     sent = [e["detail"]["batch_id"] for e in drain(notify_settings, bus.tap_queue_url)]
     assert sorted(b for b in sent if b in (stalled, by_api)) == sorted([stalled, by_api])
     again = reconcile_once(notify_settings)
-    assert again.batches == {"recounted": [], "completed": [], "notified": []}
+    assert again.batches == {
+        "ingested": {"batches": [], "inbox": None},
+        "recounted": [],
+        "completed": [],
+        "notified": [],
+    }
 
 
 @pytest.fixture(autouse=True)

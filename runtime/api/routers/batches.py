@@ -8,14 +8,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
-from runtime.api import batchrecord
-from runtime.api.deps import BatchIdPath, ServicesDep, add_job_ids
+from runtime.api import batchrecord, ingestreq
+from runtime.api.deps import BatchIdPath, CallerDep, ServicesDep, add_job_ids
+from runtime.api.owners import OwnedBatch
 from runtime.api.problems import ApiProblem, problem_responses
-from runtime.api.schemas import BatchProgressView, BatchView, CreateBatch, JobView, WebhookView
+from runtime.api.schemas import BatchProgressView, BatchView, CreateBatch, IngestView, JobView, WebhookView
 from runtime.api.services import Services
-from runtime.api.validation import is_id
 from runtime.common import schema
 from runtime.common.batches import Batch, BatchState
 
@@ -80,31 +80,52 @@ def batch_view(
             "export_key": record.export_key,
             "report_key": record.report_key,
             "webhook": WebhookView.from_record(record.webhook),
+            "ingest": _ingest_view(record),
+            "owner": record.owner,
         }
     )
 
 
-def _checked_id(batch_id: str) -> str:
-    if not is_id(batch_id):
-        raise ApiProblem(404, "batch_not_found", f"no batch {batch_id[:64]!r}")
-    return batch_id
+def _ingest_view(record: Batch) -> IngestView | None:
+    if record.source is None:
+        return None
+    return IngestView(
+        source=record.source,
+        kind=record.source_kind or "prefix",
+        listed=record.listed,
+        skipped=record.skipped,
+        note=record.ingest_note,
+        inbox_name=record.inbox_name,
+    )
 
 
 @router.post(
     "/v1/batches",
     status_code=201,
     response_model=BatchView,
-    summary="Create a batch (optionally with a webhook)",
+    summary="Create a batch (optionally with a webhook), or ingest one from S3",
     description="An empty OPEN batch; uploads that name its `batch_id` fill it. `notify_url` is called, signed, "
     "when the batch completes (docs/notifications.md): https only, and never an address inside a network (422 "
     "`invalid_notify_url`). The same call again is answered the same way; another `notify_url` for the same id, "
-    "or an id whose batch is sealed, is a 409.",
-    responses=problem_responses(401, 409, 422, 503),
+    "or an id whose batch is sealed, is a 409; an id another client uses is a 404. With a `source` "
+    "(docs/ingestion.md) the answer is 202: the batch is INGESTING while its objects become jobs (read in place), "
+    "then SEALED; a source outside the allowed ones is a 403 naming them.",
+    responses={
+        202: {"description": "An S3 source's batch, INGESTING", "model": BatchView},
+        **problem_responses(401, 403, 404, 409, 422, 503),
+    },
 )
-def create_batch(request: Request, body: CreateBatch, services: ServicesDep) -> BatchView:
+def create_batch(
+    request: Request, response: Response, body: CreateBatch, services: ServicesDep, caller: CallerDep
+) -> BatchView:
     batch_id = body.batch_id or uuid.uuid4().hex
     notify_url = batchrecord.check_notify_url(services, body.notify_url)
-    record = batchrecord.create(services, batch_id, notify_url)
+    ingestreq.refuse_source_fields_without_source(body)
+    if body.source is not None:
+        record = ingestreq.create(services, body, batch_id, notify_url, caller)
+        response.status_code = 202
+    else:
+        record = batchrecord.create(services, batch_id, notify_url, caller)
     add_job_ids(request, [], batch_id)
     return batch_view(services, batch_id, record, limit=1)
 
@@ -118,8 +139,7 @@ def create_batch(request: Request, body: CreateBatch, services: ServicesDep) -> 
     "harmless. Images sent to a sealed batch are refused with 409 `batch_sealed`.",
     responses=problem_responses(401, 404, 503),
 )
-def seal_batch(request: Request, batch_id: BatchIdPath, services: ServicesDep) -> BatchView:
-    _checked_id(batch_id)
+def seal_batch(request: Request, batch_id: BatchIdPath, services: ServicesDep, _owned: OwnedBatch) -> BatchView:
     record = batchrecord.seal(services, batch_id)
     if record is None:
         raise ApiProblem(404, "batch_not_found", f"no batch {batch_id} (or one made before batches could be sealed)")
@@ -132,6 +152,7 @@ def get_batch(
     request: Request,
     batch_id: BatchIdPath,
     services: ServicesDep,
+    record: OwnedBatch,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page")
@@ -139,8 +160,7 @@ def get_batch(
 ) -> BatchView:
     """The batch's state, times and webhook attempts; counts by status for the whole batch, and ``limit`` jobs
     from ``cursor`` on (in upload order)."""
-    _checked_id(batch_id)
     start = decode_cursor(cursor, batch_id) if cursor else None
-    view = batch_view(services, batch_id, services.batches.get(batch_id), limit=limit, cursor=start)
+    view = batch_view(services, batch_id, record, limit=limit, cursor=start)
     add_job_ids(request, [], batch_id)
     return view

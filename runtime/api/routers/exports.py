@@ -15,10 +15,10 @@ from itertools import chain
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api.deps import BatchIdPath, ServicesDep, add_job_ids
 from runtime.api.links import link_responses, presigned_get
+from runtime.api.owners import OwnedBatch
 from runtime.api.problems import ApiProblem, problem_responses
-from runtime.api.validation import is_id
 from runtime.common import keys
 from runtime.common.jobs import Job
 from runtime.results.export import PAGE_SIZE, RowWriter
@@ -49,10 +49,8 @@ def _csv_chunks(jobs: Iterator[Job], row_format: RowFormat) -> Iterator[str]:
         **problem_responses(401, 404, 422, 503),
     },
 )
-def batch_csv(request: Request, batch_id: str, services: ServicesDep) -> StreamingResponse:
+def batch_csv(request: Request, batch_id: BatchIdPath, services: ServicesDep, _owned: OwnedBatch) -> StreamingResponse:
     """Every job of the batch as CSV, in upload order: the results task's export columns, streamed."""
-    if not is_id(batch_id):
-        raise ApiProblem(404, "batch_not_found", f"no batch {batch_id[:64]!r}")
     jobs = services.store.iter_batch(batch_id, page_size=PAGE_SIZE)
     first = next(jobs, None)  # read before answering: an unknown batch or a storage failure is still a problem
     if first is None:
@@ -72,10 +70,8 @@ def batch_csv(request: Request, batch_id: str, services: ServicesDep) -> Streami
     response_class=RedirectResponse,  # what the docs show; with Accept: application/json it is a JSONResponse
     responses=link_responses("HTML report") | problem_responses(401, 404, 422, 503),
 )
-def batch_report(request: Request, batch_id: str, services: ServicesDep) -> Response:
+def batch_report(request: Request, batch_id: BatchIdPath, services: ServicesDep, _owned: OwnedBatch) -> Response:
     """The batch's HTML report, once the results task has written it (``report --batch``)."""
-    if not is_id(batch_id):
-        raise ApiProblem(404, "batch_not_found", f"no batch {batch_id[:64]!r}")
     key = keys.report_html_key(batch_id)
     # A listing, not a HEAD: without s3:ListBucket, S3 answers a HEAD of a missing key with 403, not 404.
     listed = services.s3.list_objects_v2(Bucket=services.settings.bucket, Prefix=key, MaxKeys=1)

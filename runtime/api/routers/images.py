@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
 from runtime.api import intake, multipart
-from runtime.api.deps import ServicesDep, add_job_ids
+from runtime.api.deps import CallerDep, ServicesDep, add_job_ids
 from runtime.api.problems import problem_responses
 from runtime.api.schemas import MAX_MODEL_NAME_CHARS, NOTIFY_URL_RULES, NOTIFY_URL_SCHEMA, Accepted
 from runtime.api.validation import (
@@ -85,13 +85,15 @@ _MULTIPART_BODY = {
     summary="Upload images for segmentation",
     description="Each image is stored in S3 and recorded as a QUEUED job before the 202 is sent. "
     "All or nothing: one bad file refuses the whole request. With `Idempotency-Key`, a retry returns the "
-    "first answer. With `batch_id`, the jobs join that batch, so many requests can fill one batch.",
+    "first answer. With `batch_id`, the jobs join that batch, so many requests can fill one batch; a `batch_id` "
+    "another client uses is a 404.",
     openapi_extra=_MULTIPART_BODY,
-    responses=problem_responses(400, 401, 409, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
 )
 async def upload_images(
     request: Request,
     services: ServicesDep,
+    caller: CallerDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -109,7 +111,7 @@ async def upload_images(
         request.headers.get("content-type"), request.headers.get("content-length"), request.stream(), limits
     )
     try:
-        body = await run_in_threadpool(intake.accept, services, form, idempotency_key=key)
+        body = await run_in_threadpool(intake.accept, services, form, idempotency_key=key, caller=caller)
     finally:
         form.close()
     add_job_ids(request, [j["job_id"] for j in body["jobs"]], body["batch_id"])

@@ -9,27 +9,19 @@ from fastapi.responses import RedirectResponse, Response
 
 from runtime.api.deps import JobIdPath, ServicesDep, add_job_ids
 from runtime.api.links import link_responses, presigned_get
+from runtime.api.owners import OwnedJob
 from runtime.api.problems import ApiProblem, problem_responses
 from runtime.api.schemas import JobView
-from runtime.api.services import Services
-from runtime.api.validation import is_id
-from runtime.common.jobs import Job
 
 router = APIRouter(tags=["jobs"])
 
 
-def _job(services: Services, job_id: str) -> Job:
-    item = services.store.get(job_id) if is_id(job_id) else None
-    if item is None:
-        raise ApiProblem(404, "job_not_found", f"no job {job_id[:64]!r}")
-    return item
-
-
 @router.get("/v1/jobs/{job_id}", response_model=JobView, responses=problem_responses(401, 404, 422, 503))
-def get_job(request: Request, job_id: JobIdPath, services: ServicesDep) -> JobView:
-    """Status, attempts, timings; the measurements when SUCCEEDED, the reason when FAILED."""
-    add_job_ids(request, [job_id] if is_id(job_id) else [])
-    return JobView.from_item(_job(services, job_id))
+def get_job(request: Request, job_id: JobIdPath, item: OwnedJob) -> JobView:
+    """Status, attempts, timings; the measurements when SUCCEEDED, the reason when FAILED. Another client's job
+    is a 404, as if it did not exist."""
+    add_job_ids(request, [job_id])
+    return JobView.from_item(item)
 
 
 @router.get(
@@ -39,11 +31,10 @@ def get_job(request: Request, job_id: JobIdPath, services: ServicesDep) -> JobVi
     responses=link_responses("mask or overlay") | problem_responses(401, 404, 422, 503),
 )
 def get_result_file(
-    request: Request, job_id: JobIdPath, kind: Literal["mask", "overlay"], services: ServicesDep
+    request: Request, job_id: JobIdPath, kind: Literal["mask", "overlay"], services: ServicesDep, item: OwnedJob
 ) -> Response:
     """The mask or overlay image of a finished job (a redirect, or its link as JSON)."""
-    add_job_ids(request, [job_id] if is_id(job_id) else [])
-    item = _job(services, job_id)
+    add_job_ids(request, [job_id])
     key = item.get("mask_key") if kind == "mask" else item.get("overlay_key")
     if not key:
         raise ApiProblem(404, f"no_{kind}", f"job {job_id} has no {kind} (status {item['status']})")

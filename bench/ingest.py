@@ -1,0 +1,153 @@
+"""S3 ingestion rate: a prefix of N small objects becomes N jobs, against a bare ``BatchWriteItem`` loop over the
+same keys in the same run (docs/ingestion.md).
+
+The ingester (``runtime/results/ingest/run.py``) lists the prefix a page of 1,000 keys at a time, builds the full
+job items, writes them with ``BatchWriteItem`` (8 calls in flight), sends their ids to the jobs queue and
+checkpoints the page on the batch record. The baseline is the floor of that work: the same keys, already in
+memory, written as minimal items (key, batch, input key) with ``BatchWriteItem`` on the same 8 threads, nothing
+else. ingest rate / bare rate is the share of the floor the ingester keeps (goal: at least 0.7).
+
+Both run against one moto server on loopback (local/motoserver.py serves DynamoDB requests one at a time, as D6
+explains), alternating ``--reps`` times; the figure is the median of each. Usage:
+``python -m bench.ingest --objects 100000`` (writes bench/results/ingest.json and .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from local.motoserver import MotoServer
+from local.resources import create_resources
+from runtime.common.aws import client
+from runtime.common.batches import BatchStore
+from runtime.common.jobs import BATCH_WRITE_MAX, serialize
+from runtime.common.settings import Settings
+from runtime.results.ingest.run import WRITERS, Ingester
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BUCKET = "bench-ingest-source"
+
+
+def put_objects(settings: Settings, count: int) -> list[str]:
+    s3 = client("s3", settings)
+    s3.create_bucket(Bucket=BUCKET)
+    keys = [f"photos/{i:07d}.jpg" for i in range(count)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=k, Body=b"\xff\xd8\xff"), keys))
+    return keys
+
+
+def run_ingest(settings: Settings) -> tuple[float, int]:
+    batch_id = uuid.uuid4().hex
+    # A fresh jobs queue per run: a deep queue left by the previous run would slow moto's SQS for this one.
+    queue = client("sqs", settings).create_queue(QueueName=f"bench-{batch_id[:12]}")["QueueUrl"]
+    settings = settings.model_copy(update={"queue_url": queue})
+    BatchStore.from_settings(settings).create_ingesting(
+        batch_id, source=f"s3://{BUCKET}/photos/", source_kind="prefix", spec={"model": "person"}
+    )
+    started = time.perf_counter()
+    outcome = Ingester(settings).run(batch_id)
+    elapsed = time.perf_counter() - started
+    assert outcome.finished, outcome
+    return elapsed, outcome.jobs
+
+
+def run_bare(settings: Settings, keys: list[str], *, list_first: bool = False) -> float:
+    """The bare loop; ``list_first``: the keys are listed from the prefix first (the floor that includes S3's
+    listing, which moto serves far slower than S3 does: it walks the whole bucket for every page)."""
+    ddb, batch_id = client("dynamodb", settings), uuid.uuid4().hex
+
+    def write(chunk: list[str]) -> None:
+        request = {
+            settings.table: [
+                {"PutRequest": {"Item": serialize({"pk": f"bare#{batch_id}{k}", "batch": batch_id, "key": k})}}
+                for k in chunk
+            ]
+        }
+        while request:
+            request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+
+    started = time.perf_counter()
+    if list_first:
+        paginator = client("s3", settings).get_paginator("list_objects_v2")
+        keys = [o["Key"] for page in paginator.paginate(Bucket=BUCKET, Prefix="photos/") for o in page["Contents"]]
+    chunks = [keys[i : i + BATCH_WRITE_MAX] for i in range(0, len(keys), BATCH_WRITE_MAX)]
+    with ThreadPoolExecutor(WRITERS) as pool:
+        list(pool.map(write, chunks))
+    return time.perf_counter() - started
+
+
+def measure(objects: int, reps: int) -> dict[str, Any]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # moto accepts any credentials
+        os.environ.setdefault(name, "testing")
+    server = MotoServer().start()
+    try:
+        resources = create_resources(server.url, prefix=f"b{uuid.uuid4().hex[:8]}")
+        settings = resources.settings(ingest_sources=f"s3://{BUCKET}/photos/")
+        t0 = time.perf_counter()
+        keys = put_objects(settings, objects)
+        setup_s = time.perf_counter() - t0
+        bare, listed, ingest = [], [], []
+        for _ in range(reps):
+            bare.append(run_bare(settings, keys))
+            listed.append(run_bare(settings, keys, list_first=True))
+            elapsed, jobs = run_ingest(settings)
+            assert jobs == objects, (jobs, objects)
+            ingest.append(elapsed)
+    finally:
+        server.stop()
+    bare_rate = objects / statistics.median(bare)
+    ingest_rate = objects / statistics.median(ingest)
+    return {
+        "objects": objects,
+        "reps": reps,
+        "setup_s": round(setup_s, 1),
+        "bare_s": [round(x, 2) for x in bare],
+        "list_and_bare_s": [round(x, 2) for x in listed],
+        "ratio_to_list_and_bare": round(statistics.median(listed) / statistics.median(ingest), 3),
+        "ingest_s": [round(x, 2) for x in ingest],
+        "bare_items_per_s": round(bare_rate),
+        "ingest_jobs_per_s": round(ingest_rate),
+        "ratio": round(ingest_rate / bare_rate, 3),
+        "goal": 0.7,
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    return (
+        f"# S3 ingestion: {r['objects']:,} objects, {r['reps']} repetition(s), same moto server\n\n"
+        "| run | median s | rate /s |\n| --- | --- | --- |\n"
+        f"| bare BatchWriteItem loop (baseline) | {statistics.median(r['bare_s'])} | {r['bare_items_per_s']:,} |\n"
+        f"| list the prefix, then the bare loop (second baseline) | {statistics.median(r['list_and_bare_s'])} | "
+        f"{round(r['objects'] / statistics.median(r['list_and_bare_s'])):,} |\n"
+        f"| ingester (list, write, enqueue, checkpoint) | {statistics.median(r['ingest_s'])} | "
+        f"{r['ingest_jobs_per_s']:,} |\n\n"
+        f"ratio (ingest rate / bare rate): **{r['ratio']}** (goal >= {r['goal']}); against list + bare loop: "
+        f"**{r['ratio_to_list_and_bare']}**. Each run: "
+        f"bare {r['bare_s']} s, ingest {r['ingest_s']} s. Creating the objects took {r['setup_s']} s.\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=100_000)
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS / "ingest")
+    args = parser.parse_args(argv)
+    result = measure(args.objects, args.reps)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
