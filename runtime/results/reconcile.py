@@ -4,7 +4,7 @@
 A worker that dies, a message that was never sent (an API task killed with jobs in its buffer), or a worker
 task that never started leaves jobs that nothing will pick up. The job table knows: this pass finds
 
-1. RUNNING jobs whose lease expired: the worker processing them vanished. ``release`` puts them back to QUEUED
+1. RUNNING jobs whose lease expired: the worker processing them vanished. ``release_expired`` puts them back to QUEUED
    (or FAILED after ``max_attempts`` claims: a worker claims a job only when it starts processing it, so every
    claim is the job's own attempt), then they are re-enqueued, and are processed alone next time;
 2. QUEUED jobs never enqueued (no ``enqueued_at``) whose last change is older than ``stuck_after_s``, and
