@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from runtime.api import batchrecord
 from runtime.api.callers import Caller
 from runtime.api.problems import ApiProblem
-from runtime.api.schemas import CreateBatch
+from runtime.api.schemas import SOURCE_ONLY_FIELDS, CreateBatch
 from runtime.api.services import Services
 from runtime.common.aws import client
 from runtime.common.batches import Batch, BatchConflict
@@ -40,9 +40,6 @@ from runtime.common.sources import (
 log = logging.getLogger("segscale.api")
 MANIFEST_PROBE_BYTES = 64 * 1024
 SHOWN_ERRORS = 10
-
-
-SOURCE_ONLY_FIELDS = ("manifest", "model", "mm_per_pixel", "suffixes", "max_bytes")
 
 
 def refuse_source_fields_without_source(body: CreateBatch) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.api.validation import ID_PATTERN, MM_PER_PIXEL_MAX, MM_PER_PIXEL_MIN
 from runtime.common.jobs import Job
+from runtime.common.sources import MANIFEST_SUFFIXES
 from runtime.common.webhooks import MAX_URL_CHARS
 
 MAX_FILE_NAME_CHARS = 255
@@ -148,11 +150,51 @@ class JobView(BaseModel):
         )
 
 
+# The fields that only mean something with a ``source``: sent without one they are a 422 (not silently ignored),
+# and the OpenAPI document says so (``IngestRequest``'s ``anyOf``), so a schema-valid request is never refused.
+SOURCE_ONLY_FIELDS = ("manifest", "model", "mm_per_pixel", "suffixes", "max_bytes")
+# What runtime/common/sources.py accepts as a source, stated for clients: a prefix, or a manifest's key with a
+# manifest suffix (in any case).
+_BUCKET = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+_PREFIX_SOURCE = rf"^\s*{_BUCKET}(/.*)?\s*$"
+_MANIFEST_SOURCE = (
+    rf"^\s*{_BUCKET}/.*("
+    + "|".join(
+        "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in suffix)
+        for suffix in MANIFEST_SUFFIXES
+    )
+    + r")\s*$"
+)
+
+
 class IngestRequest(BaseModel):
     """The S3 source part of ``POST /v1/batches`` (docs/ingestion.md): where the images are and what to make of
     them. The images are read in place; the batch is INGESTING until every object is a job, then SEALED."""
 
-    source: str | None = Field(
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["source"],
+                    "properties": {
+                        "source": {"type": "string", "pattern": _PREFIX_SOURCE},
+                        "manifest": {"const": False},
+                    },
+                },
+                {
+                    "required": ["source", "manifest"],
+                    "properties": {
+                        "source": {"type": "string", "pattern": _MANIFEST_SOURCE},
+                        "manifest": {"const": True},
+                    },
+                },
+                {"properties": {name: {"not": {}} for name in SOURCE_ONLY_FIELDS}},
+            ]
+        }
+    )
+
+    # The pattern is stated for clients only: runtime/common/sources.py checks it, with a precise message.
+    source: Annotated[str, Field(json_schema_extra={"pattern": _PREFIX_SOURCE})] | None = Field(
         default=None,
         max_length=1100,
         description="`s3://bucket/prefix/` (every object under it) or, with `manifest`, `s3://bucket/key` of a "
