@@ -496,12 +496,17 @@ class BatchStore:
     def claim_ingest(self, batch_id: str, holder: str, *, lease_ms: int) -> Batch | None:
         """Hold the batch's ingestion for ``lease_ms`` (renewed by every checkpoint); None when it is not due or
         another live run holds it. A run that died lets its lease run out, and the next run resumes."""
+        return self._claim_work(batch_id, Work.INGEST, holder, lease_ms)
+
+    def _claim_work(self, batch_id: str, work: Work, holder: str, lease_ms: int) -> Batch | None:
+        """The lease both background runs take: ``<work>_holder`` until ``<work>_lease_until``, only while the batch
+        is due for ``work`` and no live lease is held."""
         now = self.clock()
         return self._update(
             batch_id,
-            "SET ingest_holder = :me, ingest_lease_until = :until",
-            {":me": holder, ":until": now + lease_ms, ":now": now, ":ingest": str(Work.INGEST)},
-            condition="#work = :ingest AND (attribute_not_exists(ingest_lease_until) OR ingest_lease_until < :now)",
+            f"SET {work}_holder = :me, {work}_lease_until = :until",
+            {":me": holder, ":until": now + lease_ms, ":now": now, ":work": str(work)},
+            condition=f"#work = :work AND (attribute_not_exists({work}_lease_until) OR {work}_lease_until < :now)",
             names={"#work": "work"},
         )
 
@@ -601,14 +606,7 @@ class BatchStore:
     def claim_notify(self, batch_id: str, holder: str, *, lease_ms: int) -> Batch | None:
         """Hold the batch's notifications for ``lease_ms``, so two notify runs (the triggered task and a reconcile
         pass) never deliver at once; None when nothing is due or another run holds them."""
-        now = self.clock()
-        return self._update(
-            batch_id,
-            "SET notify_holder = :me, notify_lease_until = :until",
-            {":me": holder, ":until": now + lease_ms, ":now": now, ":notify": str(Work.NOTIFY)},
-            condition="#work = :notify AND (attribute_not_exists(notify_lease_until) OR notify_lease_until < :now)",
-            names={"#work": "work"},
-        )
+        return self._claim_work(batch_id, Work.NOTIFY, holder, lease_ms)
 
     def update_notify(self, batch_id: str, holder: str, values: dict[str, Any]) -> Batch | None:
         """Record notification progress (export keys, events sent, webhook attempts) while holding the lease."""
