@@ -1,9 +1,9 @@
 """``make dev``: the whole pipeline on this machine, with the same code that runs in AWS (docs/architecture.md D6).
 
-It starts a moto server (S3, SQS, DynamoDB) on a free loopback port, creates the resources from the shared
-schema, starts the API (uvicorn), the pipe emulator and the scheduler emulator, then prints how to use it and
-writes the same facts to ``.segscale/dev.json`` for scripts and the ``segscale`` CLI. Like ECS, it restarts a
-crashed API, pipe or scheduler (with backoff, logged); if the moto server dies, every job dies with it, so the
+It starts two moto servers on free loopback ports (S3, SQS and the rest on one, DynamoDB on its own), creates the
+resources from the shared schema, starts the API (uvicorn), the pipe emulator and the scheduler emulator, then prints
+how to use it and writes the same facts to ``.segscale/dev.json`` for scripts and the ``segscale`` CLI. Like ECS, it
+restarts a crashed API, pipe or scheduler (with backoff, logged); if a moto server dies, every job dies with it, so the
 stack stops with a message saying so (``local/supervisor.py``). Ctrl-C or SIGTERM stops everything. The
 end-to-end tests start their stack with ``LocalStack`` too, so they test what users run.
 """
@@ -58,6 +58,9 @@ class StackConfig:
     api_key: str | None = None  # None: a fresh random key
     api_port: int | None = None  # None: a free port
     moto_port: int | None = None
+    # DynamoDB on a moto server of its own: one interpreter serves S3, SQS and the rest, another the table, so the
+    # table's writes (one at a time, local/motoserver.py) do not wait behind image bytes for the GIL.
+    dynamodb_server: bool = True
     max_workers: int = 2  # SEGSCALE_MAX_WORKERS: worker slots, so worker processes alive at once (D8)
     reconcile_interval_s: float = 30.0
     reconcile_enabled: bool = True
@@ -120,12 +123,14 @@ def _start_ready(
     return proc
 
 
-def start_moto(port: int, *, log_dir: Path | None, timeout_s: float) -> subprocess.Popen[bytes]:
+def start_moto(
+    port: int, *, log_dir: Path | None, timeout_s: float, log_name: str = "moto.log"
+) -> subprocess.Popen[bytes]:
     return _start_ready(
         [sys.executable, "-m", "local.motoserver", "-H", "127.0.0.1", "-p", str(port)],
         f"http://127.0.0.1:{port}/moto-api/",
         what=f"the moto server on port {port}",
-        out=_output(log_dir, "moto.log", subprocess.DEVNULL),
+        out=_output(log_dir, log_name, subprocess.DEVNULL),
         timeout_s=timeout_s,
     )
 
@@ -143,12 +148,13 @@ def start_api(port: int, env: Mapping[str, str], *, log_dir: Path | None, timeou
 
 
 class LocalStack:
-    """moto server + resources + API + pipe emulator + scheduler emulator, started and stopped as one."""
+    """moto servers + resources + API + pipe emulator + scheduler emulator, started and stopped as one."""
 
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
         self.api_key = self.config.api_key or secrets.token_urlsafe(24)
         self.moto_proc: subprocess.Popen[bytes] | None = None
+        self.dynamodb_proc: subprocess.Popen[bytes] | None = None  # DynamoDB's own moto server (dynamodb_server)
         self.api_proc: subprocess.Popen[bytes] | None = None
         self.resources: LocalResources | None = None
         self.pipe: PipeEmulator | None = None
@@ -164,6 +170,7 @@ class LocalStack:
         self._api_lock = threading.Lock()  # one (re)start of the API at a time: the supervisor's or a caller's
         self.api_port = self.config.api_port or free_port()
         self.moto_port = self.config.moto_port or free_port()
+        self.dynamodb_port = free_port() if self.config.dynamodb_server else None
 
     # --- the pieces --------------------------------------------------------------------------------------
     @property
@@ -173,6 +180,11 @@ class LocalStack:
     @property
     def moto_url(self) -> str:
         return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def dynamodb_url(self) -> str:
+        """Where the table is: DynamoDB's own moto server, or the one moto server."""
+        return f"http://127.0.0.1:{self.dynamodb_port}" if self.dynamodb_port else self.moto_url
 
     @property
     def runtime_env(self) -> dict[str, str]:
@@ -204,7 +216,18 @@ class LocalStack:
             os.environ.setdefault(name, value)
         try:
             self.moto_proc = start_moto(self.moto_port, log_dir=cfg.log_dir, timeout_s=cfg.startup_timeout_s)
-            self.resources = create_resources(self.moto_url, prefix=cfg.prefix)
+            if self.dynamodb_port is not None:
+                self.dynamodb_proc = start_moto(
+                    self.dynamodb_port,
+                    log_dir=cfg.log_dir,
+                    timeout_s=cfg.startup_timeout_s,
+                    log_name="moto-dynamodb.log",
+                )
+            self.resources = create_resources(
+                self.moto_url,
+                prefix=cfg.prefix,
+                dynamodb_endpoint_url=self.dynamodb_url if self.dynamodb_port else None,
+            )
             self.notifications = create_notifications(self.moto_url, prefix=cfg.prefix)
             self.inbox_queue_url = create_inbox(self.resources.settings())  # the drop folder, inbox/<name>/
             self.start_api()
@@ -254,18 +277,13 @@ class LocalStack:
     def _supervised(self) -> list[Piece]:
         """What ECS would replace (the API task, the pipe, the schedule), and moto, whose loss ends the stack."""
         assert self.moto_proc is not None and self.pipe is not None and self.scheduler is not None
-        moto, pipe, scheduler = self.moto_proc, self.pipe, self.scheduler
-        log_dir = self.config.log_dir
-        pieces = [
-            Piece(
-                "moto",
-                alive=lambda: moto.poll() is None,
-                restart=None,
-                exit_info=lambda: {"pid": moto.pid, "returncode": moto.returncode},
-                fatal_message=f"the moto server (pid {moto.pid}) exited: it held this stack's bucket, table and "
-                "queues in memory, so every job and image in them is gone; stopping everything"
-                + (f" (its log: {log_dir / 'moto.log'})" if log_dir else ""),
-            ),
+        pipe, scheduler = self.pipe, self.scheduler
+        log_dir, own_table = self.config.log_dir, self.dynamodb_proc is not None
+        held = "bucket and queues" if own_table else "bucket, table and queues"
+        pieces = [_moto_piece("moto", self.moto_proc, held, "moto.log", log_dir)]
+        if self.dynamodb_proc is not None:
+            pieces.append(_moto_piece("moto-dynamodb", self.dynamodb_proc, "tables", "moto-dynamodb.log", log_dir))
+        pieces += [
             Piece("api", alive=self._api_alive, restart=self.restart_api, exit_info=self._api_exit),
             Piece("pipe", alive=lambda: _thread_alive(pipe), restart=pipe.start),
         ]
@@ -309,11 +327,11 @@ class LocalStack:
         """Stop in the reverse order of start; safe to call twice or after a failed start.
 
         The scheduler, the pipe and the notify emulator stop side by side (each may be in the middle of an AWS
-        call). Once the moto server is gone nothing can finish its work properly, so the API and the workers get no
+        call). Once a moto server is gone nothing can finish its work properly, so the API and the workers get no
         grace period then: a graceful stop would only wait for retries against a dead endpoint."""
         if self.supervisor is not None:
             self.supervisor.stop()  # nothing is restarted from now on
-        moto_gone = self.moto_proc is not None and self.moto_proc.poll() is not None
+        moto_gone = any(p is not None and p.poll() is not None for p in (self.moto_proc, self.dynamodb_proc))
         grace_s = 1.0 if moto_gone else 10.0
         if moto_gone and self.pipe is not None:
             for launch in self.pipe.running():
@@ -330,7 +348,7 @@ class LocalStack:
         for part in (self.events, self.webhooks):  # after the notifier: it may be delivering to the receiver
             if part is not None:
                 part.stop()
-        for proc in (self.api_proc, self.moto_proc):
+        for proc in (self.api_proc, self.moto_proc, self.dynamodb_proc):
             if proc is not None:
                 stop(proc, timeout_s=grace_s)
         if self.supervisor is not None:
@@ -350,6 +368,7 @@ class LocalStack:
             "endpoint": self.api_url,
             "api_key": self.api_key,
             "aws_endpoint_url": self.moto_url,
+            "dynamodb_endpoint_url": self.dynamodb_url,
             "region": self.resources.region,
             "bucket": self.resources.bucket,
             "table": self.resources.table,
@@ -363,9 +382,22 @@ class LocalStack:
             "pid": os.getpid(),
             "child_pids": {
                 "moto": self.moto_proc.pid if self.moto_proc else None,
+                "moto_dynamodb": self.dynamodb_proc.pid if self.dynamodb_proc else None,
                 "api": self.api_proc.pid if self.api_proc else None,
             },
         }
+
+
+def _moto_piece(name: str, proc: subprocess.Popen[bytes], held: str, log_name: str, log_dir: Path | None) -> Piece:
+    """A moto server is never restarted: it held state in memory, so its loss ends the stack with a message."""
+    return Piece(
+        name,
+        alive=lambda: proc.poll() is None,
+        restart=None,
+        exit_info=lambda: {"pid": proc.pid, "returncode": proc.returncode},
+        fatal_message=f"the moto server (pid {proc.pid}) exited: it held this stack's {held} in memory, so every "
+        "job and image in them is gone; stopping everything" + (f" (its log: {log_dir / log_name})" if log_dir else ""),
+    )
 
 
 def _thread_alive(emulator: Any) -> bool:

@@ -23,6 +23,7 @@ class LocalResources:
     dlq_url: str
     wake_queue_url: str = ""
     wake_dlq_url: str = ""
+    dynamodb_endpoint_url: str | None = None  # DynamoDB on a moto server of its own (the local stack's), or None
 
     def env(self) -> dict[str, str]:
         """The environment a container would get from CDK, pointed at the moto server."""
@@ -36,7 +37,7 @@ class LocalResources:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": self.region,
-        }
+        } | ({env_name("dynamodb_endpoint_url"): self.dynamodb_endpoint_url} if self.dynamodb_endpoint_url else {})
 
     def settings(self, **fields: Any) -> Settings:
         """Settings pointed at these resources, plus ``fields``: what tests and benchmarks run the code with."""
@@ -47,12 +48,16 @@ class LocalResources:
             table=self.table,
             queue_url=self.queue_url,
             wake_queue_url=self.wake_queue_url,
+            dynamodb_endpoint_url=self.dynamodb_endpoint_url,
             **fields,
         )
 
 
-def create_resources(endpoint_url: str, *, prefix: str = "segscale", region: str = "us-east-1") -> LocalResources:
-    """Idempotent: re-running against the same server returns the existing resources."""
+def create_resources(
+    endpoint_url: str, *, prefix: str = "segscale", region: str = "us-east-1", dynamodb_endpoint_url: str | None = None
+) -> LocalResources:
+    """Idempotent: re-running against the same server returns the existing resources. ``dynamodb_endpoint_url``:
+    the table goes to that moto server instead (the local stack gives DynamoDB a server of its own)."""
     kw = {
         "endpoint_url": endpoint_url,
         "region_name": region,
@@ -60,7 +65,7 @@ def create_resources(endpoint_url: str, *, prefix: str = "segscale", region: str
         "aws_secret_access_key": "testing",
     }
     s3 = boto3.client("s3", **kw)
-    ddb = boto3.client("dynamodb", **kw)
+    ddb = boto3.client("dynamodb", **(kw | {"endpoint_url": dynamodb_endpoint_url or endpoint_url}))
     sqs = boto3.client("sqs", **kw)
     bucket = f"{prefix}-data"
     table = f"{prefix}-jobs"
@@ -84,4 +89,6 @@ def create_resources(endpoint_url: str, *, prefix: str = "segscale", region: str
     wake_queue_url = sqs.create_queue(
         QueueName=f"{prefix}-wake", Attributes=schema.boto3_wake_queue_attributes(wake_dlq_arn)
     )["QueueUrl"]
-    return LocalResources(endpoint_url, region, bucket, table, queue_url, dlq_url, wake_queue_url, wake_dlq_url)
+    return LocalResources(
+        endpoint_url, region, bucket, table, queue_url, dlq_url, wake_queue_url, wake_dlq_url, dynamodb_endpoint_url
+    )

@@ -16,11 +16,22 @@ if awscalls.enabled():  # only under the contract tests (SEGSCALE_AWS_CALL_LOG);
     awscalls.install()
 
 
+def endpoint_for(service: str, settings: Settings) -> str | None:
+    """The local endpoint of ``service`` (None on AWS): DynamoDB may live on a moto server of its own."""
+    if service == "dynamodb" and settings.dynamodb_endpoint_url:
+        return settings.dynamodb_endpoint_url
+    return settings.endpoint_url
+
+
 def client(service: str, settings: Settings) -> Any:
     awscalls.note_settings(settings)
-    return boto3.client(service, region_name=settings.region, endpoint_url=settings.endpoint_url, config=_CONFIG)
+    return boto3.client(
+        service, region_name=settings.region, endpoint_url=endpoint_for(service, settings), config=_CONFIG
+    )
 
 
 def resource(service: str, settings: Settings) -> Any:
     awscalls.note_settings(settings)
-    return boto3.resource(service, region_name=settings.region, endpoint_url=settings.endpoint_url, config=_CONFIG)
+    return boto3.resource(
+        service, region_name=settings.region, endpoint_url=endpoint_for(service, settings), config=_CONFIG
+    )

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     wake_queue_url: str = ""
     # Only set for local mode (moto server); on AWS boto3 finds the regional endpoints itself.
     endpoint_url: str | None = None
+    # Local mode only: DynamoDB on a moto server of its own (the local stack runs two, so the table's writes do
+    # not queue behind S3 and SQS on one interpreter); None: DynamoDB is at ``endpoint_url`` too.
+    dynamodb_endpoint_url: str | None = None
     region: str = "us-east-1"
 
     # Auth: the key arrives as an ECS secret (Secrets Manager) in AWS, or from the local stack's state file.

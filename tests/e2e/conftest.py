@@ -30,7 +30,7 @@ def _alive(pid: int) -> bool:
 
 
 def assert_no_leftovers(stack: LocalStack) -> None:
-    pids = [p.pid for p in (stack.moto_proc, stack.api_proc) if p is not None]
+    pids = [p.pid for p in (stack.moto_proc, stack.dynamodb_proc, stack.api_proc) if p is not None]
     pids += [launch.pid for launch in (stack.pipe.launches if stack.pipe else [])]
     pids += [p.pid for p in stack.retired]
     deadline = time.monotonic() + 5

@@ -94,15 +94,17 @@ def test_make_dev_curl_example_api_restart_then_clean_stop(tmp_path: Path) -> No
     assert returncode == 0, output.read_text()
     assert not (state / "dev.json").exists()
     children = _children(info, restarted)
-    assert len(children) == 3 and not [pid for pid in children if _alive(pid)]
+    # two moto servers (DynamoDB has its own), the API and the API that replaced it: all gone
+    assert len(children) == 4 and not [pid for pid in children if _alive(pid)]
     launched = [json.loads(line) for line in output.read_text().splitlines() if '"event"' in line]
     workers = [e["pid"] for e in launched if e["event"] == "worker_launched"]
     assert workers and not [pid for pid in workers if _alive(pid)]
 
 
-def test_make_dev_stops_with_a_clear_message_when_moto_dies(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("server", "held"), [("moto", "bucket and queues"), ("moto_dynamodb", "tables")])
+def test_make_dev_stops_with_a_clear_message_when_moto_dies(tmp_path: Path, server: str, held: str) -> None:
     proc, state, info = _start_dev(tmp_path)
-    os.kill(info["child_pids"]["moto"], signal.SIGKILL)
+    os.kill(info["child_pids"][server], signal.SIGKILL)
     try:
         returncode = proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -110,6 +112,7 @@ def test_make_dev_stops_with_a_clear_message_when_moto_dies(tmp_path: Path) -> N
         raise
     printed = (tmp_path / "dev.out").read_text()
     assert returncode == 1, printed
-    assert "segscale stopped: the moto server" in printed and "every job and image in them is gone" in printed
+    assert f"segscale stopped: the moto server (pid {info['child_pids'][server]}) exited" in printed
+    assert f"it held this stack's {held} in memory" in printed and "every job and image in them is gone" in printed
     assert not (state / "dev.json").exists()
     assert not [pid for pid in _children(info) if _alive(pid)]
