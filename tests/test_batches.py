@@ -105,6 +105,26 @@ def test_notify_url_and_owner_are_fixed_when_the_batch_is_created(batches: Batch
     assert batches.get(owned).total == 1  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(("notify_url", "owner"), [(None, None), ("https://example.com/hook", "client-a")])
+def test_open_fresh_writes_the_record_reserve_writes_and_never_overwrites(
+    batches: BatchStore, notify_url: str | None, owner: str | None
+) -> None:
+    batches.clock = lambda: 1_700_000_000_000
+    by_reserve, by_put = uuid.uuid4().hex, uuid.uuid4().hex
+    assert batches.reserve(by_reserve, 3, notify_url=notify_url, owner=owner).created
+    assert batches.open_fresh(by_put, 3, notify_url=notify_url, owner=owner) == Reservation(by_put, 3, created=True)
+
+    def raw(batch_id: str) -> dict[str, Any]:
+        item = batches.client.get_item(TableName=batches.table, Key={"pk": {"S": f"batch#{batch_id}"}})["Item"]
+        return {k: v for k, v in item.items() if k != "pk"}
+
+    assert raw(by_put) == raw(by_reserve)
+    assert batches.open_fresh(by_put, 5) is None  # an id that exists: reserve decides, nothing is overwritten
+    assert batches.get(by_put).total == 3  # type: ignore[union-attr]
+    batches.unreserve(Reservation(by_put, 3, created=True))  # a refused request takes a fresh record back too
+    assert batches.get(by_put) is None
+
+
 def test_a_refused_request_takes_its_reservation_back(batches: BatchStore) -> None:
     batch_id = uuid.uuid4().hex
     first = batches.reserve(batch_id, 2)

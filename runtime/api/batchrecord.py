@@ -65,6 +65,10 @@ def reserve(
     """Count ``jobs`` into an open batch of the caller's (creating it) before they are written; 409 if it is
     sealed, 404 if it is another client's. ``chosen``: the client named the batch id (a new random id needs no
     check for older jobs)."""
+    if not chosen:  # a fresh random id: no batch to join, no older jobs to check
+        fresh = services.batches.open_fresh(batch_id, jobs, notify_url=notify_url, owner=caller.client)
+        if fresh is not None:
+            return fresh
     try:
         reservation = services.batches.reserve(
             batch_id, jobs, notify_url=notify_url, owner=caller.client, adopt_unowned=caller.is_admin

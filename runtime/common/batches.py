@@ -154,7 +154,7 @@ class Batch:
 # its code uses; see runtime/common/jobs.py).
 INTAKE_ACTIONS: Final = (  # the API
     "dynamodb:GetItem",  # get
-    "dynamodb:PutItem",  # create_ingesting
+    "dynamodb:PutItem",  # create_ingesting, open_fresh
     "dynamodb:UpdateItem",  # create, reserve, seal, unreserve
     "dynamodb:DeleteItem",  # unreserve: a new record whose first request failed
 )
@@ -305,6 +305,33 @@ class BatchStore:
         if current is not None and current.state != BatchState.OPEN:
             raise BatchNotOpen(f"batch {batch_id} is {current.state.lower()}: it takes no more images", current)
         raise BatchConflict(f"batch {batch_id} was created with another notify_url or owner", current)
+
+    def open_fresh(
+        self, batch_id: str, jobs: int, *, notify_url: str | None = None, owner: str | None = None
+    ) -> Reservation | None:
+        """``reserve`` for an id the caller just drew at random: the new OPEN record written whole, in one
+        conditional put (a put is one write like the update, but needs no update expression: the common case of a
+        request without a batch id, made cheaper). None if the id exists after all (then ``reserve`` decides)."""
+        item = {
+            schema.TABLE_PARTITION_KEY: batch_pk(batch_id),
+            "batch_state": str(BatchState.OPEN),
+            "opened_at": self.clock(),
+            "total": jobs,
+            "done": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "notify_url": notify_url,
+            "owner": owner,
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return Reservation(batch_id, jobs, created=True)
 
     def unreserve(self, reservation: Reservation) -> None:
         """Take back a reservation whose request was refused (its jobs were never kept). A batch the request
