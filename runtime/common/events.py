@@ -70,6 +70,7 @@ def job_event(job: Job) -> Event:
         "v": SCHEMA_VERSION,
         "job_id": job["job_id"],
         "batch_id": job["batch_id"],
+        "owner": job.get("owner"),  # the API client that uploaded it (None: the bootstrap key's, or older jobs)
         "status": str(job["status"]),
         "model": job.get("model"),
         "file_name": job.get("file_name"),
@@ -97,6 +98,7 @@ def batch_completed_detail(batch: Any, *, bucket: str) -> dict[str, Any]:
         "v": SCHEMA_VERSION,
         "event_id": batch.event_id,
         "batch_id": batch.batch_id,
+        "owner": batch.owner,  # the API client whose batch it is (None: the bootstrap key's, or older batches)
         "state": str(batch.state),
         "total": batch.total,
         "counts": batch.counts,

@@ -67,13 +67,13 @@ def notifier(settings: Settings, clock: Clock) -> Notifier:
     return Notifier.from_settings(settings, clock=clock)
 
 
-def completed_batch(settings: Settings, notify_url: str | None, *, jobs: int = 0) -> str:
+def completed_batch(settings: Settings, notify_url: str | None, *, jobs: int = 0, owner: str | None = None) -> str:
     """A batch with ``jobs`` finished jobs (one failed), sealed and completed as a worker would leave it."""
     store = JobStore.from_settings(settings)
     batches = BatchStore.from_settings(settings)
     batch_id = uuid.uuid4().hex
-    batches.create(batch_id, notify_url=notify_url)
-    batches.reserve(batch_id, jobs)
+    batches.create(batch_id, notify_url=notify_url, owner=owner)
+    batches.reserve(batch_id, jobs, owner=owner)
     for i in range(jobs):
         job_id = uuid.uuid4().hex
         store.create(NewJob(job_id, batch_id, f"uploads/{batch_id}/{job_id}.png", f"p{i}.png", "person"))
@@ -111,7 +111,7 @@ def test_a_delivery_is_signed_and_verifies_with_the_documented_recipe(
     notify_settings: Settings, bus: LocalNotifications, secret: str, clock: Clock
 ) -> None:
     with WebhookReceiver(secret=secret) as receiver:
-        batch_id = completed_batch(notify_settings, receiver.url)
+        batch_id = completed_batch(notify_settings, receiver.url, owner="lab-a")
         outcome = notifier(notify_settings, clock).run(batch_id)
         assert outcome.event_sent and outcome.webhook == WebhookState.DELIVERED and outcome.finished
         (delivery,) = receiver.deliveries
@@ -127,6 +127,7 @@ def test_a_delivery_is_signed_and_verifies_with_the_documented_recipe(
     assert body["id"] == delivery.headers["segscale-event-id"] == event["detail"]["event_id"]
     assert body["type"] == "Batch Completed" and body["detail"] == event["detail"]
     assert event["source"] == "segscale" and event["detail"]["v"] == 1
+    assert event["detail"]["owner"] == "lab-a"  # whose batch: a shared bus routes on it (and the webhook says it)
 
 
 def _slow(n: int) -> Reply:

@@ -111,6 +111,7 @@ def submit(
     batch_id: str | None = None,
     mm_per_pixel: float | None = None,
     ext: str = "png",
+    owner: str | None = None,
 ) -> str:
     """What the API does for an accepted upload: the image in S3, the job QUEUED in DynamoDB."""
     job_id = uuid.uuid4().hex
@@ -126,6 +127,7 @@ def submit(
             model=model,
             size_bytes=len(data),
             mm_per_pixel=mm_per_pixel,
+            owner=owner,
         )
     )
     return job_id

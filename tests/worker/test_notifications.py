@@ -44,7 +44,10 @@ def test_the_worker_sends_job_events_completes_the_batch_and_never_calls_the_web
     with WebhookReceiver(respond=lambda n: Reply(200, delay_s=5)) as receiver:  # answers far too late
         batch_id = batches.create(uuid.uuid4().hex, notify_url=receiver.url).batch_id
         batches.reserve(batch_id, 3)
-        good = [submit(store, s3, settings, encode(red_square(64)), model="red", batch_id=batch_id) for _ in range(2)]
+        good = [
+            submit(store, s3, settings, encode(red_square(64)), model="red", batch_id=batch_id, owner="lab-a")
+            for _ in range(2)
+        ]
         bad = submit(store, s3, settings, b"\xff\xd8\xff\xe0 not really a jpeg", model="red", batch_id=batch_id)
         batches.seal(batch_id, settle_after_ms=600_000)
 
@@ -68,6 +71,7 @@ def test_the_worker_sends_job_events_completes_the_batch_and_never_calls_the_web
         assert by_job[bad]["detail-type"] == "Job Failed"
         assert failed["error_class"] == store.get(bad)["error_class"] and failed["error"]  # type: ignore[index]
         assert by_job[good[0]]["detail"]["mask_key"].endswith("mask.png")
+        assert by_job[good[0]]["detail"]["owner"] == "lab-a" and failed["owner"] is None  # whose job it is
         due = drain(sqs, bus.notify_queue_url)
         assert [e["detail"]["batch_id"] for e in due] == [batch_id]
 
