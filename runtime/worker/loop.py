@@ -456,7 +456,8 @@ class Drainer:
                         reason = "slot_lost" if self.keeper.lost.is_set() else "idle"
                         break
                 else:
-                    # Short enough to notice SIGTERM, a lost slot or the end of life within a third of a lease.
+                    # Short enough to notice a lost slot or the end of life within a third of a lease (SIGTERM:
+                    # at once, see _receive).
                     wait = min(idle_exit - idle_for, lifetime - (now - started), self.settings.worker_slot_lease_s / 3)
                     message = self._receive(max(1, math.ceil(wait)))
                     if message is None:
