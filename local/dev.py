@@ -35,7 +35,7 @@ from local.events import (
 )
 from local.inbox import create_inbox
 from local.pipe import WORKER_COMMAND, PipeEmulator
-from local.procs import REPO_ROOT, free_port, http_ok, spawn, stop, wait_until
+from local.procs import REPO_ROOT, free_port, http_ok, spawn, stop, stop_all, wait_until
 from local.resources import LocalResources, create_resources
 from local.scheduler import Scheduler, reconcile_action
 from local.supervisor import Piece, Supervisor
@@ -334,8 +334,7 @@ class LocalStack:
         moto_gone = any(p is not None and p.poll() is not None for p in (self.moto_proc, self.dynamodb_proc))
         grace_s = 1.0 if moto_gone else 10.0
         if moto_gone and self.pipe is not None:
-            for launch in self.pipe.running():
-                stop(launch.proc, timeout_s=grace_s)
+            stop_all([launch.proc for launch in self.pipe.running()], timeout_s=grace_s)
         stopping = [
             threading.Thread(target=e.stop)
             for e in (self.scheduler, self.pipe, self.notifier, self.ingester)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from local.procs import log_event, spawn, stop
+from local.procs import log_event, spawn, stop_all
 from runtime.common.messages import BadMessage, WakeMessage, decode_wake
 from runtime.common.settings import WAKE_MESSAGE_ENV
 
@@ -119,8 +119,7 @@ class PipeEmulator:
     def _stop_workers(self) -> None:
         # Runs on the thread that started the workers: they die with it (PR_SET_PDEATHSIG), so it must
         # outlive them to give them their SIGTERM grace period.
-        for launch in self.running():
-            stop(launch.proc, timeout_s=self.worker_stop_timeout_s)
+        stop_all([launch.proc for launch in self.running()], timeout_s=self.worker_stop_timeout_s)
         self._reap()
 
     # --- inspection (tests and the dev console use these) ----------------------------------------------

@@ -74,16 +74,26 @@ def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 def stop(proc: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> int:
     """SIGTERM the group, wait up to ``timeout_s``, then SIGKILL; returns the exit status."""
-    if proc.poll() is None:
+    stop_all([proc], timeout_s=timeout_s)
+    return int(proc.returncode)
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]], *, timeout_s: float = 10.0) -> None:
+    """``stop`` for many at once, as ECS stops tasks: all get SIGTERM together and share one grace period, so
+    stopping N children takes at most ``timeout_s``, not N times it."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
         signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in running:
         try:
-            proc.wait(timeout=timeout_s)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             signal_group(proc, signal.SIGKILL)
             proc.wait()
     # The leader may be gone while others in its group linger (a child that ignored SIGTERM): finish them.
-    signal_group(proc, signal.SIGKILL)
-    return int(proc.returncode)
+    for proc in procs:
+        signal_group(proc, signal.SIGKILL)
 
 
 def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str, interval_s: float = 0.1) -> None:

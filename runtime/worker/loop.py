@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 # is free again.
 FINAL_POLL_S = 2
 LONG_POLL_MAX_S = 20  # SQS's longest long poll
+STOP_CHECK_S = 0.2  # how often the worker looks at its stop flag while a long poll is in flight
 JOB_OUTCOMES = ("succeeded", "failed", "released", "skipped", "lost", "unclaimed", "requeued", "unresolved")
 
 
@@ -156,6 +157,47 @@ class _SlotKeeper:
                 log.exception("message visibility not extended")
 
 
+class _Poll:
+    """One ``ReceiveMessage`` on a daemon thread, which its caller may stop waiting for (``abandon``)."""
+
+    def __init__(self, sqs: Any, request: dict[str, Any], *, on_late_message: Callable[[dict[str, Any]], None]) -> None:
+        self.sqs = sqs
+        self.request = request
+        self.on_late_message = on_late_message
+        self.done = threading.Event()
+        self.messages: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._abandoned = False
+        self._lock = threading.Lock()
+
+    def start(self) -> _Poll:
+        threading.Thread(target=self._run, name="jobs-poll", daemon=True).start()
+        return self
+
+    def abandon(self) -> bool:
+        """Stop waiting; True unless the answer is already in (then the caller takes it as usual)."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self._abandoned = True
+            return True
+
+    def _run(self) -> None:
+        messages: list[dict[str, Any]] = []
+        error: BaseException | None = None
+        try:
+            messages = self.sqs.receive_message(**self.request).get("Messages") or []
+        except Exception as exc:  # handed to the caller, which logs or raises it
+            error = exc
+        with self._lock:
+            self.messages, self.error = messages, error
+            self.done.set()
+            late = self._abandoned
+        if late:  # nobody will work on these: make them visible to other workers now, not after the lease
+            for message in messages:
+                self.on_late_message(message)
+
+
 class Drainer:
     def __init__(
         self,
@@ -215,19 +257,31 @@ class Drainer:
 
     # --- the queue ------------------------------------------------------------------------------------------
     def _receive(self, wait_s: int) -> dict[str, Any] | None:
-        try:
-            out = self.sqs.receive_message(
-                QueueUrl=self.settings.queue_url,
-                MaxNumberOfMessages=1,
-                WaitTimeSeconds=max(0, min(LONG_POLL_MAX_S, wait_s)),
-                VisibilityTimeout=self.settings.worker_slot_lease_s,
-            )
-        except AWS_ERRORS:
-            log.exception("receiving from the jobs queue failed")
+        """One message from the jobs queue (long-polling up to ``wait_s``), or None: none came, or we were stopped.
+
+        The long poll runs on a thread of its own so that SIGTERM is noticed within ``STOP_CHECK_S`` rather than
+        after up to 20 s of poll: a stopped worker hands its slot over and exits well inside the stop timeout
+        instead of being killed at its end. A message that the abandoned poll still receives is handed back."""
+        poll = _Poll(
+            self.sqs,
+            {
+                "QueueUrl": self.settings.queue_url,
+                "MaxNumberOfMessages": 1,
+                "WaitTimeSeconds": max(0, min(LONG_POLL_MAX_S, wait_s)),
+                "VisibilityTimeout": self.settings.worker_slot_lease_s,
+            },
+            on_late_message=self._hand_back,
+        ).start()
+        while not poll.done.wait(STOP_CHECK_S):
+            if self.stop.is_set() and poll.abandon():
+                return None
+        if isinstance(poll.error, AWS_ERRORS):
+            log.error("receiving from the jobs queue failed", exc_info=poll.error)
             self.stop.wait(1.0)
             return None
-        found = out.get("Messages") or []
-        return found[0] if found else None
+        if poll.error is not None:
+            raise poll.error
+        return poll.messages[0] if poll.messages else None
 
     def _delete(self, message: dict[str, Any]) -> None:
         try:
@@ -402,7 +456,8 @@ class Drainer:
                         reason = "slot_lost" if self.keeper.lost.is_set() else "idle"
                         break
                 else:
-                    # Short enough to notice SIGTERM, a lost slot or the end of life within a third of a lease.
+                    # Short enough to notice a lost slot or the end of life within a third of a lease (SIGTERM:
+                    # at once, see _receive).
                     wait = min(idle_exit - idle_for, lifetime - (now - started), self.settings.worker_slot_lease_s / 3)
                     message = self._receive(max(1, math.ceil(wait)))
                     if message is None:

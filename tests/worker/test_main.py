@@ -128,6 +128,33 @@ def test_a_malformed_wake_message_is_dropped_and_the_worker_still_drains(
     assert [d[metrics.WORKER_STARTS] for d in emf_lines(proc.stdout) if metrics.WORKER_STARTS in d] == [1]
 
 
+def test_sigterm_while_idle_in_a_long_poll_leaves_at_once(resources: LocalResources, models_dir: Path) -> None:
+    """An idle warm worker spends its time in a 20 s SQS long poll; SIGTERM must not wait for that poll to end.
+
+    The local stack gives a worker 10 s between SIGTERM and SIGKILL: a worker that only looked at its stop flag
+    between polls was killed there, without handing its slot back."""
+    # A 60 s lease and idle exit: the worker long-polls the empty queue for 20 s at a time.
+    env = {**_drain_env(resources, models_dir, ""), "SEGSCALE_WORKER_IDLE_EXIT_S": "60"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime.worker"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        slots = WorkerSlots.from_settings(resources.settings())
+        deadline = time.monotonic() + 60
+        while not slots.live():  # it holds a slot: from here on it polls the empty queue
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(1.0)  # well inside its first 20 s poll
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=8)  # before the local stack's 10 s grace runs out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert b"'exit_reason': 'stopped'" in err
+
+
 def test_no_free_slot_means_the_task_exits_at_once(
     resources: LocalResources, settings: Settings, models_dir: Path
 ) -> None:
