@@ -76,6 +76,42 @@ def test_enqueue_compare_and_set(store: JobStore) -> None:
     assert store.get(job_id)["enqueue_count"] == 2  # type: ignore[index]
 
 
+def test_a_job_promised_to_the_queue_is_written_enqueued_and_its_promise_can_be_taken_back(store: JobStore) -> None:
+    """The API writes the send it is about to make with the job (create, submit_uploaded), so no write follows the
+    send; a failed send takes it back, but only from a job nobody has sent or claimed since."""
+    store.clock = lambda: 1_000
+    promised = uuid.uuid4().hex
+    store.create(NewJob(promised, promised, "k", "a.png", "m"), enqueued=True)
+    plain = _new(store)
+    awaiting = uuid.uuid4().hex
+    store.create(NewJob(awaiting, awaiting, "k", "a.png", "m"), status=JobStatus.AWAITING_UPLOAD)
+    store.clock = lambda: 2_000
+    assert store.submit_uploaded(awaiting, size_bytes=1, image_format="png", width=1, height=1)
+    jobs = store.get_many([promised, plain, awaiting])
+    assert (jobs[promised]["enqueued_at"], jobs[promised]["enqueue_count"]) == (1_000, 1)
+    assert (jobs[awaiting]["enqueued_at"], jobs[awaiting]["enqueue_count"], jobs[awaiting]["updated_at"]) == (
+        2_000,
+        1,
+        2_000,
+    )
+    assert "enqueued_at" not in jobs[plain] and jobs[plain]["enqueue_count"] == 0
+    assert store.mark_unsent(promised) and store.mark_unsent(awaiting)
+    taken_back = store.get_many([promised, awaiting])
+    assert all("enqueued_at" not in j and j["enqueue_count"] == 0 for j in taken_back.values())
+    # updated_at unchanged: the re-drive comes when it would have without the promise
+    assert [taken_back[j]["updated_at"] for j in (promised, awaiting)] == [1_000, 2_000]
+    assert not store.mark_unsent(promised)  # nothing left to take back
+    store.clock = lambda: 700_000
+    assert store.mark_redrive_unsent(promised) and not store.mark_unsent(promised)  # reconcile's send stays
+    assert store.get(promised)["enqueue_count"] == 1  # type: ignore[index]
+    claimed = uuid.uuid4().hex
+    store.create(NewJob(claimed, claimed, "k", "a.png", "m"), enqueued=True)
+    store.claim(claimed, "w1")
+    store.release(claimed, "w1", "spot")  # QUEUED again, attempts 1: sent once, by the promise that did go out
+    assert not store.mark_unsent(claimed)
+    assert store.get(claimed)["enqueue_count"] == 1  # type: ignore[index]
+
+
 def test_each_failure_holds_only_from_its_own_state(store: JobStore) -> None:
     """fail_running needs the lease, fail_queued a QUEUED job, fail_awaiting_upload an unsubmitted upload; none of
     them touches a job in another state (a terminal job above all)."""

@@ -2,17 +2,21 @@
 
 An upload's 202 never waits for a flush: ``add`` only puts the job ids in a buffer. A sender thread sends them
 when ``max_jobs`` are there (size flush) or ``window_s`` has passed since the first one arrived (window flush):
-up to ten messages per ``SendMessageBatch`` call, then the ``enqueued_at`` bookkeeping for every job in parallel
-(DynamoDB has no conditional batch update), then a check that some worker is live to take them, waking one when
-none is (docs/architecture.md D8; at most one check a second while workers are live). One sender thread keeps
-messages in arrival order and keeps up with far more than one API task's uploads per second.
+up to ten messages per ``SendMessageBatch`` call, then a check that some worker is live to take them, waking one
+when none is (docs/architecture.md D8; at most one check a second while workers are live). A sent job needs no
+write of its own: the API wrote it promised to the queue (``enqueued_at``, ``enqueue_count`` 1) in the write that
+made it QUEUED (``JobStore.create(enqueued=True)``, ``submit_uploaded``). One sender thread keeps messages in
+arrival order and keeps up with far more than one API task's uploads per second.
 
 ``window_s == 0`` sends in the caller's thread before ``add`` returns: Lambda freezes the process after the
 response, so nothing may wait. ``close()`` sends what is left (FastAPI lifespan shutdown).
 
-A failed send is logged and dropped from the buffer: those jobs stay QUEUED without ``enqueued_at`` in DynamoDB,
-and the reconciler re-drives them; so are jobs in the buffer of an API task that is killed. The 202 already
-promised them, and DynamoDB keeps that promise, not this buffer.
+A failed send is logged and its jobs' promise taken back (``mark_unsent``, in parallel: DynamoDB has no
+conditional batch update): they are QUEUED without ``enqueued_at`` again, and the reconciler re-drives them
+``stuck_after_s`` after they were accepted, whatever the queue's backlog. Jobs in the buffer of an API task that
+is killed keep their promise: the reconciler re-drives them as enqueued and never claimed, once the queue is
+empty or after ``backlog_grace_s`` (docs/results.md). The 202 already promised them, and DynamoDB keeps that
+promise, not this buffer.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from runtime.common.workers import Waker
 log = logging.getLogger("segscale.api.batcher")
 
 SQS_BATCH_ENTRIES = 10  # SendMessageBatch limit
-MARK_THREADS = 16  # parallel enqueued_at writes per flush
+UNMARK_THREADS = 16  # parallel mark_unsent writes after a failed send
 # While a worker is live, look again at most this often. It must stay below the worker's last poll on its way
 # out (runtime/worker/loop.py FINAL_POLL_S), so work sent just before a worker leaves is always seen by someone.
 WAKE_CHECK_INTERVAL_S = 1.0
@@ -48,18 +52,18 @@ class MicroBatcher:
         *,
         max_jobs: int,
         window_s: float,
-        mark_enqueued: Callable[[str], bool],
+        mark_unsent: Callable[[str], bool],
         waker: Waker | None = None,
     ) -> None:
         self._sqs = sqs_client
         self._queue_url = queue_url
         self.max_jobs = max(1, min(max_jobs, messages.max_job_ids_per_message()))
         self.window_s = window_s
-        self._mark_enqueued = mark_enqueued
+        self._mark_unsent = mark_unsent
         self._waker = waker
         self._buffer: list[str] = []
         self._first_at: float | None = None
-        self._in_flight = 0  # taken from the buffer, not yet sent and marked
+        self._in_flight = 0  # taken from the buffer, not yet sent (or its failed send not yet taken back)
         self._flush_now = False
         self._wake_check_at = 0.0  # monotonic time before which no wake check is needed
         self._wake_retry_at: float | None = None  # no worker and no free slot: look again then
@@ -91,7 +95,7 @@ class MicroBatcher:
             self._send(list(job_ids))
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Send everything buffered now and wait until it is sent and marked; False on timeout."""
+        """Send everything buffered now and wait until it is sent; False on timeout."""
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
                 ready = self._take_all()
@@ -185,7 +189,9 @@ class MicroBatcher:
                 batch = messages.chunk(job_ids, self.max_jobs)
                 for i in range(0, len(batch), SQS_BATCH_ENTRIES):
                     sent += self._send_group(batch[i : i + SQS_BATCH_ENTRIES])
-                self._mark(sent)
+                if len(sent) < len(job_ids):
+                    went = set(sent)
+                    self._take_back([j for j in job_ids if j not in went])
             if sent:
                 self._check_workers()
         finally:
@@ -224,26 +230,25 @@ class MicroBatcher:
             )
         return sent
 
-    def _mark(self, job_ids: list[str]) -> None:
-        """Record ``enqueued_at`` for every sent job, in parallel (only after the send: D3)."""
-        if not job_ids:
-            return
+    def _take_back(self, job_ids: list[str]) -> None:
+        """Take back the promise of every job whose send failed, in parallel (a failed send is rare; a sent job
+        costs nothing here)."""
         if len(job_ids) == 1:
-            self._mark_one(job_ids[0])
+            self._unmark_one(job_ids[0])
             return
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(MARK_THREADS, thread_name_prefix="mark-enqueued")
-        list(self._pool.map(self._mark_one, job_ids))
+            self._pool = ThreadPoolExecutor(UNMARK_THREADS, thread_name_prefix="mark-unsent")
+        list(self._pool.map(self._unmark_one, job_ids))
 
-    def _mark_one(self, job_id: str) -> None:
+    def _unmark_one(self, job_id: str) -> None:
         try:
-            self._mark_enqueued(job_id)
+            self._mark_unsent(job_id)
         except AWS_ERRORS as exc:
-            # The message is out; the worker will claim the job. Without enqueued_at the reconciler may send it
-            # once more, and the conditional claim makes that harmless.
+            # The job keeps its promise: the reconciler still re-drives it, as enqueued and never claimed, once
+            # the queue is empty or after backlog_grace_s.
             log.warning(
-                "mark_enqueued failed",
-                extra={"event": "mark_enqueued_failed", "job_ids": [job_id], "error": str(exc)[:300]},
+                "mark_unsent failed",
+                extra={"event": "mark_unsent_failed", "job_ids": [job_id], "error": str(exc)[:300]},
             )
 
     def _check_workers(self) -> None:

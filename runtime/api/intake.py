@@ -204,7 +204,8 @@ def _create_jobs(
                 height=c.info.height,
                 mm_per_pixel=mm,
                 owner=owner,
-            )
+            ),
+            enqueued=True,  # promised to the queue: the micro-batcher sends it and writes nothing after (D3)
         )
 
     created, error = _each(create, items)

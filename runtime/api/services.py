@@ -96,7 +96,7 @@ def build_services(settings: Settings, *, s3: Any = None, dynamodb: Any = None, 
         settings.queue_url,
         max_jobs=settings.batch_max_jobs,
         window_s=settings.batch_window_s,
-        mark_enqueued=store.mark_enqueued,
+        mark_unsent=store.mark_unsent,
         # Wake metrics go to stderr as EMF, apart from the JSON request log on stdout (CloudWatch reads both).
         waker=Waker.from_settings(
             settings, by="api", service=metrics.API_SERVICE, sqs=sqs, dynamodb=dynamodb, metrics_stream=sys.stderr

@@ -83,7 +83,7 @@ TerminalHook = Callable[[Job], None]
 INTAKE_ACTIONS: Final = (  # the API
     "dynamodb:GetItem",  # get
     "dynamodb:PutItem",  # create
-    "dynamodb:UpdateItem",  # submit_uploaded, fail_queued, mark_enqueued
+    "dynamodb:UpdateItem",  # submit_uploaded, fail_queued, mark_unsent
     "dynamodb:DeleteItem",  # discard_queued
     "dynamodb:Query",  # page_batch, iter_batch, batch_counts (by_batch)
 )
@@ -211,8 +211,10 @@ def new_job_item(
     error_class: str | None = None,
 ) -> dict[str, Any]:
     """The job table item of a new job (None values are left out when stored). ``enqueued``: the job is written
-    as already sent (``enqueued_at`` now), for a writer that sends its message right after the write; a message
-    lost in between is re-driven by reconcile like any job enqueued and never claimed (D1)."""
+    as promised to the queue (``enqueued_at`` now, one send counted), for a writer that hands it to its sender
+    right after the write (the API's micro-batcher, the ingester), so no write follows the send. A message lost
+    in between (a sender killed) is re-driven by reconcile like any job enqueued and never claimed (D1); a send
+    that fails is taken back with ``mark_unsent``."""
     item = {
         schema.TABLE_PARTITION_KEY: job_pk(job.job_id),
         "job_id": job.job_id,
@@ -338,7 +340,7 @@ class JobStore:
             names[f"#s{i}"] = k
             values[f":s{i}"] = v
             sets.append(f"#s{i} = :s{i}")
-        expr = "SET " + ", ".join(sets)
+        expr = "SET " + ", ".join(sets) if sets else ""
         if add:
             adds = []
             for i, (k, v) in enumerate(add.items()):
@@ -357,7 +359,7 @@ class JobStore:
             out = self.client.update_item(
                 TableName=self.table,
                 Key={schema.TABLE_PARTITION_KEY: {"S": job_pk(job_id)}},
-                UpdateExpression=expr,
+                UpdateExpression=expr.strip(),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=serialize(values),
@@ -441,16 +443,19 @@ class JobStore:
         height: int,
         input_etag: str | None = None,
     ) -> bool:
-        """AWAITING_UPLOAD -> QUEUED once the API has checked the presigned upload.
+        """AWAITING_UPLOAD -> QUEUED once the API has checked the presigned upload, promised to the queue as
+        ``create(enqueued=True)`` is: the API hands the job to its micro-batcher right after this write.
 
         ``input_etag`` pins the object that was checked: the worker reads with ``IfMatch``, so an object replaced
         through a still-valid presigned URL fails the job instead of being processed unchecked.
         """
+        now = self.clock()
         return self._changed(
             job_id,
             {
                 "status": "QUEUED",
-                "updated_at": self.clock(),
+                "updated_at": now,
+                "enqueued_at": now,
                 "size_bytes": size_bytes,
                 "image_format": image_format,
                 "width": width,
@@ -459,10 +464,27 @@ class JobStore:
             },
             "#status = :expected",
             {":expected": "AWAITING_UPLOAD"},
+            add={"enqueue_count": 1},
+        )
+
+    def mark_unsent(self, job_id: str) -> bool:
+        """Take back the promise of a send that failed (the API's micro-batcher): the job is "never enqueued"
+        again, so reconcile re-drives it ``stuck_after_s`` after its last change whatever the queue's backlog,
+        as it would a job whose send was never promised. Only a job still as its promise left it (``enqueued_at``
+        is the time it became QUEUED) and never claimed: a send by the reconciler or a worker since stays
+        recorded. ``updated_at`` is left alone, so the re-drive comes no later than it would have without the
+        promise."""
+        return self._changed(
+            job_id,
+            {},
+            "#status = :queued AND enqueued_at = updated_at AND attempts = :zero",
+            {":queued": "QUEUED", ":zero": 0},
+            remove=("enqueued_at",),
+            add={"enqueue_count": -1},
         )
 
     def mark_enqueued(self, job_id: str) -> bool:
-        """Record that a message with this QUEUED job was sent (the API, a worker handing jobs back)."""
+        """Record that a message with this QUEUED job was sent (a worker handing jobs back)."""
         return self._mark_sent(job_id, "#status = :queued", {":queued": "QUEUED"})
 
     def mark_redrive_stale(self, job_id: str, *, enqueued_at: int) -> bool:

@@ -1,8 +1,8 @@
 """Re-drive stuck jobs, fail only those that truly cannot be processed, keep a worker alive while work waits
 (docs/architecture.md D1, D7b, D8).
 
-A worker that dies, a message that was never sent (an API task killed with jobs in its buffer), or a worker
-task that never started leaves jobs that nothing will pick up. The job table knows: this pass finds
+A worker that dies, a message that was never sent (an API task killed with jobs in its buffer, a failed send),
+or a worker task that never started leaves jobs that nothing will pick up. The job table knows: this pass finds
 
 1. RUNNING jobs whose lease expired: the worker processing them vanished. ``release_expired`` puts them back to QUEUED
    (or FAILED after ``max_attempts`` claims: a worker claims a job only when it starts processing it, so every
@@ -12,7 +12,10 @@ task that never started leaves jobs that nothing will pick up. The job table kno
    however often (an unclaimed job has not been tried, whatever happened to other jobs). An enqueued job may
    simply be waiting behind other messages, so while the jobs queue holds messages these are left alone until
    ``backlog_grace_s``: re-driving them would only add duplicates to the backlog. A QUEUED job older than
-   ``job_max_age_s`` (far above any normal queueing) is FAILED as ``expired``, with its history in the reason;
+   ``job_max_age_s`` (far above any normal queueing) is FAILED as ``expired``, with its history in the reason.
+   The API and the ingester write a job promised to the queue (``enqueued_at`` = the write that made it QUEUED)
+   and write nothing after their send; a failed API send takes the promise back (``mark_unsent``), so only a
+   job lost in a killed sender's buffer waits here as enqueued: late behind a backlog, never lost;
 3. AWAITING_UPLOAD jobs older than the presigned URL expiry plus ``stuck_after_s``: FAILED;
 4. objects under ``uploads/`` that have had no job for ``orphan_grace_s``: deleted (``runtime/results/orphans.py``);
 5. sealed batches a lost count held back: recounted and completed, and the notifications that are due sent (D9).
@@ -188,8 +191,8 @@ class _Pass:
     def stale_queued(self) -> None:
         now, threshold = self.report.now_ms, self.report.stuck_after_ms
         max_age_ms = self.settings.job_max_age_s * 1000
-        # A QUEUED job is enqueued only after it became QUEUED (enqueued_at >= updated_at), so every stale
-        # job, never sent or sent long ago, has updated_at <= now - threshold: one index range finds both.
+        # A QUEUED job is enqueued (or promised) no earlier than it became QUEUED (enqueued_at >= updated_at), so
+        # every stale job, never sent or sent long ago, has updated_at <= now - threshold: one index range finds both.
         for job in self.scan(JobStatus.QUEUED, updated_to=now - threshold):
             if int(job.get("created_at", now)) < now - max_age_ms:
                 self.expire(job, max_age_ms)

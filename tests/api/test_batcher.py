@@ -1,5 +1,6 @@
 """The micro-batcher against a real (moto) SQS queue and job table: size flush, window flush, shutdown flush,
-enqueueing off the request path, and waking a worker when none is live."""
+enqueueing off the request path, every job sent exactly once with no job write after the send, a failed send
+taken back, and waking a worker when none is live."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _jobs(store: JobStore, n: int) -> list[str]:
     batch = uuid.uuid4().hex
     for _ in range(n):
         job_id = uuid.uuid4().hex
-        store.create(NewJob(job_id, batch, f"uploads/{batch}/{job_id}.jpg", "a.jpg", "person"))
+        store.create(NewJob(job_id, batch, f"uploads/{batch}/{job_id}.jpg", "a.jpg", "person"), enqueued=True)
         ids.append(job_id)
     return ids
 
@@ -60,7 +61,7 @@ def _batcher(
     max_jobs: int,
     window_s: float,
     sqs: Any = None,
-    mark: Any = None,
+    unmark: Any = None,
     waker: Waker | None = None,
 ) -> MicroBatcher:
     return MicroBatcher(
@@ -68,9 +69,15 @@ def _batcher(
         settings.queue_url,
         max_jobs=max_jobs,
         window_s=window_s,
-        mark_enqueued=mark or store.mark_enqueued,
+        mark_unsent=unmark or store.mark_unsent,
         waker=waker,
     )
+
+
+def _untouched_since_created(store: JobStore, ids: list[str]) -> None:
+    """A sent job is as the API wrote it: promised to the queue once, and no write after the send."""
+    for job in store.get_many(ids).values():
+        assert job["enqueue_count"] == 1 and job["enqueued_at"] == job["created_at"] == job["updated_at"]
 
 
 def test_size_flush_sends_full_messages_at_once(settings: Settings, store: JobStore) -> None:
@@ -85,10 +92,9 @@ def test_size_flush_sends_full_messages_at_once(settings: Settings, store: JobSt
     while b.pending() > 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert b.pending() == 1
-    assert all("enqueued_at" in store.get(i) for i in ids[:6]) and "enqueued_at" not in store.get(ids[6])
     b.close()
     assert [m["job_ids"] for m in _drain(settings)] == [ids[6:]]
-    assert store.get(ids[6])["enqueue_count"] == 1
+    _untouched_since_created(store, ids)
 
 
 def test_window_flush_groups_requests(settings: Settings, store: JobStore) -> None:
@@ -128,19 +134,20 @@ def test_window_zero_sends_before_add_returns(settings: Settings, store: JobStor
 
 
 def test_largest_batch_fits_the_message_limit(settings: Settings, store: JobStore) -> None:
-    marked: list[str] = []
-    b = _batcher(settings, store, max_jobs=100_000, window_s=0, mark=lambda i: marked.append(i) or True)
+    taken_back: list[str] = []
+    b = _batcher(settings, store, max_jobs=100_000, window_s=0, unmark=lambda i: taken_back.append(i) or True)
     assert b.max_jobs == messages.max_job_ids_per_message()
     ids = [uuid.uuid4().hex for _ in range(b.max_jobs * 2 + 5)]  # no job items needed to check the bodies
     b.add(ids)
     sent = _drain(settings)
     assert [len(m["job_ids"]) for m in sent] == [b.max_jobs, b.max_jobs, 5]
     assert max(len(json.dumps(m, separators=(",", ":"))) for m in sent) <= messages.MESSAGE_BODY_LIMIT_CHARS
-    assert sorted(marked) == sorted(ids)  # every sent job marked (in parallel, so in any order)
+    assert sorted(i for m in sent for i in m["job_ids"]) == sorted(ids)  # each job sent exactly once
+    assert taken_back == []  # and nothing written per job after a send that went out
 
 
 def test_concurrent_adds_lose_nothing_and_duplicate_nothing(settings: Settings, store: JobStore) -> None:
-    b = _batcher(settings, store, max_jobs=10, window_s=0.05, mark=lambda i: True)
+    b = _batcher(settings, store, max_jobs=10, window_s=0.05, unmark=lambda i: True)
     ids = [uuid.uuid4().hex for _ in range(200)]
 
     def worker(chunk: list[str]) -> None:
@@ -170,9 +177,7 @@ class FailingSqs:
 
 
 @pytest.mark.parametrize("window_s", [0.0, 0.05])
-def test_failed_send_leaves_jobs_queued_without_enqueued_at(
-    settings: Settings, store: JobStore, window_s: float
-) -> None:
+def test_failed_send_takes_the_promise_back(settings: Settings, store: JobStore, window_s: float) -> None:
     sqs = FailingSqs(client("sqs", settings))
     b = _batcher(settings, store, max_jobs=10, window_s=window_s, sqs=sqs)
     ids = _jobs(store, 3)
@@ -181,8 +186,34 @@ def test_failed_send_leaves_jobs_queued_without_enqueued_at(
     assert sqs.calls == 1 and b.failed_messages == 1 and b.pending() == 0
     for i in ids:
         job = store.get(i)
-        assert job["status"] == "QUEUED" and "enqueued_at" not in job  # the reconciler's signal to re-drive
+        # the reconciler's signal to re-drive whatever the backlog: never enqueued
+        assert job["status"] == "QUEUED" and "enqueued_at" not in job and job["enqueue_count"] == 0
     assert all(store.mark_redrive_unsent(i) for i in ids)
+
+
+class HalfRefusingSqs:
+    """A real boto3 SQS client whose batch sends have SQS refuse every other entry (``Failed`` in the answer)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def send_message_batch(self, **kwargs: Any) -> Any:
+        entries = kwargs.pop("Entries")
+        out = self.real.send_message_batch(**kwargs, Entries=entries[::2])
+        refused = [{"Id": e["Id"], "Code": "InternalError", "SenderFault": False} for e in entries[1::2]]
+        return {"Successful": out.get("Successful", []), "Failed": refused}
+
+
+def test_a_partly_refused_batch_takes_back_only_what_did_not_go_out(settings: Settings, store: JobStore) -> None:
+    b = _batcher(settings, store, max_jobs=2, window_s=0, sqs=HalfRefusingSqs(client("sqs", settings)))
+    ids = _jobs(store, 8)  # four messages of two: the first and third go out
+    b.add(ids)
+    assert b.sent_messages == 2 and b.failed_messages == 2
+    assert [m["job_ids"] for m in _drain(settings)] == [ids[0:2], ids[4:6]]
+    _untouched_since_created(store, ids[0:2] + ids[4:6])
+    refused = store.get_many(ids[2:4] + ids[6:8]).values()
+    assert all("enqueued_at" not in j and j["enqueue_count"] == 0 for j in refused)
+    b.close()
 
 
 class GatedSqs:
@@ -207,7 +238,7 @@ class GatedSqs:
 
 
 def test_add_never_waits_for_a_flush(settings: Settings, store: JobStore) -> None:
-    """The request that fills a batch returns at once; the send and the bookkeeping happen in the background."""
+    """The request that fills a batch returns at once; the send happens in the background."""
     sqs = GatedSqs(client("sqs", settings))
     b = _batcher(settings, store, max_jobs=3, window_s=60, sqs=sqs)
     ids = _jobs(store, 6)
@@ -218,7 +249,8 @@ def test_add_never_waits_for_a_flush(settings: Settings, store: JobStore) -> Non
     sqs.gate.set()
     assert b.flush()
     assert [m["job_ids"] for m in _drain(settings)] == [ids[:3], ids[3:]]
-    assert all("enqueued_at" in store.get(i) for i in ids) and b.pending() == 0
+    assert b.pending() == 0
+    _untouched_since_created(store, ids)
     b.close()
 
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from runtime.api.main import create_app
 from runtime.common.aws import client
 from runtime.common.settings import Settings
+from runtime.results.reconcile import reconcile_once
 from tests.api.helpers import AUTH, image_bytes, post_images, stored
 
 
@@ -68,10 +69,11 @@ def test_order_is_s3_then_dynamodb_then_sqs(api_settings: Settings) -> None:
     writes = [e for e in log if e in ("s3.put_object", "dynamodb.put_item", "sqs.send_message")]
     # the new batch's record counts the jobs first (one put: the request drew its id), then images, then jobs
     assert writes == ["dynamodb.put_item"] + ["s3.put_object"] * 2 + ["dynamodb.put_item"] * 2 + ["sqs.send_message"]
-    after_jobs = log[log.index("s3.put_object") :]
-    assert after_jobs.index("sqs.send_message") < after_jobs.index("dynamodb.update_item")  # enqueued_at after send
+    after_images = log[log.index("s3.put_object") :]
+    assert "dynamodb.update_item" not in after_images  # the jobs were written promised to the queue: no write after
     s = _assert_no_orphans(api_settings)
     assert len(s["jobs"]) == 2 and len(s["messages"]) == 1
+    assert all(j["enqueued_at"] == j["created_at"] and j["enqueue_count"]["N"] == "1" for j in s["jobs"].values())
 
 
 @pytest.mark.parametrize("fail_on", [1, 2])
@@ -199,3 +201,22 @@ def test_lifespan_shutdown_flushes_the_micro_batcher(api_settings: Settings) -> 
     s = stored(api_settings)  # the app shut down: the buffer was sent
     assert [m["job_ids"] for m in s["messages"]] == [accepted]
     assert all("enqueued_at" in j for j in s["jobs"].values())
+
+
+def test_jobs_of_an_api_killed_before_its_send_are_redriven_by_reconcile(api_settings: Settings) -> None:
+    """The micro-batcher's buffer dies with its API task (here: a window that never ends and no shutdown flush).
+    The jobs the 202 promised are in DynamoDB, written as promised to the queue, and the reconciler sends them
+    once the threshold has passed since their upload (the queue is empty: nothing else waits)."""
+    settings = api_settings.model_copy(update={"batch_window_s": 3600.0})
+    app = TestClient(create_app(settings), headers=AUTH)  # not entered: no lifespan, so the buffer is never sent
+    r = post_images(app, image_bytes(seed=1), image_bytes(seed=2))
+    assert r.status_code == 202
+    ids = sorted(j["job_id"] for j in r.json()["jobs"])
+    s = stored(settings)
+    assert s["messages"] == [] and sorted(s["jobs"]) == ids
+    accepted_at = sorted(int(j["created_at"]["N"]) for j in s["jobs"].values())  # written side by side
+    threshold_ms = settings.stuck_after_s * 1000
+    assert reconcile_once(settings, now_ms=accepted_at[0] + threshold_ms - 1).requeued_ids == []
+    report = reconcile_once(settings, now_ms=accepted_at[-1] + threshold_ms)
+    assert sorted(report.requeued["enqueue_stale"]) == ids and report.requeued["never_enqueued"] == []
+    assert sorted(i for m in stored(settings)["messages"] for i in m["job_ids"]) == ids  # sent once each

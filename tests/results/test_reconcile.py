@@ -13,9 +13,9 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from runtime.common import messages, metrics
+from runtime.common import keys, messages, metrics
 from runtime.common.aws import client
-from runtime.common.jobs import JobStatus, JobStore
+from runtime.common.jobs import JobStatus, JobStore, NewJob
 from runtime.common.settings import Settings
 from runtime.results.reconcile import ReconcileReport, reconcile_once
 from tests.results.conftest import Clock, new_job, person_result
@@ -144,6 +144,43 @@ def test_enqueued_jobs_wait_while_the_queue_has_a_backlog(rsettings: Settings, s
     assert sorted(drain(rsettings)) == sorted([waiting, unsent, waiting])
     report = run(rsettings, store, now + 61 * S)
     assert report.queue_backlog == 0 and report.requeued["enqueue_stale"] == [unsent]
+
+
+def test_jobs_an_api_accepted_but_never_sent_are_redriven(rsettings: Settings, store: JobStore, clock: Clock) -> None:
+    """The API writes a job promised to the queue (``enqueued_at`` = ``created_at``) and nothing after its send.
+    A job it never sent (the API was killed) is re-driven as ``enqueue_stale`` at the very threshold a never-enqueued
+    job has, once the queue is empty; behind a backlog it waits, at most ``backlog_grace_s``. A job whose send
+    failed had its promise taken back (``mark_unsent``): re-driven as ``never_enqueued`` whatever the backlog."""
+
+    def accepted_by_the_api() -> str:
+        job_id = uuid.uuid4().hex
+        store.create(NewJob(job_id, batch, keys.upload_key(batch, job_id, "jpg"), "a.jpg", "person"), enqueued=True)
+        return job_id
+
+    batch = uuid.uuid4().hex
+    created = clock.now
+    killed, send_failed = accepted_by_the_api(), accepted_by_the_api()
+    assert store.mark_unsent(send_failed)
+    threshold = rsettings.stuck_after_s * S
+    assert run(rsettings, store, created + threshold - 1).requeued_ids == []  # not a millisecond early
+    report = run(rsettings, store, created + threshold)
+    assert report.requeued == {"never_enqueued": [send_failed], "enqueue_stale": [killed], "lease_expired": []}
+    assert sorted(drain(rsettings)) == sorted([killed, send_failed])
+    assert [store.get(j)["enqueue_count"] for j in (killed, send_failed)] == [2, 1]  # type: ignore[index]
+    for done in (killed, send_failed):  # a worker took them
+        assert store.claim(done, "w1")
+        assert store.complete(done, "w1", result=person_result(1), mask_key=None, overlay_key=None)
+
+    clock.advance(3600 * S)
+    behind, send_failed = accepted_by_the_api(), accepted_by_the_api()
+    assert store.mark_unsent(send_failed)
+    other = messages.BatchMessage(job_ids=(uuid.uuid4().hex,)).to_body()
+    client("sqs", rsettings).send_message(QueueUrl=rsettings.queue_url, MessageBody=other)  # a backlog
+    report = run(rsettings, store, clock.now + threshold)
+    assert report.requeued["never_enqueued"] == [send_failed] and report.requeued["enqueue_stale"] == []
+    assert report.waiting_behind_backlog == 1  # ours, never sent, looks like a job waiting for its message
+    report = run(rsettings, store, clock.now + rsettings.backlog_grace_s * S)
+    assert report.requeued["enqueue_stale"] == [behind] and report.queue_backlog  # late, never lost
 
 
 def test_expired_leases_give_up_after_max_attempts(rsettings: Settings, store: JobStore, clock: Clock) -> None:
