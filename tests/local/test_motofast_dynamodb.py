@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from local.motofast import DYNAMODB, SERVED
+from local.motofast.rawclient import Reply, dynamodb
 from local.motoserver import MotoServer
-from tests.local.motofast_client import Reply, dynamodb
 
 
 @pytest.fixture(scope="module")

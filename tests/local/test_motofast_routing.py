@@ -9,9 +9,9 @@ import urllib.request
 import pytest
 
 from local.motofast import ALL, DYNAMODB, ROUTING, SERVED, fast_paths
+from local.motofast.rawclient import call, dynamodb
 from local.motofast.routing import route_key
 from local.motoserver import MotoServer
-from tests.local.motofast_client import call, dynamodb
 
 
 def signed(service: str, **extra: str) -> dict[str, str]:

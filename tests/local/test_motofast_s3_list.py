@@ -18,8 +18,8 @@ import boto3
 import pytest
 
 from local.motofast import S3_LIST, SERVED
+from local.motofast.rawclient import Reply, call
 from local.motoserver import MotoServer
-from tests.local.motofast_client import Reply, call
 
 NAMES = (
     [
