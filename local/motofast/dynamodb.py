@@ -25,7 +25,7 @@ from moto.core.serialize import TimestampSerializer
 from moto.core.utils import get_service_model
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
-from local.motofast import DYNAMODB, SERVED
+from local.motofast import DYNAMODB, SERVED, dynamodb_requests
 
 ITEM_OPERATIONS = frozenset(
     {
@@ -202,7 +202,18 @@ def render_item_result(operation: str, result: Any) -> str:
 
 
 class FastDynamoHandler(DynamoHandler):
-    """moto's DynamoDB handler, with item operations' results rendered by ``render_item_result``."""
+    """moto's DynamoDB handler, with item operations' requests read by ``parse_item_request`` and their results
+    rendered by ``render_item_result``."""
+
+    def parse_parameters(self, request: Any) -> None:
+        operation = self._get_action()
+        if operation in ITEM_OPERATIONS and request.content_type == CONTENT_TYPE:
+            try:
+                self.params = dynamodb_requests.parse_item_request(operation, request.data)
+                return
+            except dynamodb_requests.Unhandled:
+                pass
+        super().parse_parameters(request)
 
     def serialized(self, action_result: ActionResult) -> Any:
         operation = self._get_action()

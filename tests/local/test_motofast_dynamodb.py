@@ -273,3 +273,87 @@ def test_errors_match(pair: Pair) -> None:
     assert status == 400
     _, status = pair.same("PutItem", {"TableName": "TABLE", "Item": {"pk": {"S": "only"}}})
     assert status == 400
+
+
+REQUESTS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "PutItem",
+        {
+            "TableName": "t",
+            "Item": {**key("p", 1), **EVERY_TYPE},
+            "ReturnValues": "ALL_OLD",
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "Unknown": 1,
+            "ReturnConsumedCapacity": None,
+        },
+    ),
+    (
+        "UpdateItem",
+        {
+            "ReturnValues": "ALL_NEW",
+            "TableName": "t",
+            "Key": key("p", 1),
+            "UpdateExpression": "SET a = :a",
+            "ExpressionAttributeValues": {":a": EVERY_TYPE["m"]},
+            "ExpressionAttributeNames": {"#a": "a"},
+        },
+    ),
+    (
+        "Query",
+        {
+            "TableName": "t",
+            "KeyConditionExpression": "pk = :p",
+            "ExclusiveStartKey": key("p", 3),
+            "Limit": 5,
+            "ExpressionAttributeValues": {":p": {"S": "p"}},
+            "ScanIndexForward": False,
+            "Select": "COUNT",
+        },
+    ),
+    (
+        "BatchWriteItem",
+        {"RequestItems": {"t": [{"PutRequest": {"Item": EVERY_TYPE}}, {"DeleteRequest": {"Key": key("p", 1)}}]}},
+    ),
+    ("BatchGetItem", {"RequestItems": {"t": {"Keys": [key("p", 1)], "AttributesToGet": ["a", "b"]}}}),
+    (
+        "TransactWriteItems",
+        {
+            "TransactItems": [{"ConditionCheck": {"TableName": "t", "Key": key("p", 2), "ConditionExpression": "x"}}],
+            "ClientRequestToken": "tok",
+        },
+    ),
+    ("GetItem", {"TableName": "t", "Key": {"pk": {"M": {"x": {"NULL": True}}}, "sk": {"BS": [_b64(b"\x01")]}}}),
+    ("Scan", {"TableName": "t", "Segment": 1, "TotalSegments": 4, "ScanFilter": {"a": {"ComparisonOperator": "EQ"}}}),
+]
+
+
+@pytest.mark.parametrize(("operation", "payload"), REQUESTS, ids=[op for op, _ in REQUESTS])
+def test_requests_parse_as_moto_parses_them(operation: str, payload: dict[str, Any]) -> None:
+    from moto.core.parse import JSONParser
+    from moto.core.utils import get_service_model
+
+    from local.motofast.dynamodb_requests import parse_item_request
+
+    body = json.dumps(payload).encode()
+    model = get_service_model("dynamodb").operation_model(operation)
+    expected = JSONParser(model, map_type=dict).parse(
+        {"method": "POST", "values": {}, "headers": {}, "body": body, "url_path": "/", "url_params": {}}
+    )
+    parsed = parse_item_request(operation, body)
+    assert parsed == expected
+    assert json.dumps(parsed, default=repr) == json.dumps(expected, default=repr)  # the same key order too
+
+
+def test_requests_moto_must_read_are_left_to_moto() -> None:
+    from local.motofast.dynamodb_requests import Unhandled, parse_item_request
+
+    for body in (
+        b"",
+        b"[]",
+        b"{not json",
+        b'{"TableName": "t", "Item": []}',
+        b'{"Item": {"a": {"L": [null]}}}',
+        b'{"Item": {"a": {"B": "abc"}}}',
+    ):
+        with pytest.raises(Unhandled):
+            parse_item_request("PutItem", body)
