@@ -32,6 +32,7 @@ from typing import Any
 
 import boto3
 
+from bench.report import write_standalone
 from local.motofast.rawclient import call, dynamodb
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -260,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         serve()
         return 0
     result = measure(args.keys, args.items, args.reps, args.rounds, args.pages)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_standalone(args.out, result, markdown(result))
     return 0
 
 

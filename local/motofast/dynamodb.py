@@ -22,10 +22,10 @@ from moto import settings
 from moto.core.model import Shape
 from moto.core.responses import ActionResult
 from moto.core.serialize import TimestampSerializer
-from moto.core.utils import get_service_model
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
 from local.motofast import DYNAMODB, SERVED, dynamodb_requests
+from local.motofast.shapes import PerOperation, Unhandled
 
 ITEM_OPERATIONS = frozenset(
     {
@@ -44,10 +44,6 @@ ITEM_OPERATIONS = frozenset(
 CONTENT_TYPE = "application/x-amz-json-1.0"
 
 Render = Callable[[Any], Any]
-
-
-class Unhandled(Exception):
-    """The value is not in the shape this module expects: let moto's serializer render the response."""
 
 
 def _string(value: Any) -> Any:
@@ -176,24 +172,7 @@ class ShapeCompiler:
         return render
 
 
-class _Renderers:
-    """One render function per item operation, compiled on first use."""
-
-    def __init__(self) -> None:
-        self.compiler = ShapeCompiler()
-        self.by_operation: dict[str, Render] = {}
-        self.service_model = get_service_model("dynamodb")
-
-    def __getitem__(self, operation: str) -> Render:
-        render = self.by_operation.get(operation)
-        if render is None:
-            shape = self.service_model.operation_model(operation).output_shape
-            render = self.compiler.compile(shape)
-            self.by_operation[operation] = render
-        return render
-
-
-RENDERERS = _Renderers()
+RENDERERS: PerOperation[Render] = PerOperation("dynamodb", ShapeCompiler().compile, output=True)
 
 
 def render_item_result(operation: str, result: Any) -> str:
@@ -211,7 +190,7 @@ class FastDynamoHandler(DynamoHandler):
             try:
                 self.params = dynamodb_requests.parse_item_request(operation, request.data)
                 return
-            except dynamodb_requests.Unhandled:
+            except Unhandled:
                 pass
         super().parse_parameters(request)
 

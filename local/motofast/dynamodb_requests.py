@@ -17,13 +17,10 @@ from typing import Any
 
 from moto.core.model import Shape
 from moto.core.parse import default_timestamp_parser
-from moto.core.utils import get_service_model
+
+from local.motofast.shapes import PerOperation, Unhandled
 
 Parse = Callable[[Any], Any]
-
-
-class Unhandled(Exception):
-    """The request is not in the shape this module expects: let moto's parser read it."""
 
 
 def _identity(value: Any) -> Any:
@@ -113,23 +110,7 @@ class InputCompiler:
         return parse
 
 
-class _Parsers:
-    """One parse function per operation, compiled on first use."""
-
-    def __init__(self) -> None:
-        self.compiler = InputCompiler()
-        self.by_operation: dict[str, Parse] = {}
-        self.service_model = get_service_model("dynamodb")
-
-    def __getitem__(self, operation: str) -> Parse:
-        parse = self.by_operation.get(operation)
-        if parse is None:
-            parse = self.compiler.compile(self.service_model.operation_model(operation).input_shape)
-            self.by_operation[operation] = parse
-        return parse
-
-
-PARSERS = _Parsers()
+PARSERS: PerOperation[Parse] = PerOperation("dynamodb", InputCompiler().compile, output=False)
 
 
 def parse_item_request(operation: str, body: bytes) -> dict[str, Any]:

@@ -11,22 +11,12 @@ import base64
 import json
 import uuid
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from local.motofast import DYNAMODB, SERVED
 from local.motofast.rawclient import Reply, dynamodb
-from local.motoserver import MotoServer
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[str, str]]:
-    fast, stock = MotoServer(fast=True).start(), MotoServer(fast=False).start()
-    yield fast.url, stock.url
-    fast.stop()
-    stock.stop()
 
 
 def _b64(raw: bytes) -> str:
@@ -345,7 +335,8 @@ def test_requests_parse_as_moto_parses_them(operation: str, payload: dict[str, A
 
 
 def test_requests_moto_must_read_are_left_to_moto() -> None:
-    from local.motofast.dynamodb_requests import Unhandled, parse_item_request
+    from local.motofast.dynamodb_requests import parse_item_request
+    from local.motofast.shapes import Unhandled
 
     for body in (
         b"",

@@ -11,7 +11,6 @@ import random
 import re
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -19,7 +18,6 @@ import pytest
 
 from local.motofast import S3_LIST, SERVED
 from local.motofast.rawclient import Reply, call
-from local.motoserver import MotoServer
 
 NAMES = (
     [
@@ -49,14 +47,6 @@ NAMES = (
     + [f"p/k{n:04d}" for n in range(60)]
     + [f"p/sub{n % 3}/k{n:03d}" for n in range(30)]
 )
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[str, str]]:
-    fast, stock = MotoServer(fast=True).start(), MotoServer(fast=False).start()
-    yield fast.url, stock.url
-    fast.stop()
-    stock.stop()
 
 
 def s3(url: str) -> Any:
