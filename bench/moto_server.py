@@ -223,6 +223,7 @@ def measure(keys: int, items: int, reps: int, rounds: int, pages: int) -> dict[s
             "fast_cpu_ms": round(cpu_ms["fast"], 2),
             "stock_cpu_ms": round(cpu_ms["stock"], 2),
             "cpu_ratio": round(cpu_ms["stock"] / max(cpu_ms["fast"], 1e-9), 2),
+            "samples_per_s": {side: [round(n / wall, 2) for wall, _, n in values] for side, values in sides.items()},
         }
     return {"keys": keys, "items": items, "reps": reps, "setup_s": round(setup_s, 1), "figures": figures}
 
