@@ -26,8 +26,8 @@ def use_stand_in(app: Flask, moto_class: type, stand_in: type) -> int:
     """Point every view of ``app`` that dispatches to ``moto_class`` at the same classmethod of ``stand_in``."""
     swapped = 0
     for endpoint, view in list(app.view_functions.items()):
-        callback = getattr(view, "callback", None)
-        if getattr(callback, "__self__", None) is moto_class:
+        callback: Any = getattr(view, "callback", None)
+        if callback is not None and getattr(callback, "__self__", None) is moto_class:
             app.view_functions[endpoint] = convert_to_flask_response(getattr(stand_in, callback.__name__))
             swapped += 1
     return swapped
