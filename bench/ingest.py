@@ -15,7 +15,6 @@ explains), alternating ``--reps`` times; the figure is the median of each. Usage
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -24,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_standalone
 from local.motoserver import MotoServer
 from local.resources import create_resources
 from runtime.common.aws import client
@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "ingest")
     args = parser.parse_args(argv)
     result = measure(args.objects, args.reps)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_standalone(args.out, result, markdown(result))
     return 0
 
 

@@ -209,6 +209,14 @@ def write_results(doc: ResultsDoc, stem: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
+def write_standalone(stem: Path, result: dict[str, Any], text: str) -> None:
+    """A standalone benchmark's (``python -m bench.<name>``) result: ``<stem>.json``, ``<stem>.md``, and the text
+    on stdout."""
+    _atomic_write(stem.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    _atomic_write(stem.with_suffix(".md"), text)
+    print(text)
+
+
 def load_results(path: Path) -> ResultsDoc:
     """Read and validate a results file; raises ``ValueError`` (pydantic's ValidationError is one) if malformed."""
     return ResultsDoc.model_validate_json(path.read_text())

@@ -6,7 +6,8 @@ Every invariant of the job table (D7c) rests on those writes being atomic, so th
 and the benchmarks all run this server: DynamoDB requests are served one at a time, everything else (S3, SQS long
 polls) concurrently, as before.
 
-Run it as a process with ``python -m local.motoserver -H 127.0.0.1 -p PORT``, or in-process with ``serve``.
+Its fast paths (local/motofast) answer as moto does at a fraction of the CPU; ``SEGSCALE_MOTO_FAST=0`` turns them
+off. Run it as a process with ``python -m local.motoserver -H 127.0.0.1 -p PORT``, or in-process with ``serve``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from local.motofast import ROUTING, fast_paths
+from local.motofast.apps import app_factory
+from local.motofast.routing import CachedRouter
 
 
 class AtomicDynamoDB:
@@ -35,16 +40,26 @@ class AtomicDynamoDB:
             return list(self.inner(environ, start_response))
 
 
-def make_moto_server(host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
-    app = AtomicDynamoDB(DomainDispatcherApplication(create_backend_app))
-    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+def make_app(fast: bool | Iterable[str] | None = None) -> AtomicDynamoDB:
+    """moto's WSGI app with the chosen fast paths (local/motofast: same answers, less CPU; ``False``: stock moto)."""
+    paths = fast_paths(fast)
+    app: Any = DomainDispatcherApplication(app_factory(paths))
+    if ROUTING in paths:
+        app = CachedRouter(app)
+    return AtomicDynamoDB(app)
+
+
+def make_moto_server(
+    host: str = "127.0.0.1", port: int = 0, fast: bool | Iterable[str] | None = None
+) -> BaseWSGIServer:
+    return make_server(host, port, make_app(fast), threaded=True, request_handler=MotoRequestHandler)
 
 
 class MotoServer:
     """In-process server on a background thread; ``port=0`` picks a free port."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = make_moto_server(host, port)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, fast: bool | Iterable[str] | None = None) -> None:
+        self.server = make_moto_server(host, port, fast)
         self.thread = threading.Thread(target=self.server.serve_forever, name="moto-server", daemon=True)
 
     @property

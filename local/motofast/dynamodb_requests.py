@@ -1,0 +1,126 @@
+"""DynamoDB item-operation requests read without moto's generic request parser.
+
+moto 5.2 parses every DynamoDB request by walking the operation's botocore input shape through a handler looked up
+by name for every value, attribute values included. This module compiles each input shape once into plain functions
+with the same rules (members by their JSON name, ``null`` members left out, other keys dropped, blobs
+base64-decoded, numbers converted, structures in the shape's member order) and ``Unhandled`` for anything else
+(a list where an object belongs, a ``null`` inside a list), which sends the request through moto's parser, so any
+error is moto's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+from moto.core.model import Shape
+from moto.core.parse import default_timestamp_parser
+
+from local.motofast.shapes import PerOperation, Unhandled
+
+Parse = Callable[[Any], Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class InputCompiler:
+    """Turns input shapes into parse functions (named shapes once each, so recursive shapes terminate)."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, Parse] = {}
+
+    def compile(self, shape: Shape) -> Parse:
+        if shape.name in self.named:
+            return self.named[shape.name]
+        kind = shape.type_name
+        if kind == "structure":
+            return _identity if getattr(shape, "is_document_type", False) else self._structure(shape)
+        if kind == "list":
+            return self._list(shape)
+        if kind == "map":
+            return self._map(shape)
+        if kind == "blob":
+            return base64.b64decode
+        if kind in ("integer", "long", "byte", "short"):
+            return int
+        if kind in ("float", "double"):
+            return float
+        if kind == "timestamp":
+            return default_timestamp_parser
+        return _identity  # strings and booleans stay as JSON gave them
+
+    def _structure(self, shape: Any) -> Parse:
+        by_json_name: dict[str, tuple[str, Parse]] = {}
+        order = list(shape.members)
+
+        def parse(value: Any) -> Any:
+            if value is None:
+                return None
+            if type(value) is not dict:
+                raise Unhandled(shape.name)
+            out = {}
+            for json_name, item in value.items():
+                member = by_json_name.get(json_name)
+                if member is not None and item is not None:
+                    out[member[0]] = member[1](item)
+            if len(out) > 1:
+                out = {name: out[name] for name in order if name in out}
+            return out
+
+        self.named[shape.name] = parse
+        for name, member in shape.members.items():
+            by_json_name[member.serialization.get("name", name)] = (name, self.compile(member))
+        return parse
+
+    def _list(self, shape: Any) -> Parse:
+        item_parse: list[Parse] = []
+
+        def parse(value: Any) -> Any:
+            if type(value) is not list or None in value:
+                raise Unhandled(shape.name)
+            each = item_parse[0]
+            return [each(item) for item in value]
+
+        self.named[shape.name] = parse
+        item_parse.append(self.compile(shape.member))
+        return parse
+
+    def _map(self, shape: Any) -> Parse:
+        value_parse: list[Parse] = []
+        key_parse: list[Parse] = []
+
+        def parse(value: Any) -> Any:
+            if type(value) is not dict:
+                raise Unhandled(shape.name)
+            each, key = value_parse[0], key_parse[0]
+            out = {}
+            for k, item in value.items():
+                if item is None:
+                    raise Unhandled(shape.name)
+                out[key(k)] = each(item)
+            return out
+
+        self.named[shape.name] = parse
+        key_parse.append(self.compile(shape.key))
+        value_parse.append(self.compile(shape.value))
+        return parse
+
+
+PARSERS: PerOperation[Parse] = PerOperation("dynamodb", InputCompiler().compile, output=False)
+
+
+def parse_item_request(operation: str, body: bytes) -> dict[str, Any]:
+    """The parameters moto's JSON parser reads from this item operation's body (or ``Unhandled``)."""
+    if not body:
+        raise Unhandled("empty body")
+    try:
+        document = json.loads(body)
+        return PARSERS[operation](document)
+    except Unhandled:
+        raise
+    except Exception as error:  # moto's parser fails (or falls back) its own way on the same input
+        raise Unhandled(str(error)) from error
