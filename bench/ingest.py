@@ -7,9 +7,9 @@ checkpoints the page on the batch record. The baseline is the floor of that work
 memory, written as minimal items (key, batch, input key) with ``BatchWriteItem`` on the same 8 threads, nothing
 else. ingest rate / bare rate is the share of the floor the ingester keeps (goal: at least 0.7).
 
-Both run against one moto server on loopback (local/motoserver.py serves DynamoDB requests one at a time, as D6
-explains), alternating ``--reps`` times; the figure is the median of each. Usage:
-``python -m bench.ingest --objects 100000`` (writes bench/results/ingest.json and .md).
+Both run against the local stack's two moto servers on loopback (S3 and SQS on one, DynamoDB on its own, which
+serves its requests one at a time, as D6 explains), alternating ``--reps`` times; the figure is the median of
+each. Usage: ``python -m bench.ingest --objects 100000`` (writes bench/results/ingest.json and .md).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import write_standalone
-from local.motoserver import MotoServer
+from local.dev import start_moto
+from local.procs import free_port, stop
 from local.resources import create_resources
 from runtime.common.aws import client
 from runtime.common.batches import BatchStore
@@ -62,7 +64,7 @@ def run_ingest(settings: Settings) -> tuple[float, int]:
 
 def run_bare(settings: Settings, keys: list[str], *, list_first: bool = False) -> float:
     """The bare loop; ``list_first``: the keys are listed from the prefix first (the floor that includes S3's
-    listing, which moto serves far slower than S3 does: it walks the whole bucket for every page)."""
+    listing: stock moto walks and sorts the whole bucket for every page, local/motofast lists from a sorted index)."""
     ddb, batch_id = client("dynamodb", settings), uuid.uuid4().hex
 
     def write(chunk: list[str]) -> None:
@@ -88,22 +90,31 @@ def run_bare(settings: Settings, keys: list[str], *, list_first: bool = False) -
 def measure(objects: int, reps: int) -> dict[str, Any]:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # moto accepts any credentials
         os.environ.setdefault(name, "testing")
-    server = MotoServer().start()
-    try:
-        resources = create_resources(server.url, prefix=f"b{uuid.uuid4().hex[:8]}")
-        settings = resources.settings(ingest_sources=f"s3://{BUCKET}/photos/")
-        t0 = time.perf_counter()
-        keys = put_objects(settings, objects)
-        setup_s = time.perf_counter() - t0
-        bare, listed, ingest = [], [], []
-        for _ in range(reps):
-            bare.append(run_bare(settings, keys))
-            listed.append(run_bare(settings, keys, list_first=True))
-            elapsed, jobs = run_ingest(settings)
-            assert jobs == objects, (jobs, objects)
-            ingest.append(elapsed)
-    finally:
-        server.stop()
+    # As the local stack runs them (local/dev.py): S3 and SQS on one moto server, DynamoDB on its own, each in its
+    # own process, so neither the servers nor this process's threads share an interpreter.
+    ports = {"s3": free_port(), "dynamodb": free_port()}
+    with tempfile.TemporaryDirectory() as logs:
+        servers = [start_moto(port, log_dir=Path(logs), timeout_s=60, log_name=f"{n}.log") for n, port in ports.items()]
+        try:
+            return _measure({n: f"http://127.0.0.1:{port}" for n, port in ports.items()}, objects, reps)
+        finally:
+            for server in servers:
+                stop(server)
+
+
+def _measure(urls: dict[str, str], objects: int, reps: int) -> dict[str, Any]:
+    resources = create_resources(urls["s3"], prefix=f"b{uuid.uuid4().hex[:8]}", dynamodb_endpoint_url=urls["dynamodb"])
+    settings = resources.settings(ingest_sources=f"s3://{BUCKET}/photos/")
+    t0 = time.perf_counter()
+    keys = put_objects(settings, objects)
+    setup_s = time.perf_counter() - t0
+    bare, listed, ingest = [], [], []
+    for _ in range(reps):
+        bare.append(run_bare(settings, keys))
+        listed.append(run_bare(settings, keys, list_first=True))
+        elapsed, jobs = run_ingest(settings)
+        assert jobs == objects, (jobs, objects)
+        ingest.append(elapsed)
     bare_rate = objects / statistics.median(bare)
     ingest_rate = objects / statistics.median(ingest)
     return {
@@ -123,7 +134,7 @@ def measure(objects: int, reps: int) -> dict[str, Any]:
 
 def markdown(r: dict[str, Any]) -> str:
     return (
-        f"# S3 ingestion: {r['objects']:,} objects, {r['reps']} repetition(s), same moto server\n\n"
+        f"# S3 ingestion: {r['objects']:,} objects, {r['reps']} repetition(s), same moto servers\n\n"
         "| run | median s | rate /s |\n| --- | --- | --- |\n"
         f"| bare BatchWriteItem loop (baseline) | {statistics.median(r['bare_s'])} | {r['bare_items_per_s']:,} |\n"
         f"| list the prefix, then the bare loop (second baseline) | {statistics.median(r['list_and_bare_s'])} | "
