@@ -136,10 +136,10 @@ def markdown(r: dict[str, Any]) -> str:
     return (
         f"# S3 ingestion: {r['objects']:,} objects, {r['reps']} repetition(s), same moto servers\n\n"
         "| run | median s | rate /s |\n| --- | --- | --- |\n"
-        f"| bare BatchWriteItem loop (baseline) | {statistics.median(r['bare_s'])} | {r['bare_items_per_s']:,} |\n"
-        f"| list the prefix, then the bare loop (second baseline) | {statistics.median(r['list_and_bare_s'])} | "
+        f"| bare BatchWriteItem loop (baseline) | {statistics.median(r['bare_s']):.2f} | {r['bare_items_per_s']:,} |\n"
+        f"| list the prefix, then the bare loop (second baseline) | {statistics.median(r['list_and_bare_s']):.2f} | "
         f"{round(r['objects'] / statistics.median(r['list_and_bare_s'])):,} |\n"
-        f"| ingester (list, write, enqueue, checkpoint) | {statistics.median(r['ingest_s'])} | "
+        f"| ingester (list, write, enqueue, checkpoint) | {statistics.median(r['ingest_s']):.2f} | "
         f"{r['ingest_jobs_per_s']:,} |\n\n"
         f"ratio (ingest rate / bare rate): **{r['ratio']}** (goal >= {r['goal']}); against list + bare loop: "
         f"**{r['ratio_to_list_and_bare']}**. Each run: "
