@@ -328,3 +328,15 @@ def test_the_ingester_wakes_a_worker_when_none_is_live(settings: Settings, sourc
 
     wakes = [decode_wake(body) for body in drain_bodies(sqs, s.wake_queue_url)]
     assert [w.by for w in wakes] == ["ingester"]  # one wake for three pages: a starting worker counts as alive
+
+
+def test_the_ingesters_listing_client_keeps_timestamps_as_text(settings: Settings, source_bucket: str) -> None:
+    put_objects(settings, source_bucket, ["photos/a.jpg"])
+    (listed,) = Ingester(settings).s3.list_objects_v2(Bucket=source_bucket, Prefix="photos/")["Contents"]
+    (parsed,) = client("s3", settings).list_objects_v2(Bucket=source_bucket, Prefix="photos/")["Contents"]
+    assert isinstance(listed["LastModified"], str) and listed["LastModified"].startswith(
+        str(parsed["LastModified"].year)
+    )
+    assert {k: v for k, v in listed.items() if k != "LastModified"} == {
+        k: v for k, v in parsed.items() if k != "LastModified"
+    }

@@ -26,7 +26,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.common import metrics
-from runtime.common.aws import client
+from runtime.common.aws import client, listing_client
 from runtime.common.batches import Batch, BatchState, BatchStore, Work
 from runtime.common.jobs import JobStatus, JobStore, NewJob, new_job_item, now_ms
 from runtime.common.progress import BatchProgress
@@ -99,7 +99,7 @@ class Ingester:
         page_size: int = 1000,
     ) -> None:
         self.settings = settings
-        self.s3 = s3 or client("s3", settings)
+        self.s3 = s3 or listing_client(settings)  # lists and reads manifests; never reads a timestamp
         ddb = dynamodb or client("dynamodb", settings)
         self.sqs = sqs or client("sqs", settings)
         self.store = JobStore.from_settings(settings, ddb)
