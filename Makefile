@@ -25,7 +25,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $@
 
 $(CHECKOV_STAMP): requirements-checkov.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(PYTHON) -m venv --clear $(CHECKOV_VENV)  # from scratch: a tool venv left without pip must not stop make test
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements-checkov.txt
 	touch $@
