@@ -25,7 +25,7 @@ from moto.core.serialize import TimestampSerializer
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
 from local.motofast import DYNAMODB, SERVED, dynamodb_requests
-from local.motofast.shapes import PerOperation, Unhandled
+from local.motofast.shapes import PerOperation, ShapeCompiler, Unhandled, identity
 
 ITEM_OPERATIONS = frozenset(
     {
@@ -71,10 +71,6 @@ def _timestamp(shape: Shape) -> Render:
     return render
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 def member_aliases(key: str, member: Shape, parent: Any) -> set[str]:
     """The other keys moto's attribute picker would look up for this member of a dict (see ``XFormedAttributePicker``).
 
@@ -91,24 +87,10 @@ def member_aliases(key: str, member: Shape, parent: Any) -> set[str]:
     return ({xform_name(c) for c in candidates} | set(candidates) | {xform_name(key)}) - {key}
 
 
-class ShapeCompiler:
-    """Turns output shapes into render functions (named shapes once each, so recursive shapes terminate)."""
+class OutputCompiler(ShapeCompiler[Render]):
+    """Turns output shapes into render functions."""
 
-    def __init__(self) -> None:
-        self.named: dict[str, Render] = {}
-
-    def compile(self, shape: Shape) -> Render:
-        if shape.name in self.named:
-            return self.named[shape.name]
-        kind = shape.type_name
-        if kind == "structure":
-            if getattr(shape, "is_document_type", False):
-                return _identity
-            return self._structure(shape)
-        if kind == "list":
-            return self._list(shape)
-        if kind == "map":
-            return self._map(shape)
+    def _scalar(self, kind: str, shape: Any) -> Render:
         if kind == "string":
             return _string
         if kind == "blob":
@@ -119,7 +101,7 @@ class ShapeCompiler:
             return float
         if kind == "timestamp":
             return _timestamp(shape)
-        return _identity  # boolean and anything else moto passes through unchanged
+        return identity  # boolean and anything else moto passes through unchanged
 
     def _structure(self, shape: Any) -> Render:
         members: dict[str, tuple[str, Render]] = {}
@@ -172,7 +154,7 @@ class ShapeCompiler:
         return render
 
 
-RENDERERS: PerOperation[Render] = PerOperation("dynamodb", ShapeCompiler().compile, output=True)
+RENDERERS: PerOperation[Render] = PerOperation("dynamodb", OutputCompiler().compile, output=True)
 
 
 def render_item_result(operation: str, result: Any) -> str:

@@ -15,34 +15,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from moto.core.model import Shape
 from moto.core.parse import default_timestamp_parser
 
-from local.motofast.shapes import PerOperation, Unhandled
+from local.motofast.shapes import PerOperation, ShapeCompiler, Unhandled, identity
 
 Parse = Callable[[Any], Any]
 
 
-def _identity(value: Any) -> Any:
-    return value
+class InputCompiler(ShapeCompiler[Parse]):
+    """Turns input shapes into parse functions."""
 
-
-class InputCompiler:
-    """Turns input shapes into parse functions (named shapes once each, so recursive shapes terminate)."""
-
-    def __init__(self) -> None:
-        self.named: dict[str, Parse] = {}
-
-    def compile(self, shape: Shape) -> Parse:
-        if shape.name in self.named:
-            return self.named[shape.name]
-        kind = shape.type_name
-        if kind == "structure":
-            return _identity if getattr(shape, "is_document_type", False) else self._structure(shape)
-        if kind == "list":
-            return self._list(shape)
-        if kind == "map":
-            return self._map(shape)
+    def _scalar(self, kind: str, shape: Any) -> Parse:
         if kind == "blob":
             return base64.b64decode
         if kind in ("integer", "long", "byte", "short"):
@@ -51,7 +34,7 @@ class InputCompiler:
             return float
         if kind == "timestamp":
             return default_timestamp_parser
-        return _identity  # strings and booleans stay as JSON gave them
+        return identity  # strings and booleans stay as JSON gave them
 
     def _structure(self, shape: Any) -> Parse:
         by_json_name: dict[str, tuple[str, Parse]] = {}
