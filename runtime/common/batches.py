@@ -91,6 +91,23 @@ def _key(batch_id: str) -> dict[str, Any]:
     return {schema.TABLE_PARTITION_KEY: {"S": batch_pk(batch_id)}}
 
 
+def _new_record(
+    batch_id: str, state: BatchState, now: int, *, total: int, notify_url: str | None, owner: str | None
+) -> dict[str, Any]:
+    """The attributes every new batch record starts with (``serialize`` leaves out the None ones)."""
+    return {
+        schema.TABLE_PARTITION_KEY: batch_pk(batch_id),
+        "batch_state": str(state),
+        "opened_at": now,
+        "total": total,
+        "done": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "notify_url": notify_url,
+        "owner": owner,
+    }
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -312,26 +329,20 @@ class BatchStore:
         """``reserve`` for an id the caller just drew at random: the new OPEN record written whole, in one
         conditional put (a put is one write like the update, but needs no update expression: the common case of a
         request without a batch id, made cheaper). None if the id exists after all (then ``reserve`` decides)."""
-        item = {
-            schema.TABLE_PARTITION_KEY: batch_pk(batch_id),
-            "batch_state": str(BatchState.OPEN),
-            "opened_at": self.clock(),
-            "total": jobs,
-            "done": 0,
-            "succeeded": 0,
-            "failed": 0,
-            "notify_url": notify_url,
-            "owner": owner,
-        }
+        item = _new_record(batch_id, BatchState.OPEN, self.clock(), total=jobs, notify_url=notify_url, owner=owner)
+        return Reservation(batch_id, jobs, created=True) if self._put_new(item) else None
+
+    def _put_new(self, item: dict[str, Any]) -> bool:
+        """Write a new batch record; False if one with its id exists (nothing is overwritten)."""
         try:
             self.client.put_item(
                 TableName=self.table, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
             if _conditional_failed(exc):
-                return None
+                return False
             raise
-        return Reservation(batch_id, jobs, created=True)
+        return True
 
     def unreserve(self, reservation: Reservation) -> None:
         """Take back a reservation whose request was refused (its jobs were never kept). A batch the request
@@ -455,34 +466,17 @@ class BatchStore:
         """A new INGESTING batch with ``work = ingest`` due now. The same call again returns the record as it is
         (a client may retry); an existing batch of another source, URL or owner raises ``BatchConflict``."""
         now = self.clock()
-        item = {
-            schema.TABLE_PARTITION_KEY: batch_pk(batch_id),
-            "batch_state": str(BatchState.INGESTING),
-            "opened_at": now,
-            "total": 0,
-            "done": 0,
-            "succeeded": 0,
-            "failed": 0,
+        item = _new_record(batch_id, BatchState.INGESTING, now, total=0, notify_url=notify_url, owner=owner) | {
             "listed": 0,
             "skipped": 0,
             "source": source,
             "source_kind": source_kind,
             "ingest_spec": spec,
-            "notify_url": notify_url,
-            "owner": owner,
             "inbox_name": inbox_name,
             "work": str(Work.INGEST),
             "work_due_at": now,
         }
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=serialize(item),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
+        if not self._put_new(item):
             current = self.get(batch_id)
             if current is None or (current.source, current.notify_url, current.owner) != (source, notify_url, owner):
                 message = f"batch {batch_id} already exists with another source, notify_url or owner"
