@@ -10,6 +10,8 @@ is the median, and the ratio is fast / stock (higher is better). Usage:
 - mix: 8 threads, each looping PutObject + PutItem + UpdateItem + GetItem (the API's and the worker's calls).
 - query: one Query page of ``--items`` job-like items.
 - list: ListObjectsV2 over a ``--keys``-key prefix, 1,000 keys a page, as the S3 ingester lists.
+- reconcile: the reconcile pass's status-index Query (QUEUED jobs updated before a cutoff: 10 of them) on a table of
+  ``--jobs`` job-like items, half of them QUEUED.
 
 Requests are raw HTTP (local/motofast/rawclient.py), so the client costs next to nothing and the server is what is
 measured: both its throughput and its CPU time per operation (from /proc), the second being the steadier figure on
@@ -40,6 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 THREADS = 8
 BUCKET = "bench-moto"
 TABLE = "bench-moto"
+JOBS_TABLE = "bench-moto-jobs"
+STALE = 10  # QUEUED jobs older than the reconcile cutoff
 
 
 def serve() -> None:
@@ -81,7 +85,42 @@ def job_item(pk: str, n: int) -> dict[str, Any]:
     }
 
 
-def seed(url: str, keys: int, items: int) -> None:
+def seed_jobs(ddb: Any, pool: ThreadPoolExecutor, jobs: int) -> None:
+    """A job table with the status index (runtime/common/schema.py's shape): half QUEUED, ``STALE`` of them old."""
+    ddb.create_table(
+        TableName=JOBS_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+            {"AttributeName": "updated_at", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_status",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+    def job(n: int) -> dict[str, Any]:
+        item = job_item(f"job-{n:07d}", n)
+        del item["sk"]
+        item["status"] = {"S": "QUEUED" if n % 2 else "SUCCEEDED"}
+        item["updated_at"] = {"N": str(1_767_225_600 + (n if n >= 2 * STALE else n - 10_000))}
+        return item
+
+    chunks = [range(i, min(i + 25, jobs)) for i in range(0, jobs, 25)]
+    requests = [{JOBS_TABLE: [{"PutRequest": {"Item": job(n)}} for n in chunk]} for chunk in chunks]
+    list(pool.map(lambda request: ddb.batch_write_item(RequestItems=request), requests))
+
+
+def seed(url: str, keys: int, items: int, jobs: int) -> None:
     s3, ddb = client("s3", url), client("dynamodb", url)
     s3.create_bucket(Bucket=BUCKET)
     ddb.create_table(
@@ -99,6 +138,7 @@ def seed(url: str, keys: int, items: int) -> None:
         chunks = [range(i, min(i + 25, items)) for i in range(0, items, 25)]
         requests = [{TABLE: [{"PutRequest": {"Item": job_item("query", n)}} for n in chunk]} for chunk in chunks]
         list(pool.map(lambda request: ddb.batch_write_item(RequestItems=request), requests))
+        seed_jobs(ddb, pool, jobs)
 
 
 def cpu_s(pid: int) -> float:
@@ -163,6 +203,24 @@ def run_query(url: str, items: int, pages: int) -> int:
     return pages
 
 
+def run_reconcile(url: str, pages: int) -> int:
+    for _ in range(pages):
+        reply = dynamodb(
+            url,
+            "Query",
+            {
+                "TableName": JOBS_TABLE,
+                "IndexName": "by_status",
+                "KeyConditionExpression": "#s = :s AND updated_at <= :cutoff",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":s": {"S": "QUEUED"}, ":cutoff": {"N": "1767225000"}},
+                "Limit": 500,
+            },
+        )
+        assert json.loads(reply.body)["Count"] == STALE, reply.body[:200]
+    return pages
+
+
 def run_list(url: str, keys: int) -> int:
     """One listing of the prefix, page by page as boto3's paginator asks; the number of pages."""
     token, listed, pages = None, 0, 0
@@ -186,7 +244,7 @@ def timed(pid: int, work: Any) -> tuple[float, float, int]:
     return time.perf_counter() - started, cpu_s(pid) - cpu, operations
 
 
-def measure(keys: int, items: int, reps: int, rounds: int, pages: int) -> dict[str, Any]:
+def measure(keys: int, items: int, reps: int, rounds: int, pages: int, jobs: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
         [sys.executable, "-m", "bench.moto_server", "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
@@ -195,13 +253,14 @@ def measure(keys: int, items: int, reps: int, rounds: int, pages: int) -> dict[s
         "mix": lambda url: run_mix(url, rounds),
         "query": lambda url: run_query(url, items, pages),
         "list": lambda url: run_list(url, keys),
+        "reconcile": lambda url: run_reconcile(url, pages),
     }
     runs: dict[str, dict[str, list[tuple[float, float, int]]]] = {w: {"fast": [], "stock": []} for w in workloads}
     try:
         assert child.stdout is not None
         urls = json.loads(child.stdout.readline())
         started = time.perf_counter()
-        seed(urls["fast"], keys, items)
+        seed(urls["fast"], keys, items, jobs)
         setup_s = time.perf_counter() - started
         for rep in range(reps):
             order = ("fast", "stock") if rep % 2 == 0 else ("stock", "fast")
@@ -225,10 +284,15 @@ def measure(keys: int, items: int, reps: int, rounds: int, pages: int) -> dict[s
             "cpu_ratio": round(cpu_ms["stock"] / max(cpu_ms["fast"], 1e-9), 2),
             "samples_per_s": {side: [round(n / wall, 2) for wall, _, n in values] for side, values in sides.items()},
         }
-    return {"keys": keys, "items": items, "reps": reps, "setup_s": round(setup_s, 1), "figures": figures}
+    return {"keys": keys, "items": items, "jobs": jobs, "reps": reps, "setup_s": round(setup_s, 1), "figures": figures}
 
 
-UNITS = {"mix": "requests, 8 threads", "query": "Query pages", "list": "ListObjectsV2 pages"}
+UNITS = {
+    "mix": "requests, 8 threads",
+    "query": "Query pages",
+    "list": "ListObjectsV2 pages",
+    "reconcile": "status-index Queries",
+}
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -239,7 +303,8 @@ def markdown(r: dict[str, Any]) -> str:
     )
     return (
         f"# Local moto server: fast paths against stock moto ({r['reps']} repetition(s), same process, same data)\n\n"
-        f"Query page: {r['items']:,} items; listing: a {r['keys']:,}-key prefix, 1,000 keys a page. Throughput: "
+        f"Query page: {r['items']:,} items; listing: a {r['keys']:,}-key prefix, 1,000 keys a page; reconcile: the "
+        f"status-index Query for {STALE} stale QUEUED jobs in a {r.get('jobs', 0):,}-job table. Throughput: "
         "operations per second of wall time (ratio fast / stock); server CPU: milliseconds of the server process's "
         "CPU per operation (ratio stock / fast). Higher ratios are better.\n\n"
         "| workload | stock /s (baseline) | fast /s | ratio | stock CPU ms/op | fast CPU ms/op | CPU ratio |\n"
@@ -255,13 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=300, help="rounds of the 4-request mix per measurement")
     parser.add_argument("--pages", type=int, default=5, help="Query pages per measurement")
+    parser.add_argument("--jobs", type=int, default=10_000, help="items in the job table of the reconcile Query")
     parser.add_argument("--out", type=Path, default=RESULTS / "moto_server")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve()
         return 0
-    result = measure(args.keys, args.items, args.reps, args.rounds, args.pages)
+    result = measure(args.keys, args.items, args.reps, args.rounds, args.pages, args.jobs)
     write_standalone(args.out, result, markdown(result))
     return 0
 

@@ -24,7 +24,7 @@ from moto.core.responses import ActionResult
 from moto.core.serialize import TimestampSerializer
 from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
-from local.motofast import DYNAMODB, SERVED, dynamodb_requests
+from local.motofast import DYNAMODB, SERVED, dynamodb_query, dynamodb_requests
 from local.motofast.shapes import PerOperation, ShapeCompiler, Unhandled, identity
 
 ITEM_OPERATIONS = frozenset(
@@ -154,6 +154,8 @@ class OutputCompiler(ShapeCompiler[Render]):
         return render
 
 
+dynamodb_query.install()
+
 RENDERERS: PerOperation[Render] = PerOperation("dynamodb", OutputCompiler().compile, output=True)
 
 
@@ -164,7 +166,12 @@ def render_item_result(operation: str, result: Any) -> str:
 
 class FastDynamoHandler(DynamoHandler):
     """moto's DynamoDB handler, with item operations' requests read by ``parse_item_request`` and their results
-    rendered by ``render_item_result``."""
+    rendered by ``render_item_result``, and index Queries answered from the queried partition
+    (local/motofast/dynamodb_query.py)."""
+
+    def query(self) -> ActionResult:
+        with dynamodb_query.fast_queries():
+            return super().query()
 
     def parse_parameters(self, request: Any) -> None:
         operation = self._get_action()

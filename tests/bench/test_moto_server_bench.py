@@ -7,8 +7,8 @@ from bench.moto_server import markdown, measure
 
 
 def test_moto_server_benchmark_measures_fast_against_stock() -> None:
-    result = measure(keys=30, items=20, reps=1, rounds=4, pages=1)
-    assert set(result["figures"]) == {"mix", "query", "list"}
+    result = measure(keys=30, items=20, reps=1, rounds=4, pages=1, jobs=60)
+    assert set(result["figures"]) == {"mix", "query", "list", "reconcile"}
     for figure in result["figures"].values():
         assert figure["fast_per_s"] > 0 and figure["stock_per_s"] > 0 and figure["ratio"] > 0
     assert "stock /s (baseline)" in markdown(result)
