@@ -21,7 +21,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from local.motofast import ROUTING, fast_paths
+from local.motofast import EVENTS, ROUTING, events, fast_paths
 from local.motofast.apps import app_factory
 from local.motofast.routing import CachedRouter
 
@@ -43,6 +43,8 @@ class AtomicDynamoDB:
 def make_app(fast: bool | Iterable[str] | None = None) -> AtomicDynamoDB:
     """moto's WSGI app with the chosen fast paths (local/motofast: same answers, less CPU; ``False``: stock moto)."""
     paths = fast_paths(fast)
+    if EVENTS in paths:
+        events.install()
     app: Any = DomainDispatcherApplication(app_factory(paths))
     if ROUTING in paths:
         app = CachedRouter(app)
