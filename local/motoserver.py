@@ -23,7 +23,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from local.motofast import EVENTS, ROUTING, events, fast_paths
 from local.motofast.apps import app_factory
-from local.motofast.routing import CachedRouter
+from local.motofast.routing import CachedRouter, memoize_action_lookup
 
 
 class AtomicDynamoDB:
@@ -47,6 +47,7 @@ def make_app(fast: bool | Iterable[str] | None = None) -> AtomicDynamoDB:
         events.install()
     app: Any = DomainDispatcherApplication(app_factory(paths))
     if ROUTING in paths:
+        memoize_action_lookup()
         app = CachedRouter(app)
     return AtomicDynamoDB(app)
 

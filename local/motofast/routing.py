@@ -5,6 +5,10 @@ moto's ``DomainDispatcherApplication`` works the backend out from scratch for ev
 on the credential scope (service, region), the ``X-Amz-Target`` header and, for a few services, the path or host;
 so the first request of each kind is routed by moto and the app it picked is remembered for the next ones.
 Everything else (unsigned requests, ``/moto-api``, services routed by path) always goes through moto's dispatcher.
+
+Inside the backend, moto then lists every function of the handler class (``inspect.getmembers``) to check that the
+action is one of them, on every request: about 5% of the DynamoDB server's CPU. A class's functions do not change
+while the server runs, so ``memoize_action_lookup`` keeps each class's list (process-wide: it changes CPU only).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+import moto.core.responses
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 from local.motofast import ROUTING, SERVED
@@ -22,6 +27,23 @@ _ROUTED_BY_MORE = frozenset(
     {"s3", "sagemaker", "ses", "bedrock", "bedrock-agentcore", "mediastore", "execute-api", "iot", "apigateway"}
 )
 _MOTO_OWN_PATHS = ("/moto-api", "/favicon.ico", "/latest/meta-data/", "/latest/api/")
+
+
+_method_names_from_class = moto.core.responses.method_names_from_class
+_ACTION_NAMES: dict[type, list[str]] = {}
+
+
+def cached_method_names(clazz: Any) -> list[str]:
+    """moto's ``method_names_from_class``, once per class."""
+    names = _ACTION_NAMES.get(clazz)
+    if names is None:
+        names = _ACTION_NAMES[clazz] = _method_names_from_class(clazz)
+    return names
+
+
+def memoize_action_lookup() -> None:
+    """Route moto's per-request action check (``BaseResponse.call_action``) through ``cached_method_names``."""
+    moto.core.responses.method_names_from_class = cached_method_names
 
 
 def route_key(environ: dict[str, Any]) -> tuple[str, str, str] | None:

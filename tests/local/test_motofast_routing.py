@@ -6,11 +6,17 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import moto.core.responses
 import pytest
+from moto.dynamodb.responses import DynamoHandler
+from moto.events.responses import EventsHandler
+from moto.s3.responses import S3Response
+from moto.sqs.responses import SQSResponse
 
 from local.motofast import ALL, DYNAMODB, ROUTING, SERVED, fast_paths
+from local.motofast.dynamodb import FastDynamoHandler
 from local.motofast.rawclient import call, dynamodb
-from local.motofast.routing import route_key
+from local.motofast.routing import _ACTION_NAMES, _method_names_from_class, cached_method_names, route_key
 from local.motoserver import MotoServer
 
 
@@ -74,3 +80,14 @@ def test_cached_routes_reach_the_right_backends() -> None:
             assert "dynamodb" in json.loads(response.read())
     finally:
         server.stop()
+
+
+def test_the_action_lookup_memo_lists_what_moto_lists(servers: tuple[str, str]) -> None:
+    fast, _ = servers
+    assert moto.core.responses.method_names_from_class is cached_method_names  # installed by the fast server
+    assert dynamodb(fast, "ListTables", {}).status == 200  # through moto's call_action
+    assert any(issubclass(clazz, DynamoHandler) for clazz in _ACTION_NAMES)
+    for clazz in (DynamoHandler, FastDynamoHandler, EventsHandler, S3Response, SQSResponse):
+        assert cached_method_names(clazz) == _method_names_from_class(clazz)
+        assert cached_method_names(clazz) is cached_method_names(clazz)
+    assert "update_item" in cached_method_names(DynamoHandler)
