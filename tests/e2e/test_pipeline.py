@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import soak
 from local.dev import LocalStack
 from local.procs import REPO_ROOT
 from runtime.common import keys
@@ -103,3 +104,19 @@ def test_200_images_in_mixed_single_and_multi_file_requests(stack: LocalStack) -
     assert all(j["status"] == "SUCCEEDED" and "person" in j["result"]["classes"] for j in paged)
     # Warm workers (docs/architecture.md D8): a few worker tasks drain every message, never more than max_workers.
     assert len(stack.pipe.launches) <= 6 and stack.pipe.most_alive_at_once() <= 2  # type: ignore[union-attr]
+
+
+def test_the_soak_uploader_is_answered_and_its_jobs_end(stack: LocalStack) -> None:
+    """``make soak``'s lean uploader (bench/soak.py) through the real API: every upload is accepted on reused
+    connections, a rejected one (a body that is not an image) gets its problem answer on the same connection, and
+    every accepted job ends SUCCEEDED."""
+    photos = [data for _, data in small_images(5)]
+    uploads, _ = soak.upload_all(stack, photos, 24, 3)
+    assert uploads.outcomes == {"202": 24} and len(set(uploads.accepted)) == 24
+    uploader = soak.Uploader(stack.api_url, stack.api_key)
+    status, body = uploader.post_image("not-an-image.jpg", b"plain text")
+    assert 400 <= status < 500 and json.loads(body)["status"] == status
+    status, body = uploader.post_image("after.jpg", photos[0])
+    assert status == 202, body
+    jobs = wait_terminal(job_store(stack), [*uploads.accepted, json.loads(body)["jobs"][0]["job_id"]], timeout_s=120)
+    assert {j["status"] for j in jobs.values()} == {"SUCCEEDED"} and len(jobs) == 25
