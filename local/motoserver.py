@@ -21,7 +21,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from local.motofast import EVENTS, ROUTING, events, fast_paths
+from local.motofast import DYNAMODB, EVENTS, ROUTING, dynamodb_item, dynamodb_query, events, fast_paths
 from local.motofast.apps import app_factory
 from local.motofast.routing import CachedRouter, memoize_action_lookup
 
@@ -45,6 +45,9 @@ def make_app(fast: bool | Iterable[str] | None = None) -> AtomicDynamoDB:
     paths = fast_paths(fast)
     if EVENTS in paths:
         events.install()
+    if DYNAMODB in paths:
+        dynamodb_query.install()  # answers only requests of a server with this path (a thread-local switch)
+        dynamodb_item.install()
     app: Any = DomainDispatcherApplication(app_factory(paths))
     if ROUTING in paths:
         memoize_action_lookup()

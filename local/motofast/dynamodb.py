@@ -154,8 +154,6 @@ class OutputCompiler(ShapeCompiler[Render]):
         return render
 
 
-dynamodb_query.install()
-
 RENDERERS: PerOperation[Render] = PerOperation("dynamodb", OutputCompiler().compile, output=True)
 
 
