@@ -39,12 +39,19 @@ class InputCompiler(ShapeCompiler[Parse]):
     def _structure(self, shape: Any) -> Parse:
         by_json_name: dict[str, tuple[str, Parse]] = {}
         order = list(shape.members)
+        # Members read as JSON gave them under their own name (an attribute value's S, N, BOOL, NULL): a structure
+        # holding just one of them, the commonest value of all, is that same one-key object.
+        as_given: set[str] = set()
 
         def parse(value: Any) -> Any:
             if value is None:
                 return None
             if type(value) is not dict:
                 raise Unhandled(shape.name)
+            if len(value) == 1:
+                for json_name, item in value.items():
+                    if json_name in as_given and item is not None:
+                        return {json_name: item}
             out = {}
             for json_name, item in value.items():
                 member = by_json_name.get(json_name)
@@ -56,7 +63,10 @@ class InputCompiler(ShapeCompiler[Parse]):
 
         self.named[shape.name] = parse
         for name, member in shape.members.items():
-            by_json_name[member.serialization.get("name", name)] = (name, self.compile(member))
+            json_name = member.serialization.get("name", name)
+            by_json_name[json_name] = (name, self.compile(member))
+            if json_name == name and by_json_name[json_name][1] is identity:
+                as_given.add(name)
         return parse
 
     def _list(self, shape: Any) -> Parse:
