@@ -7,6 +7,12 @@ checkpoints the page on the batch record. The baseline is the floor of that work
 memory, written as minimal items (key, batch, input key) with ``BatchWriteItem`` on the same 8 threads, nothing
 else. ingest rate / bare rate is the share of the floor the ingester keeps (goal: at least 0.7).
 
+Two more baselines say where the rest goes: the bare loop after listing the prefix (what S3's listing adds), and
+the bare loop writing, for the same keys, the very job items the ingester writes (``new_job_item``: about 17
+attributes where the minimal item has 3), built before the clock starts. The last one is the floor of ingestion
+itself, since a job must be recorded whole; ingest rate / that rate is the ingester's own overhead (listing,
+enqueueing, checkpoints, building the items).
+
 Both run against the local stack's two moto servers on loopback (S3 and SQS on one, DynamoDB on its own, which
 serves its requests one at a time, as D6 explains), alternating ``--reps`` times; the figure is the median of
 each. Usage: ``python -m bench.ingest --objects 100000`` (writes bench/results/ingest.json and .md).
@@ -15,6 +21,7 @@ each. Usage: ``python -m bench.ingest --objects 100000`` (writes bench/results/i
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import tempfile
@@ -30,12 +37,18 @@ from local.procs import free_port, stop
 from local.resources import create_resources
 from runtime.common.aws import client
 from runtime.common.batches import BatchStore
-from runtime.common.jobs import BATCH_WRITE_MAX, serialize
+from runtime.common.jobs import BATCH_WRITE_MAX, JobStatus, JobStore, NewJob, new_job_item, now_ms, serialize
 from runtime.common.settings import Settings
-from runtime.results.ingest.run import WRITERS, Ingester
+from runtime.common.sources import job_id_for
+from runtime.results.ingest.run import VIA_LISTING, WRITERS, Ingester
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUCKET = "bench-ingest-source"
+
+
+BODY = b"\xff\xd8\xff"
+ETAG = hashlib.md5(BODY).hexdigest()  # S3's ETag of a single-part object, as the ingester keeps it (unquoted)
+SAME_EXCEPT = frozenset({"pk", "job_id", "batch_id", "created_at", "updated_at", "enqueued_at"})
 
 
 def put_objects(settings: Settings, count: int) -> list[str]:
@@ -43,11 +56,11 @@ def put_objects(settings: Settings, count: int) -> list[str]:
     s3.create_bucket(Bucket=BUCKET)
     keys = [f"photos/{i:07d}.jpg" for i in range(count)]
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=k, Body=b"\xff\xd8\xff"), keys))
+        list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=k, Body=BODY), keys))
     return keys
 
 
-def run_ingest(settings: Settings) -> tuple[float, int]:
+def run_ingest(settings: Settings) -> tuple[float, int, str]:
     batch_id = uuid.uuid4().hex
     # A fresh jobs queue per run: a deep queue left by the previous run would slow moto's SQS for this one.
     queue = client("sqs", settings).create_queue(QueueName=f"bench-{batch_id[:12]}")["QueueUrl"]
@@ -59,21 +72,55 @@ def run_ingest(settings: Settings) -> tuple[float, int]:
     outcome = Ingester(settings).run(batch_id)
     elapsed = time.perf_counter() - started
     assert outcome.finished, outcome
-    return elapsed, outcome.jobs
+    return elapsed, outcome.jobs, batch_id
 
 
-def run_bare(settings: Settings, keys: list[str], *, list_first: bool = False) -> float:
+def assert_same_items(settings: Settings, batch_id: str, key: str) -> None:
+    """The third baseline writes what the ingester wrote for ``key``: the same attributes, the same values but for
+    the ids and times."""
+    written = JobStore.from_settings(settings).get(job_id_for(batch_id, BUCKET, key, ETAG))
+    assert written is not None, key
+    ours = serialize(job_items([key])[key])
+    theirs = serialize(dict(written))
+    assert set(ours) == set(theirs), set(ours) ^ set(theirs)
+    assert {k: v for k, v in ours.items() if k not in SAME_EXCEPT} == {
+        k: v for k, v in theirs.items() if k not in SAME_EXCEPT
+    }
+
+
+def job_items(keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The items the ingester writes for these keys (a new batch's QUEUED jobs, promised to the queue), by key."""
+    batch_id, now = uuid.uuid4().hex, now_ms()
+    items = {}
+    for key in keys:
+        job = NewJob(
+            job_id=job_id_for(batch_id, BUCKET, key, ETAG),
+            batch_id=batch_id,
+            input_key=key,
+            input_bucket=BUCKET,
+            input_etag=ETAG,
+            via=VIA_LISTING,
+            file_name=key.rsplit("/", 1)[-1],
+            model="person",
+            size_bytes=len(BODY),
+        )
+        items[key] = new_job_item(job, JobStatus.QUEUED, now, enqueued=True)
+    return items
+
+
+def run_bare(
+    settings: Settings, keys: list[str], *, list_first: bool = False, items: dict[str, dict[str, Any]] | None = None
+) -> float:
     """The bare loop; ``list_first``: the keys are listed from the prefix first (the floor that includes S3's
-    listing: stock moto walks and sorts the whole bucket for every page, local/motofast lists from a sorted index)."""
+    listing: stock moto walks and sorts the whole bucket for every page, local/motofast lists from a sorted index);
+    ``items``: the item written for each key (default: a minimal three-attribute one)."""
     ddb, batch_id = client("dynamodb", settings), uuid.uuid4().hex
 
+    def item(key: str) -> dict[str, Any]:
+        return items[key] if items is not None else {"pk": f"bare#{batch_id}{key}", "batch": batch_id, "key": key}
+
     def write(chunk: list[str]) -> None:
-        request = {
-            settings.table: [
-                {"PutRequest": {"Item": serialize({"pk": f"bare#{batch_id}{k}", "batch": batch_id, "key": k})}}
-                for k in chunk
-            ]
-        }
+        request = {settings.table: [{"PutRequest": {"Item": serialize(item(k))}} for k in chunk]}
         while request:
             request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
 
@@ -108,12 +155,14 @@ def _measure(urls: dict[str, str], objects: int, reps: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     keys = put_objects(settings, objects)
     setup_s = time.perf_counter() - t0
-    bare, listed, ingest = [], [], []
+    bare, listed, same, ingest = [], [], [], []
     for _ in range(reps):
         bare.append(run_bare(settings, keys))
         listed.append(run_bare(settings, keys, list_first=True))
-        elapsed, jobs = run_ingest(settings)
+        same.append(run_bare(settings, keys, items=job_items(keys)))
+        elapsed, jobs, batch_id = run_ingest(settings)
         assert jobs == objects, (jobs, objects)
+        assert_same_items(settings, batch_id, keys[-1])
         ingest.append(elapsed)
     bare_rate = objects / statistics.median(bare)
     ingest_rate = objects / statistics.median(ingest)
@@ -124,6 +173,8 @@ def _measure(urls: dict[str, str], objects: int, reps: int) -> dict[str, Any]:
         "bare_s": [round(x, 2) for x in bare],
         "list_and_bare_s": [round(x, 2) for x in listed],
         "ratio_to_list_and_bare": round(statistics.median(listed) / statistics.median(ingest), 3),
+        "same_items_s": [round(x, 2) for x in same],
+        "ratio_to_same_items": round(statistics.median(same) / statistics.median(ingest), 3),
         "ingest_s": [round(x, 2) for x in ingest],
         "bare_items_per_s": round(bare_rate),
         "ingest_jobs_per_s": round(ingest_rate),
@@ -139,10 +190,14 @@ def markdown(r: dict[str, Any]) -> str:
         f"| bare BatchWriteItem loop (baseline) | {statistics.median(r['bare_s']):.2f} | {r['bare_items_per_s']:,} |\n"
         f"| list the prefix, then the bare loop (second baseline) | {statistics.median(r['list_and_bare_s']):.2f} | "
         f"{round(r['objects'] / statistics.median(r['list_and_bare_s'])):,} |\n"
+        f"| the bare loop writing the ingester's job items (third baseline) | "
+        f"{statistics.median(r['same_items_s']):.2f} | "
+        f"{round(r['objects'] / statistics.median(r['same_items_s'])):,} |\n"
         f"| ingester (list, write, enqueue, checkpoint) | {statistics.median(r['ingest_s']):.2f} | "
         f"{r['ingest_jobs_per_s']:,} |\n\n"
         f"ratio (ingest rate / bare rate): **{r['ratio']}** (goal >= {r['goal']}); against list + bare loop: "
-        f"**{r['ratio_to_list_and_bare']}**. Each run: "
+        f"**{r['ratio_to_list_and_bare']}**; against the bare loop writing the same job items: "
+        f"**{r['ratio_to_same_items']}**. Each run: "
         f"bare {r['bare_s']} s, ingest {r['ingest_s']} s. Creating the objects took {r['setup_s']} s.\n"
     )
 
