@@ -102,3 +102,26 @@ def machine_info() -> dict[str, Any]:
         "load_average_at_start": [round(x, 2) for x in load] if load else None,
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters since boot (``/proc/stat``'s ``cpu`` line, in ticks), or None off Linux."""
+    text = _read("/proc/stat")
+    if not text:
+        return None
+    return [int(x) for x in text.splitlines()[0].split()[1:]]
+
+
+def cpu_shares(before: list[int] | None, after: list[int] | None) -> dict[str, float] | None:
+    """How the machine's CPU time went between two ``cpu_times`` readings, in percent: busy (user + system), idle,
+    and stolen (taken by the hypervisor for other guests: on a shared VM, capacity the benchmark never had)."""
+    if before is None or after is None:
+        return None
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta[:8]) or 1
+    busy = delta[0] + delta[1] + delta[2] + delta[5] + delta[6]
+    return {
+        "busy_pct": round(100 * busy / total, 1),
+        "idle_pct": round(100 * (delta[3] + delta[4]) / total, 1),
+        "steal_pct": round(100 * delta[7] / total, 1),
+    }

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from bench.e2e_local import make_images
+from bench.machine import cpu_shares, cpu_times, machine_info
 from local.dev import LocalStack, StackConfig
 from runtime.common.aws import client
 from runtime.common.jobs import TERMINAL, JobStore
@@ -169,7 +170,9 @@ def run(count: int, concurrency: int, workers: int, timeout_s: float) -> dict[st
         with LocalStack(config) as stack:
             store = JobStore.from_settings(stack.settings, client("dynamodb", stack.settings))
             started_ms = time.time() * 1000
+            cpu_before = cpu_times()
             uploads, upload_s = upload_all(stack, photos, count, concurrency)
+            cpu_during_uploads = cpu_shares(cpu_before, cpu_times())
             print(f"uploads done in {upload_s:.0f} s: {dict(uploads.outcomes)}; waiting for results", file=sys.stderr)
             jobs = wait_all(store, uploads.accepted, timeout_s)
             launches = len(stack.pipe.launches) if stack.pipe else 0
@@ -198,6 +201,8 @@ def run(count: int, concurrency: int, workers: int, timeout_s: float) -> dict[st
         "lost": len(uploads.accepted) - len(finished),
         "worker_launches": launches,
         "workers_alive_at_most": most_alive,
+        "cpu_during_uploads": cpu_during_uploads,
+        "machine": machine_info(),
     }
 
 

@@ -289,3 +289,15 @@ def test_cli_fails_when_a_benchmark_fails_and_rejects_unknown_names(env: dict[st
     with pytest.raises(SystemExit) as exc:
         bench_main.main(["--only", "no_such_benchmark"])
     assert exc.value.code == 2
+
+
+def test_cpu_shares_split_the_machine_time_between_two_readings() -> None:
+    from bench.machine import cpu_shares, cpu_times
+
+    #       user nice system idle iowait irq softirq steal
+    before = [100, 0, 50, 800, 10, 0, 0, 40]
+    after = [160, 0, 70, 900, 10, 0, 0, 60]  # 80 busy, 100 idle, 20 stolen of 200
+    assert cpu_shares(before, after) == {"busy_pct": 40.0, "idle_pct": 50.0, "steal_pct": 10.0}
+    assert cpu_shares(None, after) is None
+    now = cpu_times()
+    assert now is not None and len(now) >= 8 and cpu_shares(now, cpu_times()) is not None
