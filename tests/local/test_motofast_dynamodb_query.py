@@ -31,10 +31,11 @@ def _index(name: str, hash_attr: str, range_attr: str, projection: str) -> dict[
     }
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def jobs(servers: tuple[str, str]) -> Pair:
     """A job-like table on both servers: 120 jobs over three statuses, updated_at 1000..1119 (some equal), two
-    without ``updated_at`` (not in the index), and a ``KEYS_ONLY`` index with a string range key."""
+    without ``updated_at`` (not in the index), and a ``KEYS_ONLY`` index with a string range key. Read only by the
+    tests, so one table serves the module."""
     pair = Pair(*servers)
     for side, url in pair.urls.items():
         reply = dynamodb(
