@@ -7,7 +7,9 @@ and the benchmarks all run this server: DynamoDB requests are served one at a ti
 polls) concurrently, as before.
 
 Its fast paths (local/motofast) answer as moto does at a fraction of the CPU; ``SEGSCALE_MOTO_FAST=0`` turns them
-off. Run it as a process with ``python -m local.motoserver -H 127.0.0.1 -p PORT``, or in-process with ``serve``.
+off. As a process of its own it keeps its store out of the garbage collector's full walks (local/gcfreeze.py;
+``SEGSCALE_MOTO_GC_FREEZE=0`` turns that off). Run it as a process with
+``python -m local.motoserver -H 127.0.0.1 -p PORT``, or in-process with ``serve``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from local import gcfreeze
 from local.motofast import DYNAMODB, EVENTS, ROUTING, dynamodb_item, dynamodb_query, events, fast_paths
 from local.motofast.apps import app_factory
 from local.motofast.routing import CachedRouter, memoize_action_lookup
@@ -90,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true", help="log every request (werkzeug's access log)")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    make_moto_server(args.host, args.port).serve_forever()
+    server = make_moto_server(args.host, args.port)
+    gcfreeze.install()  # a process of its own: its store need not be walked by every full collection
+    server.serve_forever()
 
 
 if __name__ == "__main__":
