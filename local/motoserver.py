@@ -24,7 +24,17 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from local import gcfreeze
-from local.motofast import DYNAMODB, EVENTS, ROUTING, dynamodb_item, dynamodb_query, events, fast_paths
+from local.motofast import (
+    DYNAMODB,
+    EVENTS,
+    ROUTING,
+    SQS,
+    dynamodb_item,
+    dynamodb_query,
+    events,
+    fast_paths,
+    sqs_counts,
+)
 from local.motofast.apps import app_factory
 from local.motofast.routing import CachedRouter, memoize_action_lookup
 
@@ -48,6 +58,8 @@ def make_app(fast: bool | Iterable[str] | None = None) -> AtomicDynamoDB:
     paths = fast_paths(fast)
     if EVENTS in paths:
         events.install()
+    if SQS in paths:
+        sqs_counts.install()
     if DYNAMODB in paths:
         dynamodb_query.install()  # answers only requests of a server with this path (a thread-local switch)
         dynamodb_item.install()

@@ -3,7 +3,8 @@
 The local stack, the e2e tests and the benchmarks all run one moto process, and moto's per-request overhead
 (routing every request from scratch, serializing every attribute value through the botocore shape walker, walking
 and sorting a whole bucket for every ListObjectsV2 page, sorting a whole table for every index Query, building a
-JSONPath parser for every EventBridge delivery) made it the bottleneck of everything local. Each fast path
+JSONPath parser for every EventBridge delivery, walking a whole queue, reading the clock for every message in it,
+for every message sent) made it the bottleneck of everything local. Each fast path
 handles the common case itself and hands anything it does not recognise back to moto, so a fast path can only
 change speed, never an answer (tests/local/test_motofast.py compares both on the same requests).
 """
@@ -18,7 +19,8 @@ ROUTING = "routing"
 DYNAMODB = "dynamodb"
 S3_LIST = "s3-list"
 EVENTS = "events"
-ALL = frozenset({ROUTING, DYNAMODB, S3_LIST, EVENTS})
+SQS = "sqs"
+ALL = frozenset({ROUTING, DYNAMODB, S3_LIST, EVENTS, SQS})
 ENV = "SEGSCALE_MOTO_FAST"
 # How many responses each fast path wrote itself (not handed back to moto): the equivalence tests check that the
 # requests they compare really took the fast path.
