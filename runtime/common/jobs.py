@@ -98,7 +98,7 @@ RECONCILE_ACTIONS: Final = (  # the results task: reconcile, settle, export, rep
 )
 INGEST_ACTIONS: Final = (  # the results task's ingester (runtime/results/ingest/)
     "dynamodb:PutItem",  # create: a drop-folder object's job (conditional)
-    "dynamodb:BatchWriteItem",  # put_new: a listed page's new jobs
+    "dynamodb:BatchWriteItem",  # put_new, submit_new: a listed page's new jobs
     "dynamodb:BatchGetItem",  # get_many: which jobs of a resumed page exist
 )
 
@@ -392,8 +392,16 @@ class JobStore:
             for chunk in chunks:
                 self._write_chunk(chunk)
             return
-        for future in [pool.submit(self._write_chunk, chunk) for chunk in chunks]:
+        for future in self.submit_new(items, pool=pool):
             future.result()
+
+    def submit_new(self, items: list[dict[str, Any]], *, pool: Any) -> list[Any]:
+        """``put_new`` without waiting: the futures of its calls on ``pool`` (each raises as ``put_new`` would),
+        so a caller can write one page while it finishes the previous one."""
+        return [
+            pool.submit(self._write_chunk, items[i : i + BATCH_WRITE_MAX])
+            for i in range(0, len(items), BATCH_WRITE_MAX)
+        ]
 
     def _write_chunk(self, chunk: list[dict[str, Any]]) -> None:
         request = {self.table: [{"PutRequest": {"Item": serialize(item)}} for item in chunk]}

@@ -126,7 +126,8 @@ def test_an_empty_prefix_is_a_completed_batch_of_none_with_a_note(settings: Sett
 
 class CrashAtCheckpoint:
     """A DynamoDB client whose ``n``-th checkpoint write kills the run, after the page's jobs were written and
-    sent: the one gap where a crash leaves written but uncounted jobs behind."""
+    sent, and the next page's written too (a listing's pages overlap): the gap where a crash leaves the most
+    written but uncounted jobs behind."""
 
     def __init__(self, real: Any, n: int) -> None:
         self._real, self._left = real, n
@@ -150,11 +151,13 @@ def test_a_run_killed_before_a_checkpoint_is_resumed_without_duplicates(settings
     crashing = CrashAtCheckpoint(client("dynamodb", s), n=2)
     with pytest.raises(KeyboardInterrupt):
         Ingester(s, dynamodb=crashing, page_size=6, lease_ms=1).run(batch_id)
-    assert len(jobs_of(s, batch_id)) == 12  # two pages written, one counted
-    # A worker finished one job of the uncounted page before the resume: it must count once, in done and total.
+    assert len(jobs_of(s, batch_id)) == 18  # three pages written, one counted
+    # A worker finished one job of each uncounted page before the resume: each must count once, in done and total.
     store = JobStore.from_settings(s)
-    uncounted = sorted(jobs_of(s, batch_id), key=lambda j: j["input_key"])[8]["job_id"]
-    assert store.claim(uncounted, "w") and store.complete(uncounted, "w", result={}, mask_key=None, overlay_key=None)
+    written = sorted(jobs_of(s, batch_id), key=lambda j: j["input_key"])
+    for uncounted in (written[8]["job_id"], written[14]["job_id"]):
+        assert store.claim(uncounted, "w")
+        assert store.complete(uncounted, "w", result={}, mask_key=None, overlay_key=None)
     time.sleep(0.01)  # the dead run's lease (1 ms) runs out
 
     outcome = Ingester(s, page_size=6).run(batch_id)
@@ -162,7 +165,9 @@ def test_a_run_killed_before_a_checkpoint_is_resumed_without_duplicates(settings
     assert outcome.claimed and outcome.resumed_from == "photos/r/005.jpg"
     assert_exactly_once(s, batch_id, images, sent_ids(s))
     batch = BatchStore.from_settings(s).get(batch_id)
-    assert batch is not None and (batch.done, batch.succeeded) == (1, 1)
+    assert batch is not None and (batch.done, batch.succeeded) == (2, 2)
+    finished = {j["job_id"]: j["status"] for j in jobs_of(s, batch_id)}
+    assert finished[written[8]["job_id"]] == finished[written[14]["job_id"]] == JobStatus.SUCCEEDED  # not rewritten
 
 
 def test_a_live_run_holds_the_batch_and_a_second_run_does_nothing(settings: Settings, source_bucket: str) -> None:
@@ -299,6 +304,35 @@ def test_a_manifest_stops_at_the_object_limit_with_a_note(settings: Settings, so
     Ingester(s, page_size=2).run(batch_id)
     batch = BatchStore.from_settings(s).get(batch_id)
     assert batch is not None and batch.total == 4 and batch.ingest_note == "stopped after 4 objects (the limit)"
+
+
+def test_a_prefix_stops_at_the_object_limit_and_writes_nothing_past_it(settings: Settings, source_bucket: str) -> None:
+    """A listing's pages overlap (the next page is written while one is finished): none is begun past the limit."""
+    s = ingest_settings(settings, source_bucket, ingest_max_objects=12)
+    put_objects(s, source_bucket, [f"photos/m/{i:02d}.jpg" for i in range(20)])
+    batch_id = start(s, f"s3://{source_bucket}/photos/m/")
+    outcome = Ingester(s, page_size=6).run(batch_id)
+    batch = BatchStore.from_settings(s).get(batch_id)
+    assert outcome.finished and outcome.pages == 2
+    assert batch is not None and batch.total == 12 and batch.ingest_note == "stopped after 12 objects (the limit)"
+    assert sorted(j["input_key"] for j in jobs_of(s, batch_id)) == [f"photos/m/{i:02d}.jpg" for i in range(12)]
+    assert len(sent_ids(s)) == 12
+
+
+def test_a_run_stopped_after_some_pages_leaves_the_next_written_and_a_resume_counts_it_once(
+    settings: Settings, source_bucket: str
+) -> None:
+    s = ingest_settings(settings, source_bucket)
+    images = [f"photos/p/{i:02d}.jpg" for i in range(17)]
+    put_objects(s, source_bucket, images)
+    batch_id = start(s, f"s3://{source_bucket}/photos/p/")
+    first = Ingester(s, page_size=5, lease_ms=1).run(batch_id, max_pages=1)
+    assert first.pages == 1 and not first.finished
+    assert len(jobs_of(s, batch_id)) == 10  # the second page was written, not counted: as a run killed there
+    time.sleep(0.01)
+    second = Ingester(s, page_size=5).run(batch_id)
+    assert second.finished and second.resumed_from == "photos/p/04.jpg" and second.jobs == 12
+    assert_exactly_once(s, batch_id, images, sent_ids(s))
 
 
 def test_the_reconcile_pass_resumes_an_ingestion_whose_start_was_lost(settings: Settings, source_bucket: str) -> None:

@@ -5,9 +5,13 @@ sent to the jobs queue (``enqueue.send_jobs``), then one checkpoint on the batch
 ``total`` and moves the cursor past it. A run holds a lease on the batch, renewed by every checkpoint; a run that
 dies lets it expire and the next run (the bus's rule retried, or any reconcile pass) resumes at the cursor.
 
+A listing's pages overlap: the next page's writes go out while a page is sent and checkpointed, so the
+DynamoDB writes never wait for the queue or the checkpoint.
+
 No duplicate and no missing job after a crash at any point: ids are derived from batch, bucket, key and ETag, so
-the page a dead run was writing is read again into the same ids; that one page is checked with ``BatchGetItem``
-first, its jobs already written are kept (re-sent if still queued, never rewritten) and counted once.
+the pages a dead run was writing past its cursor (two at most, with the overlap) are read again into the same ids;
+those pages are checked with ``BatchGetItem`` first, their jobs already written are kept (re-sent if still queued,
+never rewritten) and counted once.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ WAKE_CHECK_S = 10.0  # how often a long ingestion looks for a live worker
 
 LEASE_MS = 5 * 60 * 1000
 WRITERS = 8  # BatchWriteItem calls in flight
+PAGES_AHEAD = 2  # pages a run may have written past its last checkpoint (one being finished, the next being written)
 VIA_LISTING = "listing"
 VIA_EVENT = "event"
 INGEST_FAILED = "ingest_refused"  # the error_class of a job the ingester made FAILED (never read by a worker)
@@ -84,6 +89,19 @@ class _PageJobs:
     counted: int = 0  # jobs this page adds to the batch's total
     failed: int = 0  # of which refused here (FAILED, counted as finished)
     duplicates: int = 0
+
+
+@dataclass
+class _Writing:
+    """A page whose jobs are being written: the futures of its ``BatchWriteItem`` calls."""
+
+    page: Page
+    jobs: _PageJobs
+    futures: list[Any]
+
+    def wait(self) -> None:
+        for future in self.futures:
+            future.result()
 
 
 class Ingester:
@@ -156,45 +174,71 @@ class Ingester:
 
     # --- the work --------------------------------------------------------------------------------------------
     def _ingest(self, batch: Batch, outcome: IngestOutcome, max_pages: int | None) -> None:
+        """Page by page. A listing's pages overlap: page n+1's jobs are written while page n's are sent and
+        checkpointed, so a dead run may have written up to ``PAGES_AHEAD`` pages past its cursor, and a resumed run
+        checks that many. A manifest's pages (which may repeat a key across pages) and a drop folder's (checked
+        against the jobs its events made) are checked against the table, so each is finished before the next."""
         assert batch.source is not None
         source = parse_source(batch.source, manifest=batch.source_kind == SourceKind.MANIFEST)
         spec = batch.ingest_spec or {}
-        first_after_resume = batch.ingest_cursor is not None or batch.inbox_name is not None
+        inbox = batch.inbox_name is not None
+        always_check = inbox or source.kind == SourceKind.MANIFEST
+        overlap = not always_check
+        # A page finished before the next is written leaves at most one page written past the cursor.
+        to_recheck = (PAGES_AHEAD if overlap else 1) if batch.ingest_cursor is not None else 0
         total_listed = batch.listed
         limit = self.settings.ingest_max_objects
         with ThreadPoolExecutor(WRITERS, thread_name_prefix="ingest-write") as pool:
+            pending: _Writing | None = None
             for page in prefetched(self._pages(source, batch.ingest_cursor, spec)):
-                check = first_after_resume or source.kind == SourceKind.MANIFEST
-                jobs = self._jobs(batch, source, page, spec, check_existing=check, recount=first_after_resume)
-                self.store.put_new(jobs.items, pool=pool)
-                if jobs.send:
-                    self.enqueue(jobs.send)
-                saved = self.batches.checkpoint(
-                    batch.batch_id,
-                    self.holder,
-                    cursor=page.cursor,
-                    jobs=jobs.counted,
-                    failed=jobs.failed,
-                    listed=page.listed,
-                    skipped=page.skipped + jobs.duplicates,
-                    lease_ms=self.lease_ms,
-                )
-                if saved is None:
-                    outcome.error = "the lease on this batch's ingestion was lost; another run continues it"
+                recount = to_recheck > 0 or inbox
+                to_recheck -= 1
+                jobs = self._jobs(batch, source, page, spec, check_existing=recount or always_check, recount=recount)
+                writing = _Writing(page, jobs, self.store.submit_new(jobs.items, pool=pool))
+                if pending is not None and not self._settle(batch, pending, outcome, max_pages):
+                    writing.wait()  # as a run killed here would leave them: written, not counted
                     return
-                first_after_resume = batch.inbox_name is not None
-                outcome.pages += 1
-                outcome.jobs += jobs.counted
-                outcome.failed += jobs.failed
-                outcome.listed += page.listed
-                outcome.skipped += page.skipped + jobs.duplicates
+                pending = writing
+                if not overlap:
+                    pending = None
+                    if not self._settle(batch, writing, outcome, max_pages):
+                        return
                 total_listed += page.listed
-                if max_pages is not None and outcome.pages >= max_pages:
-                    return
                 if total_listed >= limit:
+                    if pending is not None and not self._settle(batch, pending, outcome, max_pages):
+                        return
                     self._finish(batch.batch_id, outcome, f"stopped after {total_listed:,} objects (the limit)")
                     return
+            if pending is not None and not self._settle(batch, pending, outcome, max_pages):
+                return
         self._finish(batch.batch_id, outcome, None)
+
+    def _settle(self, batch: Batch, writing: _Writing, outcome: IngestOutcome, max_pages: int | None) -> bool:
+        """Wait for a page's writes, send its jobs, checkpoint it; False: stop here (the lease was lost, or
+        ``max_pages`` pages are done)."""
+        writing.wait()
+        page, jobs = writing.page, writing.jobs
+        if jobs.send:
+            self.enqueue(jobs.send)
+        saved = self.batches.checkpoint(
+            batch.batch_id,
+            self.holder,
+            cursor=page.cursor,
+            jobs=jobs.counted,
+            failed=jobs.failed,
+            listed=page.listed,
+            skipped=page.skipped + jobs.duplicates,
+            lease_ms=self.lease_ms,
+        )
+        if saved is None:
+            outcome.error = "the lease on this batch's ingestion was lost; another run continues it"
+            return False
+        outcome.pages += 1
+        outcome.jobs += jobs.counted
+        outcome.failed += jobs.failed
+        outcome.listed += page.listed
+        outcome.skipped += page.skipped + jobs.duplicates
+        return max_pages is None or outcome.pages < max_pages
 
     def _pages(self, source: Source, cursor: str | None, spec: dict[str, Any]) -> Iterator[Page]:
         if source.kind == SourceKind.MANIFEST:
