@@ -8,7 +8,7 @@ memory, written as minimal items (key, batch, input key) with ``BatchWriteItem``
 else. ingest rate / bare rate is the share of the floor the ingester keeps (goal: at least 0.7).
 
 Two more baselines say where the rest goes: the bare loop after listing the prefix (what S3's listing adds), and
-the bare loop writing, for the same keys, the very job items the ingester writes (``new_job_item``: about 17
+the bare loop writing, for the same keys, the very job items the ingester writes (``new_job_item``: 16
 attributes where the minimal item has 3), built before the clock starts. The last one is the floor of ingestion
 itself, since a job must be recorded whole; ingest rate / that rate is the ingester's own overhead (listing,
 enqueueing, checkpoints, building the items).
