@@ -60,9 +60,3 @@ def install(thaw_every: int = THAW_EVERY) -> FreezeAfterFullCollections | None:
     gc.freeze()  # moto's modules and botocore's service models: never garbage
     gc.callbacks.append(callback)
     return callback
-
-
-def uninstall(callback: FreezeAfterFullCollections | None) -> None:
-    if callback is not None and callback in gc.callbacks:
-        gc.callbacks.remove(callback)
-    gc.unfreeze()

@@ -98,7 +98,7 @@ RECONCILE_ACTIONS: Final = (  # the results task: reconcile, settle, export, rep
 )
 INGEST_ACTIONS: Final = (  # the results task's ingester (runtime/results/ingest/)
     "dynamodb:PutItem",  # create: a drop-folder object's job (conditional)
-    "dynamodb:BatchWriteItem",  # put_new, submit_new: a listed page's new jobs
+    "dynamodb:BatchWriteItem",  # submit_new: a listed page's new jobs
     "dynamodb:BatchGetItem",  # get_many: which jobs of a resumed page exist
 )
 
@@ -383,21 +383,11 @@ class JobStore:
         )
         return cast(Job, {k: v for k, v in item.items() if v is not None})
 
-    def put_new(self, items: list[dict[str, Any]], *, pool: Any = None) -> None:
-        """BatchWriteItem of ``new_job_item``s, 25 per call (``pool``: an executor to send the calls side by side),
-        retrying unprocessed items with backoff. Unconditional: the caller knows these ids are not taken
-        (the ingester, whose ids are derived and checked on resume: runtime/results/ingest/)."""
-        chunks = [items[i : i + BATCH_WRITE_MAX] for i in range(0, len(items), BATCH_WRITE_MAX)]
-        if pool is None or len(chunks) < 2:
-            for chunk in chunks:
-                self._write_chunk(chunk)
-            return
-        for future in self.submit_new(items, pool=pool):
-            future.result()
-
     def submit_new(self, items: list[dict[str, Any]], *, pool: Any) -> list[Any]:
-        """``put_new`` without waiting: the futures of its calls on ``pool`` (each raises as ``put_new`` would),
-        so a caller can write one page while it finishes the previous one."""
+        """BatchWriteItem of ``new_job_item``s, 25 per call, sent side by side on ``pool`` and retrying unprocessed
+        items with backoff; returns the calls' futures (each raises if its call fails for good), so a caller can
+        write one page while it finishes the previous one. Unconditional: the caller knows these ids are not taken
+        (the ingester, whose ids are derived and checked on resume: runtime/results/ingest/)."""
         return [
             pool.submit(self._write_chunk, items[i : i + BATCH_WRITE_MAX])
             for i in range(0, len(items), BATCH_WRITE_MAX)

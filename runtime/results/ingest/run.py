@@ -198,15 +198,13 @@ class Ingester:
                 if pending is not None and not self._settle(batch, pending, outcome, max_pages):
                     writing.wait()  # as a run killed here would leave them: written, not counted
                     return
+                total_listed += page.listed
                 pending = writing
-                if not overlap:
+                if not overlap or total_listed >= limit:  # nothing may be written after this page until it is done
                     pending = None
                     if not self._settle(batch, writing, outcome, max_pages):
                         return
-                total_listed += page.listed
                 if total_listed >= limit:
-                    if pending is not None and not self._settle(batch, pending, outcome, max_pages):
-                        return
                     self._finish(batch.batch_id, outcome, f"stopped after {total_listed:,} objects (the limit)")
                     return
             if pending is not None and not self._settle(batch, pending, outcome, max_pages):
